@@ -1,0 +1,1 @@
+"""riskgate: the pre-trade risk gate."""

@@ -1,0 +1,1 @@
+"""gRPC edge: thin servicers translating protobuf <-> engine types, plus auth and health."""

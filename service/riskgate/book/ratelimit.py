@@ -1,0 +1,27 @@
+"""Per-account order-rate throttle (token bucket, one second of burst)."""
+
+from __future__ import annotations
+
+
+class TokenBucket:
+    __slots__ = ("_last", "_tokens", "rate")
+
+    def __init__(self, rate: int, now: float) -> None:
+        self.rate = rate
+        self._tokens = float(rate)
+        self._last = now
+
+    def set_rate(self, rate: int) -> None:
+        self.rate = rate
+        self._tokens = min(self._tokens, float(rate))
+
+    def try_take(self, now: float) -> bool:
+        elapsed = now - self._last
+        self._last = now
+        # Token counts are not money; a float is exact enough for a throttle.
+        tokens = min(float(self.rate), self._tokens + elapsed * self.rate)
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False

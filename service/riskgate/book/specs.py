@@ -1,0 +1,100 @@
+"""Declarative state records shared by the config file, Redis and the admin API.
+
+msgspec decodes them from TOML (config) and JSON (Redis); decimals travel as strings.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from riskgate.engine.codes import BreakerState, Restriction
+
+
+class TierSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    notional_cap: Decimal
+    max_leverage: int
+    maintenance_margin_rate: Decimal
+
+
+class SymbolSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    symbol: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal
+    max_quantity: Decimal
+    min_notional: Decimal
+    max_order_notional: Decimal
+    price_band: Decimal
+    taker_fee_rate: Decimal
+    tiers: tuple[TierSpec, ...]
+    mark_price_max_age_ms: int
+    max_position_notional: Decimal | None = None
+    open_interest_cap: Decimal | None = None
+    min_kyc_level: int = 0
+    max_leverage_unqualified: int = 0
+    qualified_only: bool = False
+    default_leverage: int = 0
+    version: int = 0
+
+
+class PositionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    leverage: int
+
+
+class AccountSnapshot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Balance and positions as last reported by clearing or moved by fills."""
+
+    account_id: str
+    balance: Decimal
+    positions: tuple[PositionSpec, ...] = ()
+    version: int = 0
+
+
+class ControlsSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    account_id: str
+    restriction: Restriction = Restriction.NONE
+    kyc_level: int = 0
+    qualified_investor: bool = False
+    max_leverage: int = 0
+    max_orders_per_second: int = 0
+    max_gross_notional: Decimal | None = None
+    version: int = 0
+
+
+class BreakerSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """symbol "" is the platform-wide breaker."""
+
+    symbol: str
+    state: BreakerState
+    reason: str = ""
+    set_by: str = ""
+    updated_ms: int = 0
+    version: int = 0
+
+
+class MarkSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    symbol: str
+    price: Decimal
+    timestamp_ms: int = 0
+    version: int = 0
+
+
+class ReservationSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An accepted order's open reservation, as persisted."""
+
+    order_id: str
+    account_id: str
+    symbol: str
+    side: int
+    price: Decimal
+    leverage: int
+    remaining: Decimal
+    reducing_left: Decimal
+    increasing_left: Decimal
+    cost_left: Decimal
+    created_ms: int

@@ -1,0 +1,236 @@
+"""Runtime state mirrored in memory: symbols, marks, breakers, accounts, reservations."""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from decimal import Decimal
+
+from riskgate.book.ratelimit import TokenBucket
+from riskgate.book.specs import (
+    AccountSnapshot,
+    BreakerSpec,
+    ControlsSpec,
+    MarkSpec,
+    PositionSpec,
+    ReservationSpec,
+    SymbolSpec,
+)
+from riskgate.engine.codes import BreakerState, Side
+from riskgate.engine.money import ZERO
+from riskgate.engine.tiers import TierTable
+
+NORMAL_BREAKER = BreakerSpec(symbol="", state=BreakerState.NORMAL)
+DEFAULT_LEVERAGE_CEILING = 20
+
+
+class SymbolState:
+    __slots__ = (
+        "breaker",
+        "default_leverage",
+        "long_open_interest",
+        "mark",
+        "pending_long_increase",
+        "pending_short_increase",
+        "short_open_interest",
+        "spec",
+        "tiers",
+    )
+
+    def __init__(self, spec: SymbolSpec, tiers: TierTable) -> None:
+        self.spec = spec
+        self.tiers = tiers
+        self.default_leverage = spec.default_leverage or min(
+            DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
+        )
+        self.mark: MarkSpec | None = None
+        self.breaker = NORMAL_BREAKER
+        # Open interest as seen by the accounts this process owns, in base quantity.
+        self.long_open_interest = ZERO
+        self.short_open_interest = ZERO
+        # Risk-increasing quantity of open orders, which counts towards the cap at once.
+        self.pending_long_increase = ZERO
+        self.pending_short_increase = ZERO
+
+    def replace_spec(self, spec: SymbolSpec, tiers: TierTable) -> None:
+        self.spec = spec
+        self.tiers = tiers
+        self.default_leverage = spec.default_leverage or min(
+            DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
+        )
+
+
+class Position:
+    __slots__ = ("entry_price", "leverage", "quantity")
+
+    def __init__(self, quantity: Decimal, entry_price: Decimal, leverage: int) -> None:
+        self.quantity = quantity
+        self.entry_price = entry_price
+        self.leverage = leverage
+
+
+class Reservation:
+    """What an accepted order holds until it fills, is canceled, expires or is rejected."""
+
+    __slots__ = (
+        "cost_left",
+        "created_ms",
+        "increasing_left",
+        "leverage",
+        "order_id",
+        "price",
+        "reducing_left",
+        "remaining",
+        "side",
+        "symbol",
+    )
+
+    def __init__(
+        self,
+        order_id: str,
+        symbol: str,
+        side: Side,
+        price: Decimal,
+        leverage: int,
+        reducing: Decimal,
+        increasing: Decimal,
+        cost: Decimal,
+        created_ms: int,
+    ) -> None:
+        self.order_id = order_id
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.leverage = leverage
+        self.reducing_left = reducing
+        self.increasing_left = increasing
+        self.remaining = reducing + increasing
+        self.cost_left = cost
+        self.created_ms = created_ms
+
+    def to_spec(self, account_id: str) -> ReservationSpec:
+        return ReservationSpec(
+            order_id=self.order_id,
+            account_id=account_id,
+            symbol=self.symbol,
+            side=int(self.side),
+            price=self.price,
+            leverage=self.leverage,
+            remaining=self.remaining,
+            reducing_left=self.reducing_left,
+            increasing_left=self.increasing_left,
+            cost_left=self.cost_left,
+            created_ms=self.created_ms,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: ReservationSpec) -> Reservation:
+        reservation = cls(
+            spec.order_id,
+            spec.symbol,
+            Side(spec.side),
+            spec.price,
+            spec.leverage,
+            spec.reducing_left,
+            spec.increasing_left,
+            spec.cost_left,
+            spec.created_ms,
+        )
+        reservation.remaining = spec.remaining
+        return reservation
+
+
+class OpenOrders:
+    """Per account and symbol: quantity of open orders on each side."""
+
+    __slots__ = ("buy", "sell")
+
+    def __init__(self) -> None:
+        self.buy = ZERO
+        self.sell = ZERO
+
+
+class Account:
+    __slots__ = (
+        "account_id",
+        "balance",
+        "bucket",
+        "controls",
+        "open_by_symbol",
+        "orders",
+        "positions",
+        "recent_order_ids",
+        "reserved_cost",
+        "snapshot_version",
+    )
+
+    def __init__(self, account_id: str, controls: ControlsSpec, rate: int, now_mono: float) -> None:
+        self.account_id = account_id
+        self.balance = ZERO
+        self.positions: dict[str, Position] = {}
+        self.snapshot_version = 0
+        self.controls = controls
+        self.bucket = TokenBucket(rate, now_mono)
+        self.orders: dict[str, Reservation] = {}
+        self.open_by_symbol: dict[str, OpenOrders] = {}
+        self.reserved_cost = ZERO
+        # Closed order ids, oldest first, for the duplicate window.
+        self.recent_order_ids: OrderedDict[str, float] = OrderedDict()
+
+    def snapshot(self) -> AccountSnapshot:
+        return AccountSnapshot(
+            account_id=self.account_id,
+            balance=self.balance,
+            positions=tuple(
+                PositionSpec(symbol=s, quantity=p.quantity, entry_price=p.entry_price, leverage=p.leverage)
+                for s, p in sorted(self.positions.items())
+            ),
+            version=self.snapshot_version,
+        )
+
+
+def _nothing() -> None:
+    return None
+
+
+class Book:
+    """Everything one process knows, keyed for O(1) access per order."""
+
+    def __init__(
+        self,
+        default_orders_per_second: int,
+        duplicate_window_s: float,
+        shard_index: int = 0,
+        shard_count: int = 1,
+    ) -> None:
+        self.symbols: dict[str, SymbolState] = {}
+        self.accounts: dict[str, Account] = {}
+        self.platform_breaker = NORMAL_BREAKER
+        self.default_orders_per_second = default_orders_per_second
+        self.duplicate_window_s = duplicate_window_s
+        # Set by the store when Redis has been unreachable for longer than its bound.
+        self.state_unavailable_reason: str | None = None
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.shard_label = f"shard {shard_index} of {shard_count}"
+        # Accounts and orders whose Redis copy is behind memory; the store drains them.
+        self.dirty_accounts: set[str] = set()
+        self.dirty_orders: set[tuple[str, str]] = set()
+        self.on_dirty: Callable[[], None] = _nothing
+
+    def owns(self, account_id: str) -> bool:
+        """Stable account-to-shard assignment: crc32 is the same in every process and release."""
+        return self.shard_count == 1 or zlib.crc32(account_id.encode()) % self.shard_count == self.shard_index
+
+    def mark_account_dirty(self, account_id: str) -> None:
+        self.dirty_accounts.add(account_id)
+        self.on_dirty()
+
+    def mark_order_dirty(self, account_id: str, order_id: str) -> None:
+        self.dirty_orders.add((account_id, order_id))
+        self.on_dirty()
+
+    def breakers(self) -> list[BreakerSpec]:
+        symbol_breakers = [s.breaker for s in self.symbols.values() if s.breaker is not NORMAL_BREAKER]
+        return [self.platform_breaker, *sorted(symbol_breakers, key=lambda b: b.symbol)]

@@ -1,0 +1,1 @@
+"""The `riskgate` command: serve, try an order, and operator controls."""

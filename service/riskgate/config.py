@@ -1,0 +1,105 @@
+"""The configuration file (TOML): server settings, admin tokens, and seed state.
+
+Seed symbols, accounts and marks are written to Redis at start only where Redis has none
+yet: Redis stays the source of truth once it holds a record.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from riskgate.book.specs import SymbolSpec
+
+SAMPLE_CONFIG = "sample_config.toml"
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
+    listen: str = "127.0.0.1:50051"
+    # Empty: start the embedded redis-server with its data in data_dir.
+    redis_url: str = ""
+    data_dir: str = ".riskgate-data"
+    key_prefix: str = "rg"
+    # Fail closed once Redis has been unreachable for longer than this.
+    redis_stale_after_ms: int = 1000
+    default_max_orders_per_second: int = 100
+    duplicate_window_seconds: float = 300.0
+    shard_index: int = 0
+    shard_count: int = 1
+    audit_stream_maxlen: int = 1_000_000
+
+
+class AdminToken(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    # Hex SHA-256 of the bearer token: the file never holds the secret itself.
+    token_sha256: str
+    roles: list[str]
+
+
+class PositionSeed(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    leverage: int
+
+
+class AccountSeed(msgspec.Struct, forbid_unknown_fields=True):
+    account_id: str
+    balance: Decimal
+    positions: list[PositionSeed] = []
+    restriction: Literal["NONE", "REDUCE_ONLY", "FROZEN"] = "NONE"
+    kyc_level: int = 0
+    qualified_investor: bool = False
+    max_leverage: int = 0
+    max_orders_per_second: int = 0
+    max_gross_notional: Decimal | None = None
+
+
+class MarkSeed(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str
+    price: Decimal
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    admin_tokens: list[AdminToken] = []
+    symbols: list[SymbolSpec] = []
+    accounts: list[AccountSeed] = []
+    marks: list[MarkSeed] = []
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Reads the file at path, or the bundled sample configuration when path is None."""
+    if path is None:
+        text = resources.files("riskgate").joinpath(SAMPLE_CONFIG).read_bytes()
+        origin = "bundled sample configuration"
+    else:
+        try:
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        origin = str(path)
+    try:
+        return msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{origin}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from exc
+
+
+def apply_overrides(config: Config, listen: str | None, redis_url: str | None, data_dir: str | None) -> Config:
+    """Flags win over the environment, which wins over the file."""
+    server = config.server
+    server.listen = listen or os.environ.get("RISKGATE_LISTEN") or server.listen
+    server.redis_url = redis_url or os.environ.get("RISKGATE_REDIS_URL") or server.redis_url
+    server.data_dir = data_dir or os.environ.get("RISKGATE_DATA_DIR") or server.data_dir
+    return config

@@ -1,0 +1,1 @@
+"""The risk engine: pure, synchronous decisions over the in-memory book (no I/O, no protobuf)."""

@@ -1,0 +1,85 @@
+"""Typed enums of the engine. Their numbers equal the proto enums (a test keeps them equal),
+so the API layer converts by value with no lookup table."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    LIMIT = 1
+    MARKET = 2
+
+
+class Decision(IntEnum):
+    ACCEPT = 1
+    REJECT = 2
+    REDUCE_ONLY = 3
+
+
+class BreakerState(IntEnum):
+    NORMAL = 1
+    REDUCE_ONLY = 2
+    HALTED = 3
+
+
+class Restriction(IntEnum):
+    NONE = 1
+    REDUCE_ONLY = 2
+    FROZEN = 3
+
+
+class ExecutionKind(IntEnum):
+    FILL = 1
+    CANCELED = 2
+    EXPIRED = 3
+    REJECTED = 4
+
+
+class ReasonCode(IntEnum):
+    INVALID_ORDER_ID = 100
+    INVALID_ACCOUNT_ID = 101
+    INVALID_SYMBOL = 102
+    INVALID_SIDE = 103
+    INVALID_ORDER_TYPE = 104
+    INVALID_QUANTITY = 105
+    INVALID_PRICE = 106
+    INVALID_LEVERAGE = 107
+    QUANTITY_NOT_ON_LOT = 108
+    PRICE_NOT_ON_TICK = 109
+    UNKNOWN_SYMBOL = 110
+    UNKNOWN_ACCOUNT = 111
+    ACCOUNT_NOT_OWNED = 112
+    DUPLICATE_ORDER_ID = 200
+    PLATFORM_HALTED = 300
+    SYMBOL_HALTED = 301
+    PLATFORM_REDUCE_ONLY = 302
+    SYMBOL_REDUCE_ONLY = 303
+    ACCOUNT_FROZEN = 400
+    ACCOUNT_REDUCE_ONLY = 401
+    ORDER_RATE_EXCEEDED = 402
+    KYC_LEVEL_TOO_LOW = 500
+    QUALIFIED_INVESTOR_REQUIRED = 501
+    MARK_PRICE_MISSING = 600
+    MARK_PRICE_STALE = 601
+    STATE_UNAVAILABLE = 602
+    PRICE_ABOVE_BAND = 603
+    PRICE_BELOW_BAND = 604
+    QUANTITY_BELOW_MIN = 605
+    QUANTITY_ABOVE_MAX = 606
+    NOTIONAL_BELOW_MIN = 607
+    ORDER_NOTIONAL_ABOVE_MAX = 608
+    LEVERAGE_ABOVE_TIER_MAX = 700
+    LEVERAGE_ABOVE_ACCOUNT_MAX = 701
+    POSITION_ABOVE_MAX_TIER = 702
+    POSITION_LIMIT_EXCEEDED = 800
+    GROSS_NOTIONAL_EXCEEDED = 801
+    OPEN_INTEREST_CAP_EXCEEDED = 802
+    INSUFFICIENT_MARGIN = 900
+    NOTHING_TO_REDUCE = 1000
+    REDUCE_ONLY_QUANTITY_CAPPED = 1001

@@ -1,0 +1,129 @@
+"""Margin formulas (Binance USD-M / Bybit linear) and cross-margin account valuation."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from riskgate.book.state import Account, Book
+from riskgate.engine.codes import Side
+from riskgate.engine.money import ONE, ZERO, round_up
+from riskgate.engine.tiers import TierTable
+
+
+class OrderCost:
+    __slots__ = ("fee_to_close", "fee_to_open", "initial_margin", "open_loss", "total")
+
+    def __init__(self, initial_margin: Decimal, open_loss: Decimal, fee_to_open: Decimal,
+                 fee_to_close: Decimal) -> None:
+        self.initial_margin = initial_margin
+        self.open_loss = open_loss
+        self.fee_to_open = fee_to_open
+        self.fee_to_close = fee_to_close
+        self.total = initial_margin + open_loss + fee_to_open + fee_to_close
+
+
+def order_cost(side: Side, quantity: Decimal, price: Decimal, mark: Decimal, leverage: int,
+               taker_fee_rate: Decimal) -> OrderCost:
+    """Binance cost to open (IM + open loss) plus Bybit's fees to open and close.
+
+    Each term is rounded up to the money quantum on its own, so the total never understates
+    what the trader must post.
+    """
+    notional = quantity * price
+    initial_margin = round_up(notional / leverage)
+    direction = 1 if side == Side.BUY else -1
+    open_loss = round_up(quantity * -min(ZERO, direction * (mark - price)))
+    if taker_fee_rate:
+        fee_to_open = round_up(notional * taker_fee_rate)
+        close_factor = ONE - ONE / leverage if side == Side.BUY else ONE + ONE / leverage
+        fee_to_close = round_up(notional * close_factor * taker_fee_rate)
+    else:
+        fee_to_open = fee_to_close = ZERO
+    return OrderCost(initial_margin, open_loss, fee_to_open, fee_to_close)
+
+
+class Valuation:
+    """Cross-margin figures of one account at current marks."""
+
+    __slots__ = ("available", "focus_mm", "focus_upnl", "initial_margin", "maintenance_margin",
+                 "missing_mark", "unrealized_pnl")
+
+    def __init__(self) -> None:
+        self.unrealized_pnl = ZERO
+        self.initial_margin = ZERO
+        self.maintenance_margin = ZERO
+        self.focus_upnl = ZERO
+        self.focus_mm = ZERO
+        self.available = ZERO
+        self.missing_mark: str | None = None
+
+
+def value_account(book: Book, account: Account, focus_symbol: str = "") -> Valuation:
+    """available = balance + unrealised PnL - initial margin of positions - reserved order cost.
+
+    A position whose symbol has no mark cannot be valued: `missing_mark` names it and the
+    caller fails closed.
+    """
+    valuation = Valuation()
+    symbols = book.symbols
+    for symbol, position in account.positions.items():
+        quantity = position.quantity
+        if not quantity:
+            continue
+        state = symbols.get(symbol)
+        mark_spec = state.mark if state is not None else None
+        if mark_spec is None or state is None:
+            valuation.missing_mark = symbol
+            continue
+        mark = mark_spec.price
+        upnl = quantity * (mark - position.entry_price)
+        notional = abs(quantity) * mark
+        maintenance = state.tiers.maintenance_margin(notional)
+        valuation.unrealized_pnl += upnl
+        valuation.initial_margin += round_up(notional / position.leverage)
+        valuation.maintenance_margin += maintenance
+        if symbol == focus_symbol:
+            valuation.focus_upnl = upnl
+            valuation.focus_mm = maintenance
+    valuation.available = (
+        account.balance + valuation.unrealized_pnl - valuation.initial_margin - account.reserved_cost
+    )
+    return valuation
+
+
+def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal, wallet_balance: Decimal,
+                      other_maintenance: Decimal, other_upnl: Decimal, tick: Decimal) -> Decimal | None:
+    """Binance one-way cross estimate:
+    LP = (WB - TMM1 + UPNL1 + cum - side x Q x EP) / (Q x MMR - side x Q),
+    recomputed with the tier the LP's notional falls in. None when there is no liquidation
+    price (flat, or a long that cannot be liquidated). Rounded to the tick against the trader:
+    a long's up, a short's down.
+    """
+    if not quantity:
+        return None
+    side = 1 if quantity > 0 else -1
+    size = abs(quantity)
+    base = wallet_balance - other_maintenance + other_upnl - side * size * entry_price
+    # The tier at the entry notional is nearly always the answer, so try it first.
+    start = tiers.for_notional(size * entry_price) or tiers.tiers[-1]
+    candidates = (start, *(t for t in tiers.tiers if t is not start))
+    no_price_from = len(tiers.tiers) + 1
+    for tier in candidates:
+        if tier.index >= no_price_from:
+            continue
+        price = (base + tier.maintenance_amount) / (size * tier.mmr - side * size)
+        if price <= 0:
+            if side > 0:
+                # Higher tiers carry larger maintenance amounts: a long's price only falls.
+                no_price_from = tier.index
+            continue
+        notional = price * size
+        if tier.floor < notional <= tier.cap:
+            return _to_tick(price, tick, side)
+    price = (base + start.maintenance_amount) / (size * start.mmr - side * size)
+    return _to_tick(price, tick, side) if price > 0 else None
+
+
+def _to_tick(price: Decimal, tick: Decimal, side: int) -> Decimal:
+    units = (price / tick).to_integral_value(rounding=ROUND_CEILING if side > 0 else ROUND_FLOOR)
+    return units * tick

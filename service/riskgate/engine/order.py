@@ -1,0 +1,103 @@
+"""Check 1, the shape of an order: ids, enums, and decimal fields parsed from wire strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from riskgate.engine.codes import OrderType, ReasonCode, Side
+from riskgate.engine.money import ZERO, DecimalFormatError, parse_non_negative
+from riskgate.engine.result import Reason
+from riskgate.engine.spec_rules import ID_MAX_LEN, MAX_LEVERAGE, SYMBOL_MAX_LEN
+
+
+class Order:
+    __slots__ = (
+        "account_id",
+        "leverage",
+        "order_id",
+        "order_type",
+        "price",
+        "quantity",
+        "reduce_only",
+        "side",
+        "symbol",
+    )
+
+    def __init__(
+        self,
+        order_id: str,
+        account_id: str,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: Decimal,
+        price: Decimal | None,
+        leverage: int,
+        reduce_only: bool,
+    ) -> None:
+        self.order_id = order_id
+        self.account_id = account_id
+        self.symbol = symbol
+        self.side = side
+        self.order_type = order_type
+        self.quantity = quantity
+        self.price = price
+        self.leverage = leverage
+        self.reduce_only = reduce_only
+
+
+def _bad_identifier(value: str, max_len: int) -> bool:
+    return not value or len(value) > max_len or not value.isprintable() or value != value.strip()
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_order(
+    order_id: str,
+    account_id: str,
+    symbol: str,
+    side: int,
+    order_type: int,
+    quantity: str,
+    price: str,
+    leverage: int,
+    reduce_only: bool,
+) -> Order | Reason:
+    """Returns the typed order, or the first reason it is malformed."""
+    if _bad_identifier(order_id, ID_MAX_LEN):
+        return Reason(ReasonCode.INVALID_ORDER_ID, f"order_id must be 1-{ID_MAX_LEN} printable characters",
+                      str(ID_MAX_LEN), _shown(order_id))
+    if _bad_identifier(account_id, ID_MAX_LEN):
+        return Reason(ReasonCode.INVALID_ACCOUNT_ID, f"account_id must be 1-{ID_MAX_LEN} printable characters",
+                      str(ID_MAX_LEN), _shown(account_id))
+    if _bad_identifier(symbol, SYMBOL_MAX_LEN):
+        return Reason(ReasonCode.INVALID_SYMBOL, f"symbol must be 1-{SYMBOL_MAX_LEN} printable characters",
+                      str(SYMBOL_MAX_LEN), _shown(symbol))
+    if side not in (1, 2):
+        return Reason(ReasonCode.INVALID_SIDE, "side must be SIDE_BUY or SIDE_SELL", "", str(side))
+    if order_type not in (1, 2):
+        return Reason(ReasonCode.INVALID_ORDER_TYPE, "order_type must be ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET",
+                      "", str(order_type))
+    try:
+        qty = parse_non_negative(quantity)
+    except DecimalFormatError as exc:
+        return Reason(ReasonCode.INVALID_QUANTITY, f"quantity: {exc}", "", _shown(quantity))
+    if qty == ZERO:
+        return Reason(ReasonCode.INVALID_QUANTITY, "quantity must be positive", "0", quantity)
+    parsed_price: Decimal | None = None
+    if order_type == OrderType.LIMIT:
+        try:
+            parsed_price = parse_non_negative(price)
+        except DecimalFormatError as exc:
+            return Reason(ReasonCode.INVALID_PRICE, f"price of a limit order: {exc}", "", _shown(price))
+        if parsed_price == ZERO:
+            return Reason(ReasonCode.INVALID_PRICE, "price must be positive", "0", price)
+    elif price:
+        return Reason(ReasonCode.INVALID_PRICE, "a market order must not carry a price", "", _shown(price))
+    if leverage > MAX_LEVERAGE:
+        return Reason(ReasonCode.INVALID_LEVERAGE, f"leverage must be 0 (current) or 1-{MAX_LEVERAGE}",
+                      str(MAX_LEVERAGE), str(leverage))
+    return Order(order_id, account_id, symbol, Side(side), OrderType(order_type), qty, parsed_price,
+                 leverage, reduce_only)

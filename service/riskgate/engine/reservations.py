@@ -1,0 +1,148 @@
+"""Reservations: what an allowed order holds, and how fills, cancels and expiries move it.
+
+A reservation is made in memory the moment a check allows an order, so the very next check
+of the account sees it. A fill consumes the reducing part first (the position shrinks before
+it can grow), releases the matching share of the reserved cost, and moves the position:
+average entry on increase, realised PnL into the balance on reduction.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from riskgate.book.state import Account, Book, OpenOrders, Position, Reservation
+from riskgate.engine.codes import ExecutionKind, Side
+from riskgate.engine.money import ZERO, round_down
+from riskgate.engine.order import Order
+from riskgate.engine.result import CheckResult
+
+# Average entry prices are not posted money; twelve decimals keep them exact in practice.
+ENTRY_QUANTUM = Decimal("1e-12")
+MAX_RECENT_ORDER_IDS = 100_000
+
+
+class ExecutionError(ValueError):
+    """An execution report that does not match an open order."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def reserve(book: Book, order: Order, result: CheckResult, now_ms: int) -> Reservation:
+    account = book.accounts[order.account_id]
+    reservation = Reservation(
+        order.order_id, order.symbol, order.side, result.price, result.leverage,
+        result.reducing, result.increasing, result.order_cost if result.increasing else ZERO, now_ms,
+    )
+    _hold(account, symbol_open_orders(account, order.symbol), reservation, book, +1)
+    book.mark_order_dirty(account.account_id, order.order_id)
+    return reservation
+
+
+def symbol_open_orders(account: Account, symbol: str) -> OpenOrders:
+    open_orders = account.open_by_symbol.get(symbol)
+    if open_orders is None:
+        open_orders = account.open_by_symbol[symbol] = OpenOrders()
+    return open_orders
+
+
+def restore(book: Book, account: Account, reservation: Reservation) -> None:
+    """Puts a reservation recovered from Redis back into the book."""
+    _hold(account, symbol_open_orders(account, reservation.symbol), reservation, book, +1)
+
+
+def _hold(account: Account, open_orders: OpenOrders, reservation: Reservation, book: Book, sign: int) -> None:
+    """Adds (sign +1) or removes (sign -1) a reservation's quantities and cost from the aggregates."""
+    symbol = book.symbols.get(reservation.symbol)
+    if sign > 0:
+        account.orders[reservation.order_id] = reservation
+    if reservation.side == Side.BUY:
+        open_orders.buy += sign * reservation.remaining
+        if symbol is not None:
+            symbol.pending_long_increase += sign * reservation.increasing_left
+    else:
+        open_orders.sell += sign * reservation.remaining
+        if symbol is not None:
+            symbol.pending_short_increase += sign * reservation.increasing_left
+    account.reserved_cost += sign * reservation.cost_left
+
+
+def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionKind,
+                    quantity: Decimal, price: Decimal, now_mono: float) -> Reservation:
+    """Applies a fill or a closing report; returns the reservation as it now stands."""
+    account = book.accounts.get(account_id)
+    reservation = account.orders.get(order_id) if account is not None else None
+    if account is None or reservation is None:
+        raise ExecutionError("NOT_FOUND", f"no open order {order_id!r} for account {account_id!r}")
+    open_orders = symbol_open_orders(account, reservation.symbol)
+    _hold(account, open_orders, reservation, book, -1)
+    if kind == ExecutionKind.FILL:
+        _fill(book, account, reservation, quantity, price)
+    else:
+        reservation.remaining = reservation.reducing_left = reservation.increasing_left = ZERO
+        reservation.cost_left = ZERO
+    if reservation.remaining > 0:
+        _hold(account, open_orders, reservation, book, +1)
+    else:
+        del account.orders[order_id]
+        recent = account.recent_order_ids
+        recent[order_id] = now_mono
+        if len(recent) > MAX_RECENT_ORDER_IDS:
+            recent.popitem(last=False)
+    book.mark_order_dirty(account_id, order_id)
+    return reservation
+
+
+def _fill(book: Book, account: Account, reservation: Reservation, quantity: Decimal, price: Decimal) -> None:
+    # The matching engine is the authority on what traded: an over-fill still moves the
+    # position in full, and the reservation is simply used up.
+    used = min(quantity, reservation.remaining)
+    reducing_used = min(used, reservation.reducing_left)
+    increasing_used = used - reducing_used
+    if increasing_used >= reservation.increasing_left:
+        released = reservation.cost_left
+    else:
+        released = round_down(reservation.cost_left * increasing_used / reservation.increasing_left)
+    reservation.reducing_left -= reducing_used
+    reservation.increasing_left -= increasing_used
+    reservation.remaining -= used
+    reservation.cost_left -= released
+    signed = quantity if reservation.side == Side.BUY else -quantity
+    move_position(book, account, reservation.symbol, signed, price, reservation.leverage)
+
+
+def move_position(book: Book, account: Account, symbol_name: str, signed_quantity: Decimal, price: Decimal,
+                  leverage: int) -> None:
+    position = account.positions.get(symbol_name)
+    if position is None:
+        position = account.positions[symbol_name] = Position(ZERO, price, leverage)
+    held = position.quantity
+    resulting = held + signed_quantity
+    if held and (held > 0) != (signed_quantity > 0):
+        closed = min(abs(held), abs(signed_quantity))
+        direction = 1 if held > 0 else -1
+        account.balance += closed * (price - position.entry_price) * direction
+        if resulting and (resulting > 0) != (held > 0):
+            position.entry_price = price
+            position.leverage = leverage
+    elif held:
+        position.entry_price = (
+            (abs(held) * position.entry_price + abs(signed_quantity) * price) / abs(resulting)
+        ).quantize(ENTRY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    else:
+        position.entry_price = price
+        position.leverage = leverage
+    position.quantity = resulting
+    adjust_open_interest(book, symbol_name, held, resulting)
+    if not resulting:
+        del account.positions[symbol_name]
+    book.mark_account_dirty(account.account_id)
+
+
+def adjust_open_interest(book: Book, symbol_name: str, before: Decimal, after: Decimal) -> None:
+    symbol = book.symbols.get(symbol_name)
+    if symbol is None:
+        return
+    symbol.long_open_interest += max(after, ZERO) - max(before, ZERO)
+    symbol.short_open_interest += max(-after, ZERO) - max(-before, ZERO)

@@ -1,0 +1,1 @@
+"""Redis: the durable source of truth and the change bus."""

@@ -1,0 +1,77 @@
+"""Versioned records as stored in Redis and sent on the change channel.
+
+Stored:    {"v": <version>, "d": <record>}
+Published: {"k": <kind>, "v": <version>, "d": <record>}
+The envelope's version is authoritative; the record's own `version` field is overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from riskgate.book.apply import (
+    apply_account_snapshot,
+    apply_breaker,
+    apply_controls,
+    apply_mark,
+    apply_symbol,
+)
+from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
+from riskgate.book.state import Book
+
+
+class Stored(msgspec.Struct):
+    v: int
+    d: msgspec.Raw
+
+
+class Change(msgspec.Struct):
+    k: str
+    v: int
+    d: msgspec.Raw
+
+
+KIND_TYPES: dict[str, type[Any]] = {
+    "symbol": SymbolSpec,
+    "mark": MarkSpec,
+    "breaker": BreakerSpec,
+    "controls": ControlsSpec,
+    "account": AccountSnapshot,
+}
+
+APPLIERS: dict[str, Callable[[Book, Any], bool]] = {
+    "symbol": apply_symbol,
+    "mark": apply_mark,
+    "breaker": apply_breaker,
+    "controls": apply_controls,
+    "account": apply_account_snapshot,
+}
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_stored_decoder = msgspec.json.Decoder(Stored)
+_change_decoder = msgspec.json.Decoder(Change)
+_record_decoders = {kind: msgspec.json.Decoder(t) for kind, t in KIND_TYPES.items()}
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(kind: str, raw: bytes | msgspec.Raw, version: int) -> Any:
+    record = _record_decoders[kind].decode(raw)
+    return msgspec.structs.replace(record, version=version)
+
+
+def decode_stored(kind: str, data: bytes) -> Any:
+    stored = _stored_decoder.decode(data)
+    return decode_record(kind, stored.d, stored.v)
+
+
+def decode_change(data: bytes) -> tuple[str, Any]:
+    change = _change_decoder.decode(data)
+    if change.k not in KIND_TYPES:
+        raise ValueError(f"unknown change kind {change.k!r}")
+    return change.k, decode_record(change.k, change.d, change.v)

@@ -1,0 +1,32 @@
+"""Redis key names. One hash tag for all of them, so the versioning script and the audit
+entry of a change stay in one slot on Redis Cluster."""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        tag = "{" + prefix + "}"
+        self.seq = f"{tag}:seq"
+        self.symbols = f"{tag}:symbols"
+        self.marks = f"{tag}:marks"
+        self.breakers = f"{tag}:breakers"
+        self.controls = f"{tag}:controls"
+        self.accounts = f"{tag}:accounts"
+        self.orders = f"{tag}:orders"
+        self.audit = f"{tag}:audit"
+        self.changes = f"{tag}:changes"
+
+    def hash_for(self, kind: str) -> str:
+        return {
+            "symbol": self.symbols,
+            "mark": self.marks,
+            "breaker": self.breakers,
+            "controls": self.controls,
+            "account": self.accounts,
+        }[kind]
+
+
+def order_field(account_id: str, order_id: str) -> str:
+    # Unit separator: cannot appear in the printable ids the API accepts.
+    return f"{account_id}\x1f{order_id}"

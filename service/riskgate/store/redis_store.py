@@ -1,0 +1,278 @@
+"""Keeps the book and Redis in step.
+
+- Start: subscribe to the change channel *before* loading the snapshot, so no change made
+  in between is missed; versions make re-applying harmless.
+- Admin changes: written to Redis (record, version, publish and audit entry in one MULTI)
+  and only then applied to the book, by the writer task itself so that nothing it writes
+  later can carry older state.
+- Reservations and fill-moved accounts: marked dirty on the hot path and written behind it
+  in batches by the same writer task.
+- Link loss: when Redis has not answered for longer than the bound, the book is flagged
+  and risk-increasing orders are refused; on reconnection the snapshot is reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from riskgate.book.apply import ensure_account
+from riskgate.book.specs import ReservationSpec
+from riskgate.book.state import Book, Reservation
+from riskgate.engine.reservations import restore
+from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
+from riskgate.store.keys import Keys, order_field
+
+log = logging.getLogger(__name__)
+
+_PUT_SCRIPT = """
+if ARGV[5] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local v = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], '{"v":' .. v .. ',"d":' .. ARGV[2] .. '}')
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], '{"k":"' .. ARGV[4] .. '","v":' .. v .. ',"d":' .. ARGV[2] .. '}')
+end
+return v
+"""
+
+_reservation_encoder = msgspec.json.Encoder(decimal_format="string")
+_reservation_decoder = msgspec.json.Decoder(ReservationSpec)
+RETRY_BACKOFF_S = 0.05
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis did not take the change; nothing was applied."""
+
+
+class _AdminChange:
+    __slots__ = ("apply", "audit", "field", "future", "kind", "record")
+
+    def __init__(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
+                 apply: Callable[[Any], None]) -> None:
+        self.kind = kind
+        self.field = field
+        self.record = record
+        self.audit = audit
+        self.apply = apply
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
+                 audit_maxlen: int) -> None:
+        self.client = client
+        self.book = book
+        self.keys = keys
+        self.stale_after_s = stale_after_ms / 1000
+        self.audit_maxlen = audit_maxlen
+        self._put = client.register_script(_PUT_SCRIPT)
+        self._admin_queue: deque[_AdminChange] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+        self._loaded_once = asyncio.Event()
+        self._last_ok = time.monotonic()
+        self._closing = False
+        book.on_dirty = self._wake.set
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.client.ping()
+        self._tasks = [
+            asyncio.create_task(self._subscriber(), name="riskgate-subscriber"),
+            asyncio.create_task(self._writer(), name="riskgate-writer"),
+            asyncio.create_task(self._health(), name="riskgate-health"),
+        ]
+        await self._loaded_once.wait()
+
+    async def close(self) -> None:
+        """Writes what is still dirty, then stops the background tasks."""
+        self._closing = True
+        with contextlib.suppress(RedisError, OSError):
+            while self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
+                if not await self._flush_once():
+                    break
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await task
+        await self.client.aclose()
+
+    # ---- writes ----------------------------------------------------------------------
+
+    async def seed(self, kind: str, field: str, record: msgspec.Struct, actor: str) -> bool:
+        """Writes record only if Redis has none under field; True when it was written."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            await self._put(keys=[self.keys.seq, self.keys.hash_for(kind)],
+                            args=[field, encode(record), self.keys.changes, kind, "nx"], client=pipe)
+            results = await pipe.execute()
+        version = int(results[0])
+        if version:
+            await self.audit({"actor": actor, "action": f"seed_{kind}", "target": field, "outcome": "ok",
+                              "version": str(version), "request": encode(record).decode()})
+        return bool(version)
+
+    async def commit(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
+                     apply: Callable[[Any], None]) -> Any:
+        """Stores, publishes and audits one admin change; applies it once Redis has it.
+
+        Returns the record with its new version. Raises StoreUnavailable when Redis did not
+        take it, in which case nothing changed anywhere.
+        """
+        change = _AdminChange(kind, field, record, audit, apply)
+        self._admin_queue.append(change)
+        self._wake.set()
+        return await change.future
+
+    async def audit(self, entry: dict[str, str]) -> None:
+        entry = {"ts_ms": str(time.time_ns() // 1_000_000), **entry}
+        await self.client.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)
+
+    async def read_audit(self, count: int = 100) -> list[dict[str, str]]:
+        rows = await self.client.xrevrange(self.keys.audit, count=count)
+        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
+                if not await self._flush_once():
+                    await asyncio.sleep(RETRY_BACKOFF_S)
+
+    async def _flush_once(self) -> bool:
+        book = self.book
+        accounts, book.dirty_accounts = book.dirty_accounts, set()
+        orders, book.dirty_orders = book.dirty_orders, set()
+        # At most one admin change per batch, last: everything serialised before it predates it.
+        change = self._admin_queue.popleft() if self._admin_queue else None
+        account_ids: list[str] = []
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for account_id in accounts:
+                    account = book.accounts.get(account_id)
+                    if account is None:
+                        continue
+                    account_ids.append(account_id)
+                    await self._put(keys=[self.keys.seq, self.keys.accounts],
+                                    args=[account_id, encode(account.snapshot()), "", "account", ""], client=pipe)
+                for account_id, order_id in orders:
+                    account = book.accounts.get(account_id)
+                    reservation = account.orders.get(order_id) if account is not None else None
+                    field = order_field(account_id, order_id)
+                    if reservation is None:
+                        pipe.hdel(self.keys.orders, field)
+                    else:
+                        pipe.hset(self.keys.orders, field,
+                                  _reservation_encoder.encode(reservation.to_spec(account_id)))
+                if change is not None:
+                    await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind)],
+                                    args=[change.field, encode(change.record), self.keys.changes, change.kind, ""],
+                                    client=pipe)
+                    pipe.xadd(self.keys.audit, {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit},
+                              maxlen=self.audit_maxlen, approximate=True)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            book.dirty_accounts |= accounts
+            book.dirty_orders |= orders
+            if change is not None and not change.future.done():
+                change.future.set_exception(StoreUnavailable(f"Redis did not take the change: {exc}"))
+            log.warning("write to Redis failed (%s); will retry", exc)
+            return False
+        for account_id, version in zip(account_ids, results, strict=False):
+            account = book.accounts.get(account_id)
+            if account is not None:
+                account.snapshot_version = max(account.snapshot_version, int(version))
+        if change is not None:
+            version = int(results[-2])
+            stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
+            try:
+                change.apply(stored)
+            finally:
+                if not change.future.done():
+                    change.future.set_result(stored)
+        return True
+
+    # ---- reads -----------------------------------------------------------------------
+
+    async def _load_snapshot(self, with_orders: bool) -> None:
+        book = self.book
+        for kind in ("symbol", "mark", "breaker", "controls", "account"):
+            rows = await self.client.hgetall(self.keys.hash_for(kind))
+            for data in rows.values():
+                self._apply(kind, decode_stored(kind, data))
+        if with_orders:
+            rows = await self.client.hgetall(self.keys.orders)
+            for data in rows.values():
+                spec = _reservation_decoder.decode(data)
+                if not book.owns(spec.account_id):
+                    continue
+                account = ensure_account(book, spec.account_id)
+                if spec.order_id not in account.orders:
+                    restore(book, account, Reservation.from_spec(spec))
+
+    def _apply(self, kind: str, record: Any) -> None:
+        try:
+            APPLIERS[kind](self.book, record)
+        except ValueError as exc:
+            log.error("ignoring invalid %s record from Redis: %s", kind, exc)
+
+    async def _subscriber(self) -> None:
+        first = True
+        while not self._closing:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.changes)
+                await self._load_snapshot(with_orders=first)
+                first = False
+                self._subscribed = True
+                self._loaded_once.set()
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        kind, record = decode_change(message["data"])
+                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                        log.error("ignoring malformed change message: %s", exc)
+                        continue
+                    self._apply(kind, record)
+            except (RedisError, OSError) as exc:
+                self._subscribed = False
+                log.warning("change subscription lost (%s); resubscribing and reloading", exc)
+                await asyncio.sleep(RETRY_BACKOFF_S)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    async def _health(self) -> None:
+        interval = max(0.02, self.stale_after_s / 5)
+        while True:
+            try:
+                await asyncio.wait_for(self.client.ping(), timeout=max(interval, 0.1))
+                healthy = self._subscribed
+            except (RedisError, OSError, TimeoutError):
+                healthy = False
+            now = time.monotonic()
+            if healthy:
+                self._last_ok = now
+                if self.book.state_unavailable_reason is not None:
+                    log.warning("Redis link restored: accepting risk-increasing orders again")
+                    self.book.state_unavailable_reason = None
+            elif now - self._last_ok > self.stale_after_s and self.book.state_unavailable_reason is None:
+                self.book.state_unavailable_reason = (
+                    f"Redis unreachable for more than {int(self.stale_after_s * 1000)} ms: failing closed"
+                )
+                log.error(self.book.state_unavailable_reason)
+            await asyncio.sleep(interval)
+

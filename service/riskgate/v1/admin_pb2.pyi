@@ -1,0 +1,212 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BreakerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKER_UNSPECIFIED: _ClassVar[BreakerState]
+    BREAKER_NORMAL: _ClassVar[BreakerState]
+    BREAKER_REDUCE_ONLY: _ClassVar[BreakerState]
+    BREAKER_HALTED: _ClassVar[BreakerState]
+
+class Restriction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESTRICTION_UNSPECIFIED: _ClassVar[Restriction]
+    RESTRICTION_NONE: _ClassVar[Restriction]
+    RESTRICTION_REDUCE_ONLY: _ClassVar[Restriction]
+    RESTRICTION_FROZEN: _ClassVar[Restriction]
+BREAKER_UNSPECIFIED: BreakerState
+BREAKER_NORMAL: BreakerState
+BREAKER_REDUCE_ONLY: BreakerState
+BREAKER_HALTED: BreakerState
+RESTRICTION_UNSPECIFIED: Restriction
+RESTRICTION_NONE: Restriction
+RESTRICTION_REDUCE_ONLY: Restriction
+RESTRICTION_FROZEN: Restriction
+
+class Tier(_message.Message):
+    __slots__ = ("notional_cap", "max_leverage", "maintenance_margin_rate", "notional_floor", "maintenance_amount")
+    NOTIONAL_CAP_FIELD_NUMBER: _ClassVar[int]
+    MAX_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_MARGIN_RATE_FIELD_NUMBER: _ClassVar[int]
+    NOTIONAL_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    notional_cap: str
+    max_leverage: int
+    maintenance_margin_rate: str
+    notional_floor: str
+    maintenance_amount: str
+    def __init__(self, notional_cap: _Optional[str] = ..., max_leverage: _Optional[int] = ..., maintenance_margin_rate: _Optional[str] = ..., notional_floor: _Optional[str] = ..., maintenance_amount: _Optional[str] = ...) -> None: ...
+
+class SymbolSpec(_message.Message):
+    __slots__ = ("symbol", "tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_order_notional", "price_band", "taker_fee_rate", "tiers", "max_position_notional", "open_interest_cap", "min_kyc_level", "max_leverage_unqualified", "qualified_only", "mark_price_max_age_ms", "default_leverage", "version")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MIN_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    MAX_ORDER_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_BAND_FIELD_NUMBER: _ClassVar[int]
+    TAKER_FEE_RATE_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_POSITION_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    OPEN_INTEREST_CAP_FIELD_NUMBER: _ClassVar[int]
+    MIN_KYC_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_LEVERAGE_UNQUALIFIED_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MARK_PRICE_MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    tick_size: str
+    lot_size: str
+    min_quantity: str
+    max_quantity: str
+    min_notional: str
+    max_order_notional: str
+    price_band: str
+    taker_fee_rate: str
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    max_position_notional: str
+    open_interest_cap: str
+    min_kyc_level: int
+    max_leverage_unqualified: int
+    qualified_only: bool
+    mark_price_max_age_ms: int
+    default_leverage: int
+    version: int
+    def __init__(self, symbol: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., min_notional: _Optional[str] = ..., max_order_notional: _Optional[str] = ..., price_band: _Optional[str] = ..., taker_fee_rate: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., max_position_notional: _Optional[str] = ..., open_interest_cap: _Optional[str] = ..., min_kyc_level: _Optional[int] = ..., max_leverage_unqualified: _Optional[int] = ..., qualified_only: _Optional[bool] = ..., mark_price_max_age_ms: _Optional[int] = ..., default_leverage: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Position(_message.Message):
+    __slots__ = ("symbol", "quantity", "entry_price", "leverage")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_PRICE_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    quantity: str
+    entry_price: str
+    leverage: int
+    def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., leverage: _Optional[int] = ...) -> None: ...
+
+class AccountState(_message.Message):
+    __slots__ = ("account_id", "balance", "positions", "version")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    balance: str
+    positions: _containers.RepeatedCompositeFieldContainer[Position]
+    version: int
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class MarkPrice(_message.Message):
+    __slots__ = ("symbol", "price", "timestamp_ms", "version")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    price: str
+    timestamp_ms: int
+    version: int
+    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CircuitBreaker(_message.Message):
+    __slots__ = ("symbol", "state", "reason", "set_by", "updated_ms", "version")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SET_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    state: BreakerState
+    reason: str
+    set_by: str
+    updated_ms: int
+    version: int
+    def __init__(self, symbol: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., reason: _Optional[str] = ..., set_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ListCircuitBreakersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CircuitBreakerList(_message.Message):
+    __slots__ = ("breakers",)
+    BREAKERS_FIELD_NUMBER: _ClassVar[int]
+    breakers: _containers.RepeatedCompositeFieldContainer[CircuitBreaker]
+    def __init__(self, breakers: _Optional[_Iterable[_Union[CircuitBreaker, _Mapping]]] = ...) -> None: ...
+
+class AccountControls(_message.Message):
+    __slots__ = ("account_id", "restriction", "kyc_level", "qualified_investor", "max_leverage", "max_orders_per_second", "max_gross_notional", "version")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESTRICTION_FIELD_NUMBER: _ClassVar[int]
+    KYC_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIED_INVESTOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ORDERS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MAX_GROSS_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    restriction: Restriction
+    kyc_level: int
+    qualified_investor: bool
+    max_leverage: int
+    max_orders_per_second: int
+    max_gross_notional: str
+    version: int
+    def __init__(self, account_id: _Optional[str] = ..., restriction: _Optional[_Union[Restriction, str]] = ..., kyc_level: _Optional[int] = ..., qualified_investor: _Optional[bool] = ..., max_leverage: _Optional[int] = ..., max_orders_per_second: _Optional[int] = ..., max_gross_notional: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetAccountRiskRequest(_message.Message):
+    __slots__ = ("account_id",)
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    def __init__(self, account_id: _Optional[str] = ...) -> None: ...
+
+class PositionRisk(_message.Message):
+    __slots__ = ("symbol", "quantity", "entry_price", "mark_price", "unrealized_pnl", "maintenance_margin", "estimated_liquidation_price", "leverage", "initial_margin")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MARK_PRICE_FIELD_NUMBER: _ClassVar[int]
+    UNREALIZED_PNL_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_LIQUIDATION_PRICE_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    quantity: str
+    entry_price: str
+    mark_price: str
+    unrealized_pnl: str
+    maintenance_margin: str
+    estimated_liquidation_price: str
+    leverage: int
+    initial_margin: str
+    def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., mark_price: _Optional[str] = ..., unrealized_pnl: _Optional[str] = ..., maintenance_margin: _Optional[str] = ..., estimated_liquidation_price: _Optional[str] = ..., leverage: _Optional[int] = ..., initial_margin: _Optional[str] = ...) -> None: ...
+
+class AccountRisk(_message.Message):
+    __slots__ = ("account_id", "balance", "positions", "reserved_order_cost", "available_margin", "controls", "open_orders")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_ORDER_COST_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    CONTROLS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    balance: str
+    positions: _containers.RepeatedCompositeFieldContainer[PositionRisk]
+    reserved_order_cost: str
+    available_margin: str
+    controls: AccountControls
+    open_orders: int
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PositionRisk, _Mapping]]] = ..., reserved_order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., open_orders: _Optional[int] = ...) -> None: ...
