@@ -39,6 +39,9 @@ def test_config(**server: object) -> Config:
     return Config(server=ServerConfig(**settings), admin_tokens=tokens)  # type: ignore[arg-type]
 
 
+test_config.__test__ = False  # type: ignore[attr-defined]  # a builder, not a test
+
+
 def symbol_spec(symbol: str = "BTCUSDT", tiers: Sequence[tuple[str, int, str]] = BTC_TIERS, **fields: object
                 ) -> admin.SymbolSpec:
     values: dict[str, object] = {

@@ -1,0 +1,129 @@
+"""RiskAdmin: authentication, authorisation, audit, validation, acknowledgement after Redis."""
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+from grpc import StatusCode
+from grpc.aio import AioRpcError
+
+from riskgate.store.keys import Keys
+from riskgate.v1 import admin_pb2 as admin
+from tests.support import OPERATOR_TOKEN, VIEWER_TOKEN, Client, symbol_spec
+
+
+async def _audit(redis_server) -> list[dict[str, str]]:  # noqa: ANN001
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        rows = await client.xrange(Keys("rg").audit)
+        return [fields for _, fields in rows]
+    finally:
+        await client.aclose()
+
+
+async def test_admin_call_when_token_missing_then_unauthenticated_and_audited(client: Client, redis_server) -> None:  # noqa: ANN001
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"))
+    assert error.value.code() == StatusCode.UNAUTHENTICATED
+    entries = await _audit(redis_server)
+    assert entries[-1]["actor"] == "anonymous"
+    assert entries[-1]["action"] == "SetCircuitBreaker"
+    assert entries[-1]["outcome"].startswith("denied")
+
+
+async def test_admin_call_when_token_unknown_then_unauthenticated(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(), metadata=client.auth("nope"))
+    assert error.value.code() == StatusCode.UNAUTHENTICATED
+
+
+async def test_breaker_change_when_viewer_calls_then_permission_denied_nothing_changes(client: Client,
+                                                                                        redis_server) -> None:  # noqa: ANN001
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"),
+                                             metadata=client.auth(VIEWER_TOKEN))
+    assert error.value.code() == StatusCode.PERMISSION_DENIED
+    breakers = await client.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(),
+                                                      metadata=client.auth(VIEWER_TOKEN))
+    assert [b.state for b in breakers.breakers] == [admin.BREAKER_NORMAL]
+    assert (await _audit(redis_server))[-1]["actor"] == "test-viewer"
+
+
+async def test_upsert_symbol_when_operator_calls_then_permission_denied(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.UpsertSymbol(symbol_spec(), metadata=client.auth(OPERATOR_TOKEN))
+    assert error.value.code() == StatusCode.PERMISSION_DENIED
+
+
+async def test_breaker_change_when_operator_sets_it_then_audited_with_actor_and_version(client: Client,
+                                                                                        redis_server) -> None:  # noqa: ANN001
+    await client.upsert_symbol(mark="50000")
+    stored = await client.admin.SetCircuitBreaker(
+        admin.CircuitBreaker(symbol="BTCUSDT", state=admin.BREAKER_REDUCE_ONLY, reason="volatility"),
+        metadata=client.auth(OPERATOR_TOKEN))
+    assert (stored.set_by, stored.state) == ("test-operator", admin.BREAKER_REDUCE_ONLY)
+    assert stored.version > 0 and stored.updated_ms > 0
+    entry = (await _audit(redis_server))[-1]
+    assert (entry["actor"], entry["action"], entry["target"], entry["outcome"]) == (
+        "test-operator", "SetCircuitBreaker", "BTCUSDT", "ok")
+    assert json.loads(entry["request"])["reason"] == "volatility"
+
+
+async def test_breaker_change_when_tripped_without_reason_then_invalid_argument(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.set_breaker(admin.BREAKER_HALTED, reason="")
+    assert error.value.code() == StatusCode.INVALID_ARGUMENT
+    assert "reason" in error.value.details()
+
+
+async def test_breaker_change_when_symbol_unknown_then_invalid_argument(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.set_breaker(admin.BREAKER_HALTED, symbol="NOPE")
+    assert error.value.code() == StatusCode.INVALID_ARGUMENT
+
+
+async def test_versions_when_changes_follow_each_other_then_strictly_increase(client: Client) -> None:
+    await client.upsert_symbol()
+    first = await client.set_mark("BTCUSDT", "50000")
+    second = await client.set_mark("BTCUSDT", "50001")
+    assert second.version > first.version
+    assert second.timestamp_ms >= first.timestamp_ms
+
+
+async def test_set_mark_when_price_malformed_or_symbol_unknown_then_invalid_argument(client: Client) -> None:
+    await client.upsert_symbol()
+    for symbol, price in (("BTCUSDT", "0"), ("BTCUSDT", "-1"), ("BTCUSDT", "nan"), ("NOPE", "1")):
+        with pytest.raises(AioRpcError) as error:
+            await client.set_mark(symbol, price)
+        assert error.value.code() == StatusCode.INVALID_ARGUMENT
+
+
+async def test_upsert_account_when_position_symbol_unknown_then_invalid_argument_naming_field(
+        client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.upsert_account("acct-1", "1000", [("NOPE", "1", "100", 10)])
+    assert error.value.code() == StatusCode.INVALID_ARGUMENT
+    assert "positions[0].symbol" in error.value.details()
+
+
+async def test_set_controls_when_values_invalid_then_invalid_argument_naming_field(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.set_controls("acct-1", max_gross_notional="-5")
+    assert "max_gross_notional" in error.value.details()
+    with pytest.raises(AioRpcError) as error:
+        await client.set_controls("acct-1", restriction=9)
+    assert "restriction" in error.value.details()
+
+
+async def test_get_account_risk_when_account_unknown_then_not_found(client: Client) -> None:
+    with pytest.raises(AioRpcError) as error:
+        await client.risk("ghost")
+    assert error.value.code() == StatusCode.NOT_FOUND
+
+
+async def test_health_when_service_started_then_serving(client: Client) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(client.channel)
+    response = await stub.Check(health_pb2.HealthCheckRequest(service="riskgate.v1.PreTradeRisk"))
+    assert response.status == health_pb2.HealthCheckResponse.SERVING

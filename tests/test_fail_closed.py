@@ -1,0 +1,74 @@
+"""Fail closed: when Redis is unreachable past its bound, risk-increasing orders are refused
+while reducing orders pass; admin changes are refused, never half-done; recovery is automatic."""
+
+import asyncio
+
+import pytest
+from grpc import StatusCode
+from grpc.aio import AioRpcError
+
+from riskgate.store.embedded import EmbeddedRedis
+from riskgate.v1 import admin_pb2 as admin
+from tests.conftest import Services
+from tests.support import Client, codes, decision
+
+
+async def _until(check, timeout_s: float = 10.0) -> bool:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_redis_lost_when_beyond_bound_then_increasing_rejected_reducing_passes_and_recovers(tmp_path) -> None:  # noqa: ANN001
+    redis_server = EmbeddedRedis(tmp_path / "redis").start()
+    services = Services(redis_server.url)
+    try:
+        _, client = await services.start(redis_stale_after_ms=200)
+        await client.upsert_symbol(mark="50000")
+        await client.trader(positions=[("BTCUSDT", "1", "50000", 10)])
+        redis_server.kill()
+
+        async def refused() -> bool:
+            response = await client.check(quantity="0.1", price="50000")
+            return codes(response) == ["REASON_STATE_UNAVAILABLE"]
+
+        assert await _until(refused)
+        reducing = await client.check(side="sell", quantity="0.5", price="50000")
+        assert decision(reducing) == "DECISION_ACCEPT"
+        flip = await client.check(side="sell", quantity="2", price="50000")
+        assert decision(flip) == "DECISION_REDUCE_ONLY"
+        assert flip.allowed_quantity == "0.5"  # what is left after the open 0.5 sell
+
+        with pytest.raises(AioRpcError) as error:
+            await client.set_breaker(admin.BREAKER_HALTED, reason="during outage")
+        assert error.value.code() == StatusCode.UNAVAILABLE
+        breakers = await client.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(),
+                                                          metadata=client.auth())
+        assert [b.state for b in breakers.breakers] == [admin.BREAKER_NORMAL]  # not applied locally either
+
+        restarted = EmbeddedRedis(tmp_path / "redis", port=redis_server.port).start()
+        try:
+            async def accepted() -> bool:
+                response = await client.check(quantity="0.1", price="50000")
+                return decision(response) == "DECISION_ACCEPT"
+
+            assert await _until(accepted)
+        finally:
+            await services.stop_all()
+            restarted.stop()
+    finally:
+        await services.stop_all()
+        redis_server.stop()
+
+
+async def test_mark_when_stale_then_increasing_rejected_but_reducing_accepted(client: Client) -> None:
+    await client.upsert_symbol(mark="50000", mark_price_max_age_ms=1)
+    await client.trader(positions=[("BTCUSDT", "1", "50000", 10)])
+    await asyncio.sleep(0.05)
+    stale = await client.check(quantity="0.1", price="50000")
+    assert codes(stale) == ["REASON_MARK_PRICE_STALE"]
+    reducing = await client.check(side="sell", quantity="0.1", price="50000")
+    assert decision(reducing) == "DECISION_ACCEPT"
