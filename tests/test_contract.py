@@ -29,3 +29,12 @@ def test_engine_enum_when_compared_with_proto_then_same_names_and_numbers(engine
 
 def test_generated_code_when_rebuilt_from_proto_then_matches_committed_files() -> None:
     assert protogen.stale_files() == []
+
+
+def test_readme_reason_table_when_generated_then_matches_every_code() -> None:
+    from pathlib import Path
+
+    from riskgate.engine.reason_docs import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme
