@@ -12,7 +12,7 @@ from riskgate.v1 import admin_pb2 as admin
 from tests.support import OPERATOR_TOKEN, VIEWER_TOKEN, Client, symbol_spec
 
 
-async def _audit(redis_server) -> list[dict[str, str]]:  # noqa: ANN001
+async def _audit(redis_server) -> list[dict[str, str]]:
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
         rows = await client.xrange(Keys("rg").audit)
@@ -21,7 +21,7 @@ async def _audit(redis_server) -> list[dict[str, str]]:  # noqa: ANN001
         await client.aclose()
 
 
-async def test_admin_call_when_token_missing_then_unauthenticated_and_audited(client: Client, redis_server) -> None:  # noqa: ANN001
+async def test_admin_call_when_token_missing_then_unauthenticated_and_audited(client: Client, redis_server) -> None:
     with pytest.raises(AioRpcError) as error:
         await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"))
     assert error.value.code() == StatusCode.UNAUTHENTICATED
@@ -38,7 +38,7 @@ async def test_admin_call_when_token_unknown_then_unauthenticated(client: Client
 
 
 async def test_breaker_change_when_viewer_calls_then_permission_denied_nothing_changes(client: Client,
-                                                                                        redis_server) -> None:  # noqa: ANN001
+                                                                                        redis_server) -> None:
     with pytest.raises(AioRpcError) as error:
         await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"),
                                              metadata=client.auth(VIEWER_TOKEN))
@@ -56,7 +56,7 @@ async def test_upsert_symbol_when_operator_calls_then_permission_denied(client: 
 
 
 async def test_breaker_change_when_operator_sets_it_then_audited_with_actor_and_version(client: Client,
-                                                                                        redis_server) -> None:  # noqa: ANN001
+                                                                                        redis_server) -> None:
     await client.upsert_symbol(mark="50000")
     stored = await client.admin.SetCircuitBreaker(
         admin.CircuitBreaker(symbol="BTCUSDT", state=admin.BREAKER_REDUCE_ONLY, reason="volatility"),

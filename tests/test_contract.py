@@ -21,7 +21,7 @@ from riskgate.v1 import admin_pb2, pretrade_pb2
         (codes.Restriction, admin_pb2.Restriction, "RESTRICTION_"),
     ],
 )
-def test_engine_enum_when_compared_with_proto_then_same_names_and_numbers(engine_enum: type[IntEnum], proto_enum,  # noqa: ANN001
+def test_engine_enum_when_compared_with_proto_then_same_names_and_numbers(engine_enum: type[IntEnum], proto_enum,
                                                                           prefix: str) -> None:
     proto = {name.removeprefix(prefix): number for name, number in proto_enum.items() if number != 0}
     assert {member.name: member.value for member in engine_enum} == proto

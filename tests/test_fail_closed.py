@@ -13,7 +13,7 @@ from tests.conftest import Services
 from tests.support import Client, codes, decision
 
 
-async def _until(check, timeout_s: float = 10.0) -> bool:  # noqa: ANN001
+async def _until(check, timeout_s: float = 10.0) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         if await check():
@@ -22,7 +22,7 @@ async def _until(check, timeout_s: float = 10.0) -> bool:  # noqa: ANN001
     return False
 
 
-async def test_redis_lost_when_beyond_bound_then_increasing_rejected_reducing_passes_and_recovers(tmp_path) -> None:  # noqa: ANN001
+async def test_redis_lost_when_beyond_bound_then_increasing_rejected_reducing_passes_and_recovers(tmp_path) -> None:
     redis_server = EmbeddedRedis(tmp_path / "redis").start()
     services = Services(redis_server.url)
     try:

@@ -8,10 +8,10 @@ from riskgate.config import AccountSeed
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
 from tests.conftest import Services
-from tests.support import Client, codes, decision, test_config
+from tests.support import codes, decision, test_config
 
 
-async def _wait_for(predicate_call, timeout_s: float = 5.0):  # noqa: ANN001, ANN202
+async def _wait_for(predicate_call, timeout_s: float = 5.0):
     """Polls until the coroutine factory returns a truthy value (a wait, not a timing assertion)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -115,7 +115,7 @@ async def test_shards_when_two_processes_split_accounts_then_each_refuses_the_ot
             try:
                 await client.upsert_account(account, "100000")
                 owned[shard].append(account)
-            except Exception:  # noqa: BLE001, S112 - the other shard refuses it
+            except Exception:
                 continue
     assert owned[0] and owned[1] and not set(owned[0]) & set(owned[1])
     for account in owned[1]:
@@ -130,7 +130,7 @@ async def test_shards_when_two_processes_split_accounts_then_each_refuses_the_ot
 
 
 async def test_write_behind_when_order_accepted_then_reservation_reaches_redis(services: Services,
-                                                                               redis_server) -> None:  # noqa: ANN001
+                                                                               redis_server) -> None:
     _, client = await services.start()
     await client.upsert_symbol(mark="50000")
     await client.trader()

@@ -29,7 +29,7 @@ REASON_DOCS: dict[R, tuple[str, str]] = {
     R.ACCOUNT_REDUCE_ONLY: ("4 account", "account restriction REDUCE_ONLY: only the reducing part may go"),
     R.ORDER_RATE_EXCEEDED: ("4 account", "orders per second above the account's token bucket"),
     R.KYC_LEVEL_TOO_LOW: ("5 eligibility", "account KYC level below the symbol's min_kyc_level"),
-    R.QUALIFIED_INVESTOR_REQUIRED: ("5 eligibility", "qualified_only symbol, or leverage above max_leverage_unqualified"),
+    R.QUALIFIED_INVESTOR_REQUIRED: ("5 eligibility", "qualified_only symbol, or leverage above the unqualified max"),
     R.MARK_PRICE_MISSING: ("6 reference price", "no mark price for the symbol (or for a held position)"),
     R.MARK_PRICE_STALE: ("6 reference price", "mark older than mark_price_max_age_ms"),
     R.STATE_UNAVAILABLE: ("6 reference price", "Redis unreachable for longer than redis_stale_after_ms"),
