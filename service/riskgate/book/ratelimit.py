@@ -16,8 +16,9 @@ class TokenBucket:
         self._tokens = min(self._tokens, float(rate))
 
     def try_take(self, now: float) -> bool:
-        elapsed = now - self._last
-        self._last = now
+        # A clock reading older than the last one (another time source) must not drain the bucket.
+        elapsed = max(0.0, now - self._last)
+        self._last = max(now, self._last)
         # Token counts are not money; a float is exact enough for a throttle.
         tokens = min(float(self.rate), self._tokens + elapsed * self.rate)
         if tokens >= 1.0:

@@ -45,16 +45,17 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
 
     # 3. breakers, 4. account controls
     imposed: Reason | None = None
-    for breaker, halted, reducing in (
-        (book.platform_breaker, ReasonCode.PLATFORM_HALTED, ReasonCode.PLATFORM_REDUCE_ONLY),
-        (symbol.breaker, ReasonCode.SYMBOL_HALTED, ReasonCode.SYMBOL_REDUCE_ONLY),
-    ):
-        if breaker.state == BreakerState.HALTED:
-            return reject(Reason(halted, _breaker_message("halted", breaker.symbol, breaker.reason),
-                                 "HALTED", breaker.symbol))
-        if breaker.state == BreakerState.REDUCE_ONLY and imposed is None:
-            imposed = Reason(reducing, _breaker_message("reduce-only", breaker.symbol, breaker.reason),
-                             "REDUCE_ONLY", breaker.symbol)
+    if book.platform_breaker.state != BreakerState.NORMAL or symbol.breaker.state != BreakerState.NORMAL:
+        for breaker, halted, reducing in (
+            (book.platform_breaker, ReasonCode.PLATFORM_HALTED, ReasonCode.PLATFORM_REDUCE_ONLY),
+            (symbol.breaker, ReasonCode.SYMBOL_HALTED, ReasonCode.SYMBOL_REDUCE_ONLY),
+        ):
+            if breaker.state == BreakerState.HALTED:
+                return reject(Reason(halted, _breaker_message("halted", breaker.symbol, breaker.reason),
+                                     "HALTED", breaker.symbol))
+            if breaker.state == BreakerState.REDUCE_ONLY and imposed is None:
+                imposed = Reason(reducing, _breaker_message("reduce-only", breaker.symbol, breaker.reason),
+                                 "REDUCE_ONLY", breaker.symbol)
     controls = account.controls
     if controls.restriction == Restriction.FROZEN:
         return reject(Reason(ReasonCode.ACCOUNT_FROZEN, "account is frozen", "FROZEN", account.account_id))

@@ -31,8 +31,8 @@ def order_cost(side: Side, quantity: Decimal, price: Decimal, mark: Decimal, lev
     """
     notional = quantity * price
     initial_margin = round_up(notional / leverage)
-    direction = 1 if side == Side.BUY else -1
-    open_loss = round_up(quantity * -min(ZERO, direction * (mark - price)))
+    adverse = price - mark if side == Side.BUY else mark - price
+    open_loss = round_up(quantity * adverse) if adverse > 0 else ZERO
     if taker_fee_rate:
         fee_to_open = round_up(notional * taker_fee_rate)
         close_factor = ONE - ONE / leverage if side == Side.BUY else ONE + ONE / leverage
@@ -104,11 +104,16 @@ def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal,
     side = 1 if quantity > 0 else -1
     size = abs(quantity)
     base = wallet_balance - other_maintenance + other_upnl - side * size * entry_price
+    if side > 0 and base >= 0:
+        # Collateral covers the whole long even at a price of zero: no tier can liquidate it.
+        return None
     # The tier at the entry notional is nearly always the answer, so try it first.
     start = tiers.for_notional(size * entry_price) or tiers.tiers[-1]
-    candidates = (start, *(t for t in tiers.tiers if t is not start))
+    price = (base + start.maintenance_amount) / (size * start.mmr - side * size)
+    if price > 0 and start.floor < price * size <= start.cap:
+        return _to_tick(price, tick, side)
     no_price_from = len(tiers.tiers) + 1
-    for tier in candidates:
+    for tier in tiers.tiers:
         if tier.index >= no_price_from:
             continue
         price = (base + tier.maintenance_amount) / (size * tier.mmr - side * size)
