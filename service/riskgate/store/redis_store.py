@@ -47,6 +47,7 @@ return v
 _reservation_encoder = msgspec.json.Encoder(decimal_format="string")
 _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 RETRY_BACKOFF_S = 0.05
+MAX_RETRY_BACKOFF_S = 1.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -230,6 +231,7 @@ class RedisStore:
 
     async def _subscriber(self) -> None:
         first = True
+        backoff = RETRY_BACKOFF_S
         while not self._closing:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -238,6 +240,7 @@ class RedisStore:
                 first = False
                 self._subscribed = True
                 self._loaded_once.set()
+                backoff = RETRY_BACKOFF_S
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -248,9 +251,11 @@ class RedisStore:
                         continue
                     self._apply(kind, record)
             except (RedisError, OSError) as exc:
+                if self._subscribed:
+                    log.warning("change subscription lost (%s); resubscribing and reloading", exc)
                 self._subscribed = False
-                log.warning("change subscription lost (%s); resubscribing and reloading", exc)
-                await asyncio.sleep(RETRY_BACKOFF_S)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
