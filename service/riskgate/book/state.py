@@ -142,13 +142,16 @@ class Reservation:
 
 
 class OpenOrders:
-    """Per account and symbol: quantity of open orders on each side."""
+    """Per account and symbol: quantity of open orders on each side, and the leverage shared
+    by the open orders that add risk (one leverage per account and symbol)."""
 
-    __slots__ = ("buy", "sell")
+    __slots__ = ("buy", "increasing_orders", "leverage", "sell")
 
     def __init__(self) -> None:
         self.buy = ZERO
         self.sell = ZERO
+        self.increasing_orders = 0
+        self.leverage = 0
 
 
 class Account:

@@ -85,9 +85,16 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
         increasing = ZERO
 
     # 5. eligibility of the risk-increasing part
-    leverage = order.leverage or (
-        position.leverage if position is not None and position.quantity else symbol.default_leverage
-    )
+    # One leverage per account and symbol. It binds the risk-increasing part when that part adds
+    # to the held position, or lands beside open orders that add risk; a flip opens afresh.
+    orders_leverage = open_orders.leverage if open_orders.increasing_orders else 0
+    if held:
+        position_leverage = position.leverage  # type: ignore[union-attr]
+        binding_leverage = position_leverage if (held > 0) == buying else orders_leverage
+    else:
+        position_leverage = 0
+        binding_leverage = orders_leverage
+    leverage = order.leverage or position_leverage or orders_leverage or symbol.default_leverage
     failure: Reason | None = None
     if increasing:
         failure = _eligibility(symbol, account, leverage)
@@ -139,7 +146,11 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     if increasing and failure is None:
         # 7. leverage
         account_cap = controls.max_leverage
-        if tier is None:
+        if binding_leverage and leverage != binding_leverage:
+            failure = Reason(ReasonCode.LEVERAGE_MISMATCH,
+                             "the symbol's position or open orders use another leverage: send 0 or that leverage",
+                             str(binding_leverage), str(leverage))
+        elif tier is None:
             failure = Reason(ReasonCode.POSITION_ABOVE_MAX_TIER, "position with open orders beyond the last tier",
                              fmt(symbol.tiers.max_notional), fmt(exposure_notional))
         elif leverage > tier.max_leverage:
@@ -187,10 +198,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     result.reducing = min(allowed, reducing)
     result.increasing = allowed - result.reducing
     if result.increasing and cost is not None:
-        result.initial_margin = cost.initial_margin
-        result.order_cost = cost.total
-    elif failure is not None and cost is not None:
-        # The numbers behind a margin reject: what the increasing part would have cost.
+        # Only what is reserved; a margin reject carries the cost it refused in its reason.
         result.initial_margin = cost.initial_margin
         result.order_cost = cost.total
     reserved = result.order_cost if result.increasing else ZERO

@@ -30,7 +30,8 @@ decimal.DefaultContext.prec = _CONTEXT.prec
 decimal.DefaultContext.traps.update({t: True for t in (decimal.InvalidOperation, decimal.DivisionByZero)})
 decimal.setcontext(_CONTEXT.copy())
 
-_DIGITS = rf"(\d{{1,{MAX_INTEGER_DIGITS}}})(?:\.(\d{{1,{MAX_FRACTION_DIGITS}}}))?"
+# ASCII digits only: `\d` and Decimal() would also take fullwidth or Arabic-Indic digits.
+_DIGITS = rf"([0-9]{{1,{MAX_INTEGER_DIGITS}}})(?:\.([0-9]{{1,{MAX_FRACTION_DIGITS}}}))?"
 _DECIMAL_RE = re.compile(rf"\A{_DIGITS}\Z")
 _SIGNED_DECIMAL_RE = re.compile(rf"\A-?{_DIGITS}\Z")
 

@@ -42,6 +42,7 @@ REASON_DOCS: dict[R, tuple[str, str]] = {
     R.LEVERAGE_ABOVE_TIER_MAX: ("7 leverage", "leverage above the max of the tier the resulting position falls in"),
     R.LEVERAGE_ABOVE_ACCOUNT_MAX: ("7 leverage", "leverage above the account's max_leverage"),
     R.POSITION_ABOVE_MAX_TIER: ("7 leverage", "resulting position (open orders included) beyond the last tier"),
+    R.LEVERAGE_MISMATCH: ("7 leverage", "leverage differs from the position's (or open orders') on the symbol"),
     R.POSITION_LIMIT_EXCEEDED: ("8 limits", "resulting position notional above max_position_notional"),
     R.GROSS_NOTIONAL_EXCEEDED: ("8 limits", "gross notional over all symbols above the account's max_gross_notional"),
     R.OPEN_INTEREST_CAP_EXCEEDED: ("8 limits", "symbol open interest (open orders included) above open_interest_cap"),

@@ -66,6 +66,12 @@ def _hold(account: Account, open_orders: OpenOrders, reservation: Reservation, b
         if symbol is not None:
             symbol.pending_short_increase += sign * reservation.increasing_left
     account.reserved_cost += sign * reservation.cost_left
+    if reservation.increasing_left:
+        open_orders.increasing_orders += sign
+        if sign > 0:
+            open_orders.leverage = reservation.leverage
+        elif not open_orders.increasing_orders:
+            open_orders.leverage = 0
 
 
 def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionKind,
