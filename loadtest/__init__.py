@@ -1,0 +1,1 @@
+"""Open-loop load-test harness for riskgate: `python -m loadtest` (see loadtest/README.md)."""
