@@ -60,7 +60,13 @@ async def serve(listen: str, stop: asyncio.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.baseline_server")
     parser.add_argument("--listen", default="127.0.0.1:0")
+    # The same event loop as `riskgate serve` (server.event_loop), so the floor is comparable.
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args(argv)
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
 
     async def run() -> None:
         stop = asyncio.Event()

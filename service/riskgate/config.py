@@ -32,6 +32,10 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     shard_index: int = 0
     shard_count: int = 1
     audit_stream_maxlen: int = 1_000_000
+    # Reservations and fills are written to Redis in batches at most this far apart.
+    write_behind_ms: float = 5.0
+    # "uvloop" or "asyncio": the event loop `riskgate serve` runs on.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 class AdminToken(msgspec.Struct, forbid_unknown_fields=True):

@@ -51,7 +51,8 @@ class RiskgateService:
         client = aioredis.Redis.from_url(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
                                          socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
         self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
-                                server_config.redis_stale_after_ms, server_config.audit_stream_maxlen)
+                                server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
+                                server_config.write_behind_ms)
         await self._seed(self.store)
         await self.store.start()
         setup_metrics(self.counters)

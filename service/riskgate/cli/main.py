@@ -128,6 +128,10 @@ def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         await service.stop()
 
+    if config.server.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
     try:
         asyncio.run(run())
     except (ValueError, RuntimeError, OSError) as exc:

@@ -69,12 +69,13 @@ class _AdminChange:
 
 class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
-                 audit_maxlen: int) -> None:
+                 audit_maxlen: int, write_behind_ms: float = 0.0) -> None:
         self.client = client
         self.book = book
         self.keys = keys
         self.stale_after_s = stale_after_ms / 1000
         self.audit_maxlen = audit_maxlen
+        self.write_behind_s = write_behind_ms / 1000
         self._put = client.register_script(_PUT_SCRIPT)
         self._admin_queue: deque[_AdminChange] = deque()
         self._wake = asyncio.Event()
@@ -147,6 +148,10 @@ class RedisStore:
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
+            if self.write_behind_s and not self._admin_queue:
+                # Gather the orders of the next few milliseconds into one round trip: one
+                # pipeline per order costs the hot path more event-loop time than the check.
+                await asyncio.sleep(self.write_behind_s)
             self._wake.clear()
             while self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
                 if not await self._flush_once():
