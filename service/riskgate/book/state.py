@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -164,6 +164,7 @@ class Account:
         "orders",
         "positions",
         "recent_order_ids",
+        "recent_order_queue",
         "reserved_cost",
         "snapshot_version",
     )
@@ -178,8 +179,9 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
-        # Closed order ids, oldest first, for the duplicate window.
-        self.recent_order_ids: OrderedDict[str, float] = OrderedDict()
+        # Closed order ids for the duplicate window: a set to look up, a queue (oldest first) to expire.
+        self.recent_order_ids: set[str] = set()
+        self.recent_order_queue: deque[tuple[float, str]] = deque()
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(

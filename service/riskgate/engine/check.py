@@ -217,14 +217,14 @@ def _breaker_message(state: str, symbol: str, reason: str) -> str:
 
 
 def _recently_closed(book: Book, account: Account, order_id: str, now_mono: float) -> bool:
-    recent = account.recent_order_ids
-    horizon = now_mono - book.duplicate_window_s
-    while recent:
-        oldest_id, closed_at = next(iter(recent.items()))
-        if closed_at >= horizon:
-            break
-        del recent[oldest_id]
-    return order_id in recent
+    queue = account.recent_order_queue
+    if queue:
+        horizon = now_mono - book.duplicate_window_s
+        recent = account.recent_order_ids
+        while queue and queue[0][0] < horizon:
+            recent.discard(queue.popleft()[1])
+        return order_id in recent
+    return False
 
 
 def _eligibility(symbol: SymbolState, account: Account, leverage: int) -> Reason | None:

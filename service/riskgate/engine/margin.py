@@ -80,7 +80,8 @@ def value_account(book: Book, account: Account, focus_symbol: str = "") -> Valua
         notional = abs(quantity) * mark
         maintenance = state.tiers.maintenance_margin(notional)
         valuation.unrealized_pnl += upnl
-        valuation.initial_margin += round_up(notional / position.leverage)
+        # Summed exactly; the published available margin is rounded down once, at the end.
+        valuation.initial_margin += notional / position.leverage
         valuation.maintenance_margin += maintenance
         if symbol == focus_symbol:
             valuation.focus_upnl = upnl

@@ -92,10 +92,11 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         _hold(account, open_orders, reservation, book, +1)
     else:
         del account.orders[order_id]
-        recent = account.recent_order_ids
-        recent[order_id] = now_mono
-        if len(recent) > MAX_RECENT_ORDER_IDS:
-            recent.popitem(last=False)
+        account.recent_order_ids.add(order_id)
+        queue = account.recent_order_queue
+        queue.append((now_mono, order_id))
+        if len(queue) > MAX_RECENT_ORDER_IDS:
+            account.recent_order_ids.discard(queue.popleft()[1])
     book.mark_order_dirty(account_id, order_id)
     return reservation
 
