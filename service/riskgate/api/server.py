@@ -7,6 +7,7 @@ import logging
 import time
 
 import grpc
+import msgspec
 import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -110,17 +111,15 @@ class RiskgateService:
                 raise ValueError(f"marks: {mark.symbol!r} needs a listed symbol and a positive price")
 
     async def _seed(self, store: RedisStore) -> None:
-        for spec in self.config.symbols:
-            await store.seed("symbol", spec.symbol, spec, "config")
         now_ms = time.time_ns() // 1_000_000
-        for mark in self.config.marks:
-            await store.seed("mark", mark.symbol, MarkSpec(symbol=mark.symbol, price=mark.price,
-                                                           timestamp_ms=now_ms), "config")
+        records: list[tuple[str, str, msgspec.Struct]] = [("symbol", s.symbol, s) for s in self.config.symbols]
+        records += [("mark", m.symbol, MarkSpec(symbol=m.symbol, price=m.price, timestamp_ms=now_ms))
+                    for m in self.config.marks]
         for seed in self.config.accounts:
             snapshot, controls = _account_records(seed)
-            await store.seed("account", seed.account_id, snapshot, "config")
-            await store.seed("controls", seed.account_id, controls, "config")
-
+            records += [("account", seed.account_id, snapshot), ("controls", seed.account_id, controls)]
+        written = await store.seed(records, "config")
+        log.info("seeded %d of %d records from the configuration", written, len(records))
 
 def _account_records(seed: AccountSeed) -> tuple[AccountSnapshot, ControlsSpec]:
     snapshot = AccountSnapshot(

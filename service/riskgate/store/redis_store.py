@@ -48,6 +48,7 @@ _reservation_encoder = msgspec.json.Encoder(decimal_format="string")
 _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
+SEED_BATCH = 500
 
 
 class StoreUnavailable(RuntimeError):
@@ -113,17 +114,30 @@ class RedisStore:
 
     # ---- writes ----------------------------------------------------------------------
 
-    async def seed(self, kind: str, field: str, record: msgspec.Struct, actor: str) -> bool:
-        """Writes record only if Redis has none under field; True when it was written."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            await self._put(keys=[self.keys.seq, self.keys.hash_for(kind)],
-                            args=[field, encode(record), self.keys.changes, kind, "nx"], client=pipe)
-            results = await pipe.execute()
-        version = int(results[0])
-        if version:
-            await self.audit({"actor": actor, "action": f"seed_{kind}", "target": field, "outcome": "ok",
-                              "version": str(version), "request": encode(record).decode()})
-        return bool(version)
+    async def seed(self, records: list[tuple[str, str, msgspec.Struct]], actor: str) -> int:
+        """Writes each (kind, field, record) only where Redis has none under field, and audits
+        what it wrote. Each write is atomic on its own, so a crash mid-way leaves whole records.
+        Returns how many were written."""
+        written = 0
+        for start in range(0, len(records), SEED_BATCH):
+            batch = records[start:start + SEED_BATCH]
+            payloads = [encode(record) for _, _, record in batch]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (kind, field, _), payload in zip(batch, payloads, strict=True):
+                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind)],
+                                    args=[field, payload, self.keys.changes, kind, "nx"], client=pipe)
+                versions = await pipe.execute()
+            now_ms = str(time.time_ns() // 1_000_000)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (kind, field, _), payload, version in zip(batch, payloads, versions, strict=True):
+                    if int(version):
+                        written += 1
+                        pipe.xadd(self.keys.audit, {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}",
+                                                    "target": field, "outcome": "ok", "version": str(version),
+                                                    "request": payload.decode()},
+                                  maxlen=self.audit_maxlen, approximate=True)
+                await pipe.execute()
+        return written
 
     async def commit(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
                      apply: Callable[[Any], None]) -> Any:
