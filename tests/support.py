@@ -66,7 +66,8 @@ class Client:
     """A gateway + operator talking to one service over loopback gRPC."""
 
     def __init__(self, port: int) -> None:
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.target = f"127.0.0.1:{port}"
+        self.channel = grpc.aio.insecure_channel(self.target)
         self.pretrade = pb_grpc.PreTradeRiskStub(self.channel)
         self.admin = admin_grpc.RiskAdminStub(self.channel)
         self._ids = itertools.count(1)

@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
     from riskgate.api.server import RiskgateService
     from riskgate.config import ConfigError, apply_overrides, load_config
     from riskgate.store.embedded import EmbeddedRedis
@@ -134,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.install()
     try:
         asyncio.run(run())
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (ValueError, RuntimeError, OSError, RedisError) as exc:
         print(f"riskgate: {exc}", file=sys.stderr)
         return 1
     finally:

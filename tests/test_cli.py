@@ -1,0 +1,64 @@
+"""The riskgate command, against a real service."""
+
+import asyncio
+import json
+
+import pytest
+
+from riskgate.cli.main import main
+from tests.support import ADMIN_TOKEN, VIEWER_TOKEN, Client
+
+
+async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    # The CLI uses a blocking channel; the service shares this event loop, so run it in a thread.
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_check_command_when_demo_order_then_prints_accept(btc: Client, capsys) -> None:
+    target = btc.target
+    code, out, _ = await _run(capsys, "check", "--target", target, "--account", "acct-1", "--symbol", "BTCUSDT",
+                              "--side", "buy", "--quantity", "0.01", "--price", "50000", "--leverage", "10")
+    assert code == 0
+    assert json.loads(out)["decision"] == "DECISION_ACCEPT"
+
+
+async def test_check_command_when_oversized_order_then_prints_typed_reject(btc: Client, capsys) -> None:
+    target = btc.target
+    code, out, _ = await _run(capsys, "check", "--target", target, "--account", "acct-1", "--symbol", "BTCUSDT",
+                              "--side", "buy", "--quantity", "5000", "--price", "50000")
+    response = json.loads(out)
+    assert code == 0
+    assert response["decision"] == "DECISION_REJECT"
+    assert response["reasons"][0]["code"] == "REASON_QUANTITY_ABOVE_MAX"
+
+
+async def test_breaker_command_when_admin_token_then_sets_and_lists(btc: Client, capsys) -> None:
+    target = btc.target
+    code, out, _ = await _run(capsys, "breaker", "halted", "--symbol", "BTCUSDT", "--reason", "drill",
+                              "--target", target, "--token", ADMIN_TOKEN)
+    assert code == 0 and json.loads(out)["state"] == "BREAKER_HALTED"
+    code, out, _ = await _run(capsys, "breaker", "list", "--target", target, "--token", VIEWER_TOKEN)
+    assert [b.get("symbol", "") for b in json.loads(out)["breakers"]] == ["", "BTCUSDT"]
+
+
+async def test_breaker_command_when_token_lacks_role_then_fails_with_permission_denied(btc: Client,
+                                                                                       capsys) -> None:
+    target = btc.target
+    code, _, err = await _run(capsys, "breaker", "halted", "--reason", "x", "--target", target,
+                              "--token", VIEWER_TOKEN)
+    assert code == 1
+    assert "PERMISSION_DENIED" in err
+
+
+def test_serve_command_when_config_file_missing_then_exits_with_message(capsys) -> None:
+    assert main(["serve", "--config", "/nonexistent/riskgate.toml"]) == 2
+    assert "cannot read config" in capsys.readouterr().err
+
+
+def test_serve_command_when_config_invalid_then_exits_naming_the_field(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\nlisten = 5\n')
+    assert main(["serve", "--config", str(bad)]) == 2
+    assert "server.listen" in capsys.readouterr().err
