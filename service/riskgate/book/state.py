@@ -79,6 +79,7 @@ class Reservation:
         "increasing_left",
         "leverage",
         "order_id",
+        "persisted",
         "price",
         "reducing_left",
         "remaining",
@@ -108,6 +109,9 @@ class Reservation:
         self.remaining = reducing + increasing
         self.cost_left = cost
         self.created_ms = created_ms
+        # Whether Redis may hold it: one opened and closed between two write-behind batches
+        # never needs to be written at all.
+        self.persisted = False
 
     def to_spec(self, account_id: str) -> ReservationSpec:
         return ReservationSpec(
@@ -138,6 +142,7 @@ class Reservation:
             spec.created_ms,
         )
         reservation.remaining = spec.remaining
+        reservation.persisted = True
         return reservation
 
 

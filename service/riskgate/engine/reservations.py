@@ -90,6 +90,7 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         reservation.cost_left = ZERO
     if reservation.remaining > 0:
         _hold(account, open_orders, reservation, book, +1)
+        book.mark_order_dirty(account_id, order_id)
     else:
         del account.orders[order_id]
         account.recent_order_ids.add(order_id)
@@ -97,7 +98,10 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         queue.append((now_mono, order_id))
         if len(queue) > MAX_RECENT_ORDER_IDS:
             account.recent_order_ids.discard(queue.popleft()[1])
-    book.mark_order_dirty(account_id, order_id)
+        if reservation.persisted:
+            book.mark_order_dirty(account_id, order_id)
+        else:
+            book.dirty_orders.discard((account_id, order_id))
     return reservation
 
 

@@ -44,6 +44,32 @@ end
 return v
 """
 
+# One round trip, one command, for a whole write-behind batch: account snapshots (each with
+# the next version), reservation upserts and deletes. Per-command overhead in the client,
+# not Redis, is what write-behind costs the event loop.
+_FLUSH_SCRIPT = """
+local i = 1
+local versions = {}
+local accounts = tonumber(ARGV[i]); i = i + 1
+for k = 1, accounts do
+  local v = redis.call('INCR', KEYS[1])
+  redis.call('HSET', KEYS[2], ARGV[i], '{"v":' .. v .. ',"d":' .. ARGV[i + 1] .. '}')
+  versions[k] = v
+  i = i + 2
+end
+local upserts = tonumber(ARGV[i]); i = i + 1
+if upserts > 0 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, i, i + 2 * upserts - 1))
+  i = i + 2 * upserts
+end
+if i <= #ARGV then
+  redis.call('HDEL', KEYS[3], unpack(ARGV, i, #ARGV))
+end
+return versions
+"""
+# Keeps each script call's unpack() far below Lua's C-stack limit.
+FLUSH_CHUNK = 1000
+
 _reservation_encoder = msgspec.json.Encoder(decimal_format="string")
 _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 RETRY_BACKOFF_S = 0.05
@@ -78,6 +104,7 @@ class RedisStore:
         self.audit_maxlen = audit_maxlen
         self.write_behind_s = write_behind_ms / 1000
         self._put = client.register_script(_PUT_SCRIPT)
+        self._flush = client.register_script(_FLUSH_SCRIPT)
         self._admin_queue: deque[_AdminChange] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -177,25 +204,33 @@ class RedisStore:
         orders, book.dirty_orders = book.dirty_orders, set()
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._admin_queue.popleft() if self._admin_queue else None
-        account_ids: list[str] = []
+        snapshots: list[tuple[str, bytes]] = []
+        for account_id in accounts:
+            account = book.accounts.get(account_id)
+            if account is not None:
+                snapshots.append((account_id, encode(account.snapshot())))
+        upserts: list[tuple[str, bytes]] = []
+        deletes: list[str] = []
+        for account_id, order_id in orders:
+            account = book.accounts.get(account_id)
+            reservation = account.orders.get(order_id) if account is not None else None
+            if reservation is None:
+                deletes.append(order_field(account_id, order_id))
+            else:
+                # Set before the write is sent: a close racing with it then deletes it again.
+                reservation.persisted = True
+                upserts.append((order_field(account_id, order_id),
+                                _reservation_encoder.encode(reservation.to_spec(account_id))))
+        versions: list[int] = []
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for account_id in accounts:
-                    account = book.accounts.get(account_id)
-                    if account is None:
-                        continue
-                    account_ids.append(account_id)
-                    await self._put(keys=[self.keys.seq, self.keys.accounts],
-                                    args=[account_id, encode(account.snapshot()), "", "account", ""], client=pipe)
-                for account_id, order_id in orders:
-                    account = book.accounts.get(account_id)
-                    reservation = account.orders.get(order_id) if account is not None else None
-                    field = order_field(account_id, order_id)
-                    if reservation is None:
-                        pipe.hdel(self.keys.orders, field)
-                    else:
-                        pipe.hset(self.keys.orders, field,
-                                  _reservation_encoder.encode(reservation.to_spec(account_id)))
+            async with self.client.pipeline(transaction=change is not None) as pipe:
+                calls = 0
+                for start in range(0, max(len(snapshots), len(upserts), len(deletes)), FLUSH_CHUNK):
+                    await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders],
+                                      args=_flush_args(snapshots[start:start + FLUSH_CHUNK],
+                                                       upserts[start:start + FLUSH_CHUNK],
+                                                       deletes[start:start + FLUSH_CHUNK]), client=pipe)
+                    calls += 1
                 if change is not None:
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind)],
                                     args=[change.field, encode(change.record), self.keys.changes, change.kind, ""],
@@ -210,12 +245,14 @@ class RedisStore:
                 change.future.set_exception(StoreUnavailable(f"Redis did not take the change: {exc}"))
             log.warning("write to Redis failed (%s); will retry", exc)
             return False
-        for account_id, version in zip(account_ids, results, strict=False):
+        for chunk_versions in results[:calls]:
+            versions.extend(int(v) for v in chunk_versions)
+        for (account_id, _), version in zip(snapshots, versions, strict=True):
             account = book.accounts.get(account_id)
             if account is not None:
-                account.snapshot_version = max(account.snapshot_version, int(version))
+                account.snapshot_version = max(account.snapshot_version, version)
         if change is not None:
-            version = int(results[-2])
+            version = int(results[calls])
             stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
             try:
                 change.apply(stored)
@@ -300,3 +337,14 @@ class RedisStore:
                 log.error(self.book.state_unavailable_reason)
             await asyncio.sleep(interval)
 
+
+def _flush_args(snapshots: list[tuple[str, bytes]], upserts: list[tuple[str, bytes]],
+                deletes: list[str]) -> list[str | bytes | int]:
+    args: list[str | bytes | int] = [len(snapshots)]
+    for account_id, payload in snapshots:
+        args += (account_id, payload)
+    args.append(len(upserts))
+    for field, payload in upserts:
+        args += (field, payload)
+    args += deletes
+    return args
