@@ -4,6 +4,7 @@ while reducing orders pass; admin changes are refused, never half-done; recovery
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
@@ -72,3 +73,41 @@ async def test_mark_when_stale_then_increasing_rejected_but_reducing_accepted(cl
     assert codes(stale) == ["REASON_MARK_PRICE_STALE"]
     reducing = await client.check(side="sell", quantity="0.1", price="50000")
     assert decision(reducing) == "DECISION_ACCEPT"
+
+
+async def test_other_position_when_its_mark_is_stale_then_its_profit_does_not_fund_new_risk(client: Client) -> None:
+    await client.upsert_symbol(mark="50000")
+    await client.upsert_symbol(symbol="ETHUSDT", tick_size="0.01", mark_price_max_age_ms=1)
+    await client.set_mark("ETHUSDT", "4000")
+    await client.trader(balance="1000", positions=[("ETHUSDT", "10", "2000", 10)])
+    await asyncio.sleep(0.05)
+    response = await client.check(quantity="0.3", price="50000", leverage=10)
+    assert codes(response) == ["REASON_MARK_PRICE_STALE"]
+    assert response.reasons[0].value == "ETHUSDT"
+
+
+async def test_write_behind_when_redis_refuses_writes_then_fails_closed_until_it_takes_them(
+        services: Services, redis_server) -> None:
+    _, client = await services.start(redis_stale_after_ms=200)
+    await client.upsert_symbol(mark="50000")
+    await client.trader(positions=[("BTCUSDT", "1", "50000", 10)])
+    redis = aioredis.Redis.from_url(redis_server.url)
+    try:
+        # Answers PING, refuses writes: as a demoted master or a full disk would.
+        await redis.config_set("min-replicas-to-write", 1)
+        assert decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
+
+        async def refused() -> bool:
+            return codes(await client.check(quantity="0.1", price="50000")) == ["REASON_STATE_UNAVAILABLE"]
+
+        assert await _until(refused)
+        assert decision(await client.check(side="sell", quantity="0.1", price="50000")) == "DECISION_ACCEPT"
+        await redis.config_set("min-replicas-to-write", 0)
+
+        async def accepted() -> bool:
+            return decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
+
+        assert await _until(accepted)
+    finally:
+        await redis.config_set("min-replicas-to-write", 0)
+        await redis.aclose()

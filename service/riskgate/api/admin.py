@@ -25,7 +25,7 @@ from riskgate.engine.codes import BreakerState
 from riskgate.engine.money import fmt
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import SpecError, validate_account, validate_controls, validate_symbol
-from riskgate.store.redis_store import RedisStore, StoreUnavailable
+from riskgate.store.redis_store import RedisStore, StoreConflict, StoreUnavailable
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 
@@ -56,7 +56,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             log.error("could not audit refused %s by %s: %s", method, actor, exc)
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
-                      build: Callable[[Principal], tuple[str, str, msgspec.Struct, Callable[[Any], None]]],
+                      build: Callable[[Principal], tuple[str, str, msgspec.Struct, Callable[[Any], bool]]],
                       respond: Callable[[Any], Response]) -> Response:
         principal = await self._guard(method, request, context)
         try:
@@ -72,11 +72,13 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         try:
             stored = await self.store.commit(kind, field, record, audit, apply)
         except StoreUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not applied: {exc}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not confirmed: {exc}")
+        except StoreConflict as exc:
+            await context.abort(grpc.StatusCode.ABORTED, str(exc))
         return respond(stored)
 
     async def UpsertSymbol(self, request: admin.SymbolSpec, context: grpc.aio.ServicerContext) -> admin.SymbolSpec:
-        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], None]]:
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             spec = convert.symbol_spec(request)
             validate_symbol(spec)
             return "symbol", spec.symbol, spec, lambda stored: apply_symbol(self.book, stored)
@@ -86,7 +88,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def UpsertAccount(self, request: admin.AccountState, context: grpc.aio.ServicerContext
                             ) -> admin.AccountState:
-        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], None]]:
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             snapshot = convert.account_snapshot(request)
             validate_account(snapshot, set(self.book.symbols))
             if not self.book.owns(snapshot.account_id):
@@ -98,7 +100,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         return await self._change("UpsertAccount", request, context, build, convert.account_message)
 
     async def SetMarkPrice(self, request: admin.MarkPrice, context: grpc.aio.ServicerContext) -> admin.MarkPrice:
-        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], None]]:
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             price = convert.decimal_field("price", request.price)
             if not price:
                 raise SpecError("price", "must be positive")
@@ -111,7 +113,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def SetCircuitBreaker(self, request: admin.CircuitBreaker, context: grpc.aio.ServicerContext
                                 ) -> admin.CircuitBreaker:
-        def build(principal: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], None]]:
+        def build(principal: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             state = convert.breaker_state(request.state)
             if request.symbol and request.symbol not in self.book.symbols:
                 raise SpecError("symbol", f"unknown symbol {request.symbol!r} (empty = the whole platform)")
@@ -130,7 +132,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def SetAccountControls(self, request: admin.AccountControls, context: grpc.aio.ServicerContext
                                  ) -> admin.AccountControls:
-        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], None]]:
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             controls = convert.controls_spec(request)
             validate_controls(controls)
             return "controls", controls.account_id, controls, lambda stored: apply_controls(self.book, stored)

@@ -7,7 +7,7 @@ import time
 from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
 from riskgate.book.state import Account, Book, Position, SymbolState
 from riskgate.engine.money import ZERO
-from riskgate.engine.reservations import adjust_open_interest
+from riskgate.engine.reservations import adjust_open_interest, rebalance_reducing
 from riskgate.engine.spec_rules import validate_symbol
 
 
@@ -75,6 +75,7 @@ def apply_account_snapshot(book: Book, snapshot: AccountSnapshot) -> bool:
     account = ensure_account(book, snapshot.account_id)
     if snapshot.version <= account.snapshot_version and account.snapshot_version:
         return False
+    previous = set(account.positions)
     for symbol, position in account.positions.items():
         adjust_open_interest(book, symbol, position.quantity, ZERO)
     account.balance = snapshot.balance
@@ -84,4 +85,7 @@ def apply_account_snapshot(book: Book, snapshot: AccountSnapshot) -> bool:
             account.positions[spec.symbol] = Position(spec.quantity, spec.entry_price, spec.leverage)
             adjust_open_interest(book, spec.symbol, ZERO, spec.quantity)
     account.snapshot_version = snapshot.version
+    for symbol in {*previous, *account.positions}:
+        rebalance_reducing(book, account, symbol)
     return True
+

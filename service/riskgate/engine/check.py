@@ -136,13 +136,16 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     tier = symbol.tiers.for_notional(exposure_notional)
     max_leverage = tier.max_leverage if tier is not None else 0
 
-    valuation = value_account(book, account, order.symbol)
+    valuation = value_account(book, account, order.symbol, now_ms)
     cost = None
     if increasing and failure is None:
         failure = _freshness(book, symbol, now_ms)
     if increasing and failure is None and valuation.missing_mark is not None:
         failure = Reason(ReasonCode.MARK_PRICE_MISSING, "a position of the account has no mark price",
                          "", valuation.missing_mark)
+    if increasing and failure is None and valuation.stale_mark is not None:
+        failure = Reason(ReasonCode.MARK_PRICE_STALE, "a position of the account is valued at a stale mark",
+                         "", valuation.stale_mark)
     if increasing and failure is None:
         # 7. leverage
         account_cap = controls.max_leverage

@@ -46,7 +46,7 @@ class Valuation:
     """Cross-margin figures of one account at current marks."""
 
     __slots__ = ("available", "focus_mm", "focus_upnl", "initial_margin", "maintenance_margin",
-                 "missing_mark", "unrealized_pnl")
+                 "missing_mark", "stale_mark", "unrealized_pnl")
 
     def __init__(self) -> None:
         self.unrealized_pnl = ZERO
@@ -56,13 +56,15 @@ class Valuation:
         self.focus_mm = ZERO
         self.available = ZERO
         self.missing_mark: str | None = None
+        self.stale_mark: str | None = None
 
 
-def value_account(book: Book, account: Account, focus_symbol: str = "") -> Valuation:
+def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: int | None = None) -> Valuation:
     """available = balance + unrealised PnL - initial margin of positions - reserved order cost.
 
-    A position whose symbol has no mark cannot be valued: `missing_mark` names it and the
-    caller fails closed.
+    A position whose symbol has no mark cannot be valued: `missing_mark` names it. With now_ms,
+    a position valued at a mark older than its bound is named in `stale_mark`: its unrealised
+    profit is not to be trusted as collateral. The caller fails closed on either.
     """
     valuation = Valuation()
     symbols = book.symbols
@@ -75,6 +77,8 @@ def value_account(book: Book, account: Account, focus_symbol: str = "") -> Valua
         if mark_spec is None or state is None:
             valuation.missing_mark = symbol
             continue
+        if now_ms is not None and now_ms - mark_spec.timestamp_ms > state.spec.mark_price_max_age_ms:
+            valuation.stale_mark = symbol
         mark = mark_spec.price
         upnl = quantity * (mark - position.entry_price)
         notional = abs(quantity) * mark

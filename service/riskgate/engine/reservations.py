@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from riskgate.book.state import Account, Book, OpenOrders, Position, Reservation
 from riskgate.engine.codes import ExecutionKind, Side
+from riskgate.engine.margin import order_cost
 from riskgate.engine.money import ZERO, round_down
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult
@@ -149,6 +150,41 @@ def move_position(book: Book, account: Account, symbol_name: str, signed_quantit
     if not resulting:
         del account.positions[symbol_name]
     book.mark_account_dirty(account.account_id)
+    rebalance_reducing(book, account, symbol_name)
+
+
+def rebalance_reducing(book: Book, account: Account, symbol_name: str) -> None:
+    """Keeps the reducing parts of open orders within what the position can still absorb.
+
+    An order accepted as reducing reserved nothing; if the position has since shrunk (another
+    order filled first, or clearing's snapshot cut it), the excess would open risk unmargined.
+    It becomes risk-increasing and its cost is reserved now, even if that leaves the account
+    short of margin: the order is already at the matching engine, and the shortfall blocks
+    every further risk-increasing order until it is covered.
+    """
+    position = account.positions.get(symbol_name)
+    held = position.quantity if position is not None else ZERO
+    reducing_side = Side.SELL if held > 0 else Side.BUY
+    capacity = abs(held)
+    symbol = book.symbols.get(symbol_name)
+    for reservation in list(account.orders.values()):
+        if reservation.symbol != symbol_name or not reservation.reducing_left:
+            continue
+        keep = min(reservation.reducing_left, capacity) if reservation.side == reducing_side else ZERO
+        capacity -= keep
+        excess = reservation.reducing_left - keep
+        if not excess:
+            continue
+        open_orders = symbol_open_orders(account, symbol_name)
+        _hold(account, open_orders, reservation, book, -1)
+        mark = symbol.mark.price if symbol is not None and symbol.mark is not None else reservation.price
+        fee = symbol.spec.taker_fee_rate if symbol is not None else ZERO
+        reservation.reducing_left = keep
+        reservation.increasing_left += excess
+        reservation.cost_left += order_cost(reservation.side, excess, reservation.price, mark,
+                                            reservation.leverage, fee).total
+        _hold(account, open_orders, reservation, book, +1)
+        book.mark_order_dirty(account.account_id, reservation.order_id)
 
 
 def adjust_open_interest(book: Book, symbol_name: str, before: Decimal, after: Decimal) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from riskgate.book.apply import ensure_account
@@ -43,6 +45,17 @@ if ARGV[3] ~= '' then
 end
 return v
 """
+
+_RAISE_SEQ_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+SUBSCRIBE_TIMEOUT_S = 2.0
+_BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError)
 
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes. Per-command overhead in the client,
@@ -78,14 +91,18 @@ SEED_BATCH = 500
 
 
 class StoreUnavailable(RuntimeError):
-    """Redis did not take the change; nothing was applied."""
+    """Redis did not confirm the change; this process did not apply it."""
+
+
+class StoreConflict(RuntimeError):
+    """Redis took the change under a version older than one already applied."""
 
 
 class _AdminChange:
     __slots__ = ("apply", "audit", "field", "future", "kind", "record")
 
     def __init__(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
-                 apply: Callable[[Any], None]) -> None:
+                 apply: Callable[[Any], bool]) -> None:
         self.kind = kind
         self.field = field
         self.record = record
@@ -108,7 +125,12 @@ class RedisStore:
         self._admin_queue: deque[_AdminChange] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = False
+        self._pubsub: PubSub | None = None
+        self._last_pong = 0.0
+        self._write_failing_since: float | None = None
+        self._max_version = 0
+        self._repairs: set[asyncio.Task[None]] = set()
+        self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
         self._loaded_once = asyncio.Event()
         self._last_ok = time.monotonic()
         self._closing = False
@@ -167,7 +189,7 @@ class RedisStore:
         return written
 
     async def commit(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
-                     apply: Callable[[Any], None]) -> Any:
+                     apply: Callable[[Any], bool]) -> Any:
         """Stores, publishes and audits one admin change; applies it once Redis has it.
 
         Returns the record with its new version. Raises StoreUnavailable when Redis did not
@@ -204,6 +226,8 @@ class RedisStore:
         orders, book.dirty_orders = book.dirty_orders, set()
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._admin_queue.popleft() if self._admin_queue else None
+        # A new version at or below one already seen means Redis's counter went backwards.
+        seen_before = self._max_version
         snapshots: list[tuple[str, bytes]] = []
         for account_id in accounts:
             account = book.accounts.get(account_id)
@@ -244,21 +268,37 @@ class RedisStore:
             if change is not None and not change.future.done():
                 change.future.set_exception(StoreUnavailable(f"Redis did not take the change: {exc}"))
             log.warning("write to Redis failed (%s); will retry", exc)
+            if self._write_failing_since is None:
+                self._write_failing_since = time.monotonic()
             return False
+        self._write_failing_since = None
         for chunk_versions in results[:calls]:
             versions.extend(int(v) for v in chunk_versions)
         for (account_id, _), version in zip(snapshots, versions, strict=True):
             account = book.accounts.get(account_id)
             if account is not None:
                 account.snapshot_version = max(account.snapshot_version, version)
+        if versions:
+            self._max_version = max(self._max_version, *versions)
         if change is not None:
             version = int(results[calls])
             stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
-            try:
-                change.apply(stored)
-            finally:
-                if not change.future.done():
-                    change.future.set_result(stored)
+            if version > seen_before:
+                try:
+                    # False is fine here: the subscriber may have applied the published copy
+                    # first, or the record concerns accounts another shard owns.
+                    change.apply(stored)
+                except Exception as exc:  # the writer task must outlive one bad change
+                    log.exception("applying %s %r failed", change.kind, change.field)
+                    change.future.set_exception(exc)
+                    return True
+                self._max_version = max(self._max_version, version)
+                change.future.set_result(stored)
+            else:
+                change.future.set_exception(StoreConflict(
+                    f"Redis stored version {version}, but this process already holds a newer one: "
+                    "the version counter went backwards and is being repaired; retry"))
+                self._repairs.add(asyncio.get_running_loop().create_task(self._repair_version_counter()))
         return True
 
     # ---- reads -----------------------------------------------------------------------
@@ -267,64 +307,102 @@ class RedisStore:
         book = self.book
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
             rows = await self.client.hgetall(self.keys.hash_for(kind))
-            for data in rows.values():
-                self._apply(kind, decode_stored(kind, data))
+            for field, data in rows.items():
+                try:
+                    record = decode_stored(kind, data)
+                except _BAD_RECORD as exc:
+                    log.error("ignoring unreadable %s record %r in Redis: %s", kind, field, exc)
+                    continue
+                self._apply(kind, record)
         if with_orders:
             rows = await self.client.hgetall(self.keys.orders)
-            for data in rows.values():
-                spec = _reservation_decoder.decode(data)
-                if not book.owns(spec.account_id):
+            for field, data in rows.items():
+                try:
+                    spec = _reservation_decoder.decode(data)
+                    reservation = Reservation.from_spec(spec)
+                    account_id = spec.account_id
+                except _BAD_RECORD as exc:
+                    log.error("ignoring unreadable reservation %r in Redis: %s", field, exc)
                     continue
-                account = ensure_account(book, spec.account_id)
-                if spec.order_id not in account.orders:
-                    restore(book, account, Reservation.from_spec(spec))
+                if not book.owns(account_id):
+                    continue
+                account = ensure_account(book, account_id)
+                if reservation.order_id not in account.orders:
+                    restore(book, account, reservation)
+        await self._repair_version_counter()
 
-    def _apply(self, kind: str, record: Any) -> None:
+    async def _repair_version_counter(self) -> None:
+        """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out
+        versions this process has already seen; every process would then ignore new changes."""
+        if await self._raise_seq(keys=[self.keys.seq], args=[self._max_version]):
+            log.error("Redis version counter was behind version %d: raised it", self._max_version)
+
+    def _apply(self, kind: str, record: Any) -> bool:
+        self._max_version = max(self._max_version, record.version)
         try:
-            APPLIERS[kind](self.book, record)
+            return APPLIERS[kind](self.book, record)
         except ValueError as exc:
             log.error("ignoring invalid %s record from Redis: %s", kind, exc)
+            return False
 
     async def _subscriber(self) -> None:
         first = True
         backoff = RETRY_BACKOFF_S
         while not self._closing:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.client.pubsub()
             try:
                 await pubsub.subscribe(self.keys.changes)
+                # Load only once Redis confirms the subscription: nothing published after the
+                # snapshot is read can then be missed.
+                confirmation = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                if confirmation is None or confirmation.get("type") != "subscribe":
+                    raise RedisConnectionError("no subscribe confirmation from Redis")
                 await self._load_snapshot(with_orders=first)
                 first = False
-                self._subscribed = True
+                self._pubsub = pubsub
+                self._last_pong = time.monotonic()
                 self._loaded_once.set()
                 backoff = RETRY_BACKOFF_S
                 async for message in pubsub.listen():
-                    if message.get("type") != "message":
+                    kind_of_message = message.get("type")
+                    if kind_of_message == "pong":
+                        self._last_pong = time.monotonic()
+                        continue
+                    if kind_of_message != "message":
                         continue
                     try:
                         kind, record = decode_change(message["data"])
-                    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                    except _BAD_RECORD as exc:
                         log.error("ignoring malformed change message: %s", exc)
                         continue
                     self._apply(kind, record)
             except (RedisError, OSError) as exc:
-                if self._subscribed:
+                if self._pubsub is not None:
                     log.warning("change subscription lost (%s); resubscribing and reloading", exc)
-                self._subscribed = False
+                self._pubsub = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
             finally:
+                self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
 
     async def _health(self) -> None:
+        """Healthy means: Redis answers, the change subscription answers its own pings (a
+        half-open link would otherwise go unnoticed), and write-behind is not failing."""
         interval = max(0.02, self.stale_after_s / 5)
         while True:
+            now = time.monotonic()
+            pubsub = self._pubsub
             try:
                 await asyncio.wait_for(self.client.ping(), timeout=max(interval, 0.1))
-                healthy = self._subscribed
+                if pubsub is not None:
+                    await pubsub.ping()
+                healthy = (pubsub is not None and now - self._last_pong <= self.stale_after_s
+                           and (self._write_failing_since is None
+                                or now - self._write_failing_since <= self.stale_after_s))
             except (RedisError, OSError, TimeoutError):
                 healthy = False
-            now = time.monotonic()
             if healthy:
                 self._last_ok = now
                 if self.book.state_unavailable_reason is not None:
@@ -332,11 +410,11 @@ class RedisStore:
                     self.book.state_unavailable_reason = None
             elif now - self._last_ok > self.stale_after_s and self.book.state_unavailable_reason is None:
                 self.book.state_unavailable_reason = (
-                    f"Redis unreachable for more than {int(self.stale_after_s * 1000)} ms: failing closed"
+                    f"Redis unreachable or not taking writes for more than {int(self.stale_after_s * 1000)} ms:"
+                    " failing closed"
                 )
                 log.error(self.book.state_unavailable_reason)
             await asyncio.sleep(interval)
-
 
 def _flush_args(snapshots: list[tuple[str, bytes]], upserts: list[tuple[str, bytes]],
                 deletes: list[str]) -> list[str | bytes | int]:
