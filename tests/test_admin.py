@@ -149,3 +149,13 @@ async def test_admin_change_when_redis_version_counter_went_backwards_then_abort
         assert codes(await client.check(quantity="0.1", price="50000")) == ["REASON_PLATFORM_HALTED"]
     finally:
         await redis.aclose()
+
+
+async def test_read_calls_when_made_then_audited_with_actor(client: Client, redis_server) -> None:
+    await client.trader()
+    await client.risk("acct-1")
+    with pytest.raises(AioRpcError):
+        await client.risk("ghost")
+    entries = [e for e in await _audit(redis_server) if e["action"] == "GetAccountRisk"]
+    assert [(e["actor"], e["target"], e["outcome"]) for e in entries] == [
+        ("test-viewer", "acct-1", "ok"), ("test-viewer", "ghost", "not found")]

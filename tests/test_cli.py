@@ -62,3 +62,14 @@ def test_serve_command_when_config_invalid_then_exits_naming_the_field(tmp_path,
     bad.write_text('[server]\nlisten = 5\n')
     assert main(["serve", "--config", str(bad)]) == 2
     assert "server.listen" in capsys.readouterr().err
+
+
+async def test_controls_command_when_one_flag_given_then_other_controls_are_kept(btc: Client, capsys) -> None:
+    await btc.set_controls("acct-1", kyc_level=3, max_leverage=50, max_orders_per_second=7)
+    code, out, _ = await _run(capsys, "controls", "--account", "acct-1", "--restriction", "reduce-only",
+                              "--target", btc.target, "--token", ADMIN_TOKEN)
+    controls = json.loads(out)
+    assert code == 0
+    assert (controls["restriction"], controls["kyc_level"], controls["max_leverage"],
+            controls["max_orders_per_second"], controls["qualified_investor"]) == (
+        "RESTRICTION_REDUCE_ONLY", 3, 50, 7, True)

@@ -84,3 +84,14 @@ async def test_check_orders_stream_when_orders_together_exceed_margin_then_only_
     assert all(codes(r) == ["REASON_INSUFFICIENT_MARGIN"] for r in responses[3:])
     assert responses[3].reasons[0].limit == "1000"
     assert (await client.risk("acct-1")).reserved_order_cost == "9000"
+
+
+async def test_fill_when_order_already_closed_but_report_names_symbol_and_side_then_position_moves(
+        btc: Client) -> None:
+    await btc.check(quantity="1", price="50000", leverage=10, order_id="o-1")
+    await btc.fill("acct-1", "o-1", "1", "50000")
+    late = await btc.pretrade.ReportExecution(pb.ExecutionReport(
+        order_id="o-1", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="0.5", price="50000",
+        symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=10))
+    assert (late.remaining_quantity, late.position_quantity) == ("0", "1.5")
+    assert (await btc.risk("acct-1")).positions[0].quantity == "1.5"

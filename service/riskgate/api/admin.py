@@ -44,16 +44,16 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             principal = self.auth.authenticate(context.invocation_metadata())
             self.auth.authorize(principal, method)
         except AuthError as exc:
-            await self._audit_refusal(exc.actor, method, request, f"denied: {exc}")
+            await self._audit_event(exc.actor, method, request, f"denied: {exc}")
             await context.abort(exc.status, str(exc))
         return principal
 
-    async def _audit_refusal(self, actor: str, method: str, request: Message, outcome: str) -> None:
+    async def _audit_event(self, actor: str, method: str, request: Message, outcome: str) -> None:
         try:
             await self.store.audit({"actor": actor, "action": method, "target": _target(request),
                                     "outcome": outcome, "request": _request_json(request)})
-        except Exception as exc:  # the refusal stands even if the audit log is unreachable
-            log.error("could not audit refused %s by %s: %s", method, actor, exc)
+        except Exception as exc:  # the answer stands even if the audit log is unreachable
+            log.error("could not audit %s by %s (%s): %s", method, actor, outcome, exc)
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
                       build: Callable[[Principal], tuple[str, str, msgspec.Struct, Callable[[Any], bool]]],
@@ -62,10 +62,10 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         try:
             kind, field, record, apply = build(principal)
         except SpecError as exc:
-            await self._audit_refusal(principal.name, method, request, f"invalid: {exc}")
+            await self._audit_event(principal.name, method, request, f"invalid: {exc}")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except _Refused as exc:
-            await self._audit_refusal(principal.name, method, request, f"refused: {exc}")
+            await self._audit_event(principal.name, method, request, f"refused: {exc}")
             await context.abort(exc.status, str(exc))
         audit = {"actor": principal.name, "action": method, "target": field, "outcome": "ok",
                  "request": _request_json(request)}
@@ -127,7 +127,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def ListCircuitBreakers(self, request: admin.ListCircuitBreakersRequest,
                                   context: grpc.aio.ServicerContext) -> admin.CircuitBreakerList:
-        await self._guard("ListCircuitBreakers", request, context)
+        principal = await self._guard("ListCircuitBreakers", request, context)
+        await self._audit_event(principal.name, "ListCircuitBreakers", request, "ok")
         return admin.CircuitBreakerList(breakers=[convert.breaker_message(b) for b in self.book.breakers()])
 
     async def SetAccountControls(self, request: admin.AccountControls, context: grpc.aio.ServicerContext
@@ -141,8 +142,9 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def GetAccountRisk(self, request: admin.GetAccountRiskRequest, context: grpc.aio.ServicerContext
                              ) -> admin.AccountRisk:
-        await self._guard("GetAccountRisk", request, context)
+        principal = await self._guard("GetAccountRisk", request, context)
         account = self.book.accounts.get(request.account_id)
+        await self._audit_event(principal.name, "GetAccountRisk", request, "ok" if account else "not found")
         if account is None:
             owner_hint = "" if self.book.owns(request.account_id) else f" (not owned by {self.book.shard_label})"
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown account {request.account_id!r}{owner_hint}")

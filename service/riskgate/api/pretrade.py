@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -14,11 +15,13 @@ from riskgate.engine.codes import ExecutionKind
 from riskgate.engine.margin import value_account
 from riskgate.engine.money import ZERO, DecimalFormatError, fmt, parse_non_negative, round_down
 from riskgate.engine.order import parse_order
-from riskgate.engine.reservations import ExecutionError, apply_execution, reserve
+from riskgate.engine.reservations import ExecutionError, apply_execution, apply_unreserved_fill, reserve
 from riskgate.engine.result import Reason
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
 
 
 class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
@@ -66,14 +69,24 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         try:
             reservation = apply_execution(self.book, request.account_id, request.order_id, kind, quantity, price,
                                           time.monotonic())
+            symbol, remaining = reservation.symbol, reservation.remaining
         except ExecutionError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            if kind != ExecutionKind.FILL or not request.symbol:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            try:
+                apply_unreserved_fill(self.book, request.account_id, request.symbol, request.side,
+                                      request.leverage, quantity, price)
+            except ExecutionError as unknown:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(unknown))
+            log.warning("fill of %s/%s with no reservation applied to the position", request.account_id,
+                        request.order_id)
+            symbol, remaining = request.symbol, ZERO
         account = self.book.accounts[request.account_id]
-        position = account.positions.get(reservation.symbol)
+        position = account.positions.get(symbol)
         valuation = value_account(self.book, account)
         return pb.ExecutionAck(
             order_id=request.order_id,
-            remaining_quantity=fmt(reservation.remaining),
+            remaining_quantity=fmt(remaining),
             position_quantity=fmt(position.quantity if position is not None else ZERO),
             balance=fmt(account.balance),
             available_margin=fmt(round_down(valuation.available)) if valuation.missing_mark is None else "",

@@ -242,5 +242,5 @@ class Book:
         self.on_dirty()
 
     def breakers(self) -> list[BreakerSpec]:
-        symbol_breakers = [s.breaker for s in self.symbols.values() if s.breaker is not NORMAL_BREAKER]
+        symbol_breakers = [s.breaker for s in self.symbols.values() if s.breaker.state != BreakerState.NORMAL]
         return [self.platform_breaker, *sorted(symbol_breakers, key=lambda b: b.symbol)]

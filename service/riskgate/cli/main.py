@@ -78,14 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     breaker.add_argument("--reason", default="")
     breaker.set_defaults(handler=_breaker)
 
-    controls = client("controls", "set an account's controls (all fields are replaced)")
+    controls = client("controls", "change an account's controls; fields not given keep their current value")
     controls.add_argument("--account", required=True)
-    controls.add_argument("--restriction", choices=["none", "reduce-only", "frozen"], default="none")
-    controls.add_argument("--kyc-level", type=int, default=0)
-    controls.add_argument("--qualified", action="store_true")
-    controls.add_argument("--max-leverage", type=int, default=0)
-    controls.add_argument("--max-orders-per-second", type=int, default=0)
-    controls.add_argument("--max-gross-notional", default="")
+    controls.add_argument("--restriction", choices=["none", "reduce-only", "frozen"])
+    controls.add_argument("--kyc-level", type=int)
+    controls.add_argument("--qualified", choices=["yes", "no"])
+    controls.add_argument("--max-leverage", type=int, help="0 = no account cap")
+    controls.add_argument("--max-orders-per-second", type=int, help="0 = the service default")
+    controls.add_argument("--max-gross-notional", help="'' = no limit")
     controls.set_defaults(handler=_controls)
 
     mark = client("mark", "set a symbol's mark price")
@@ -206,15 +206,34 @@ def _breaker(args: argparse.Namespace) -> int:
 def _controls(args: argparse.Namespace) -> int:
     restrictions = {"none": admin.RESTRICTION_NONE, "reduce-only": admin.RESTRICTION_REDUCE_ONLY,
                     "frozen": admin.RESTRICTION_FROZEN}
-    request = admin.AccountControls(
-        account_id=args.account, restriction=restrictions[args.restriction], kyc_level=args.kyc_level,
-        qualified_investor=args.qualified, max_leverage=args.max_leverage,
-        max_orders_per_second=args.max_orders_per_second, max_gross_notional=args.max_gross_notional,
-    )
     with _channel(args) as channel:
-        return _call(lambda: admin_grpc.RiskAdminStub(channel).SetAccountControls(
-            request, metadata=_metadata(args), timeout=5))
-
+        stub = admin_grpc.RiskAdminStub(channel)
+        # Read, change what was given, write back: a flag left out must not reset a limit.
+        try:
+            current = stub.GetAccountRisk(admin.GetAccountRiskRequest(account_id=args.account),
+                                          metadata=_metadata(args), timeout=5).controls
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                print(f"riskgate: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+                return 1
+            current = admin.AccountControls(restriction=admin.RESTRICTION_NONE)
+        request = admin.AccountControls()
+        request.CopyFrom(current)
+        request.account_id = args.account
+        if args.restriction is not None:
+            request.restriction = restrictions[args.restriction]
+        if args.kyc_level is not None:
+            request.kyc_level = args.kyc_level
+        if args.qualified is not None:
+            request.qualified_investor = args.qualified == "yes"
+        if args.max_leverage is not None:
+            request.max_leverage = args.max_leverage
+        if args.max_orders_per_second is not None:
+            request.max_orders_per_second = args.max_orders_per_second
+        if args.max_gross_notional is not None:
+            request.max_gross_notional = args.max_gross_notional
+        request.version = 0
+        return _call(lambda: stub.SetAccountControls(request, metadata=_metadata(args), timeout=5))
 
 def _mark(args: argparse.Namespace) -> int:
     request = admin.MarkPrice(symbol=args.symbol, price=args.price)

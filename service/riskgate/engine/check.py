@@ -94,7 +94,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     else:
         position_leverage = 0
         binding_leverage = orders_leverage
-    leverage = order.leverage or position_leverage or orders_leverage or symbol.default_leverage
+    leverage = order.leverage or binding_leverage or position_leverage or orders_leverage or symbol.default_leverage
     failure: Reason | None = None
     if increasing:
         failure = _eligibility(symbol, account, leverage)
@@ -123,7 +123,9 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
         return reject(Reason(ReasonCode.QUANTITY_ABOVE_MAX, "quantity above the symbol maximum",
                              fmt(spec.max_quantity), fmt(quantity)))
     notional = quantity * price
-    if notional < spec.min_notional and not order.reduce_only:
+    # Closing what is left of a position must stay possible, however small (Binance exempts
+    # reduce-only orders the same way).
+    if notional < spec.min_notional and increasing:
         return reject(Reason(ReasonCode.NOTIONAL_BELOW_MIN, "order notional below the symbol minimum",
                              fmt(spec.min_notional), fmt(notional)))
     if notional > spec.max_order_notional:

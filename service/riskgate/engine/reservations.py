@@ -106,6 +106,23 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
     return reservation
 
 
+def apply_unreserved_fill(book: Book, account_id: str, symbol_name: str, side: int, leverage: int,
+                          quantity: Decimal, price: Decimal) -> Decimal:
+    """Moves the position for a fill of an order riskgate holds no reservation for (lost in a
+    crash, or reported after the order closed): what traded has traded. Returns the position."""
+    account = book.accounts.get(account_id)
+    symbol = book.symbols.get(symbol_name)
+    if account is None or symbol is None or side not in (Side.BUY, Side.SELL):
+        raise ExecutionError("NOT_FOUND", f"no open order, and no known account, symbol and side to apply "
+                                          f"the fill to ({account_id!r}, {symbol_name!r})")
+    position = account.positions.get(symbol_name)
+    leverage = leverage or (position.leverage if position is not None else symbol.default_leverage)
+    signed = quantity if side == Side.BUY else -quantity
+    move_position(book, account, symbol_name, signed, price, leverage)
+    position = account.positions.get(symbol_name)
+    return position.quantity if position is not None else ZERO
+
+
 def _fill(book: Book, account: Account, reservation: Reservation, quantity: Decimal, price: Decimal) -> None:
     # The matching engine is the authority on what traded: an over-fill still moves the
     # position in full, and the reservation is simply used up.

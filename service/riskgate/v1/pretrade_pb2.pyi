@@ -195,18 +195,24 @@ class CheckOrderResponse(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., allowed_quantity: _Optional[str] = ..., initial_margin: _Optional[str] = ..., order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., max_leverage: _Optional[int] = ..., estimated_liquidation_price: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order_id", "account_id", "kind", "quantity", "price")
+    __slots__ = ("order_id", "account_id", "kind", "quantity", "price", "symbol", "side", "leverage")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     kind: ExecutionKind
     quantity: str
     price: str
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ...) -> None: ...
+    symbol: str
+    side: Side
+    leverage: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., leverage: _Optional[int] = ...) -> None: ...
 
 class ExecutionAck(_message.Message):
     __slots__ = ("order_id", "remaining_quantity", "position_quantity", "balance", "available_margin")
