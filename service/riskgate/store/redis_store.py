@@ -216,9 +216,12 @@ class RedisStore:
                 # pipeline per order costs the hot path more event-loop time than the check.
                 await asyncio.sleep(self.write_behind_s)
             self._wake.clear()
-            while self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
-                if not await self._flush_once():
-                    await asyncio.sleep(RETRY_BACKOFF_S)
+            if not await self._flush_once():
+                await asyncio.sleep(RETRY_BACKOFF_S)
+            if self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
+                # What arrived during the round trip waits for the next batch window rather
+                # than going out at once in a batch of one or two.
+                self._wake.set()
 
     async def _flush_once(self) -> bool:
         book = self.book
