@@ -32,7 +32,7 @@ REASON_DOCS: dict[R, tuple[str, str]] = {
     R.QUALIFIED_INVESTOR_REQUIRED: ("5 eligibility", "qualified_only symbol, or leverage above the unqualified max"),
     R.MARK_PRICE_MISSING: ("6 reference price", "no mark price for the symbol (or for a held position)"),
     R.MARK_PRICE_STALE: ("6 reference price", "mark (of the symbol, or of a held position) older than its bound"),
-    R.STATE_UNAVAILABLE: ("6 reference price", "Redis unreachable for longer than redis_stale_after_ms"),
+    R.STATE_UNAVAILABLE: ("6 reference price", "Redis unreachable, change feed silent or writes failing past redis_stale_after_ms"),
     R.PRICE_ABOVE_BAND: ("6 order size", "buy price above mark x (1 + price_band)"),
     R.PRICE_BELOW_BAND: ("6 order size", "sell price below mark x (1 - price_band)"),
     R.QUANTITY_BELOW_MIN: ("6 order size", "quantity below min_quantity"),
