@@ -111,3 +111,13 @@ async def test_write_behind_when_redis_refuses_writes_then_fails_closed_until_it
     finally:
         await redis.config_set("min-replicas-to-write", 0)
         await redis.aclose()
+
+
+async def test_healthy_link_when_time_passes_then_orders_keep_flowing(services: Services) -> None:
+    # The change feed must keep proving itself alive (pongs on its own connection); if it
+    # did not, every risk-increasing order would be refused once the bound ran out.
+    _, client = await services.start(redis_stale_after_ms=200)
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
+    await asyncio.sleep(1.0)
+    assert decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
