@@ -39,11 +39,7 @@ class SymbolState:
     )
 
     def __init__(self, spec: SymbolSpec, tiers: TierTable) -> None:
-        self.spec = spec
-        self.tiers = tiers
-        self.default_leverage = spec.default_leverage or min(
-            DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
-        )
+        self.replace_spec(spec, tiers)
         self.mark: MarkSpec | None = None
         self.breaker = NORMAL_BREAKER
         # Open interest as seen by the accounts this process owns, in base quantity.
