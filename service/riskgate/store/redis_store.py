@@ -204,10 +204,6 @@ class RedisStore:
         entry = {"ts_ms": str(time.time_ns() // 1_000_000), **entry}
         await self.client.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)
 
-    async def read_audit(self, count: int = 100) -> list[dict[str, str]]:
-        rows = await self.client.xrevrange(self.keys.audit, count=count)
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in rows]
-
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
@@ -301,7 +297,9 @@ class RedisStore:
                 change.future.set_exception(StoreConflict(
                     f"Redis stored version {version}, but this process already holds a newer one: "
                     "the version counter went backwards and is being repaired; retry"))
-                self._repairs.add(asyncio.get_running_loop().create_task(self._repair_version_counter()))
+                repair = asyncio.get_running_loop().create_task(self._repair_version_counter())
+                self._repairs.add(repair)  # a reference, so the task is not collected mid-way
+                repair.add_done_callback(self._repairs.discard)
         return True
 
     # ---- reads -----------------------------------------------------------------------
