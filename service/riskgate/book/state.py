@@ -18,7 +18,7 @@ from riskgate.book.specs import (
     SymbolSpec,
 )
 from riskgate.engine.codes import BreakerState, Side
-from riskgate.engine.money import ZERO
+from riskgate.engine.money import ONE, ZERO
 from riskgate.engine.tiers import TierTable
 
 NORMAL_BREAKER = BreakerSpec(symbol="", state=BreakerState.NORMAL)
@@ -27,6 +27,8 @@ DEFAULT_LEVERAGE_CEILING = 20
 
 class SymbolState:
     __slots__ = (
+        "band_ceiling",
+        "band_floor",
         "breaker",
         "default_leverage",
         "long_open_interest",
@@ -52,6 +54,9 @@ class SymbolState:
     def replace_spec(self, spec: SymbolSpec, tiers: TierTable) -> None:
         self.spec = spec
         self.tiers = tiers
+        # Multipliers of the mark that bound buy and sell prices.
+        self.band_ceiling = ONE + spec.price_band
+        self.band_floor = ONE - spec.price_band
         self.default_leverage = spec.default_leverage or min(
             DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
         )

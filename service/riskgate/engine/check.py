@@ -11,7 +11,7 @@ from decimal import Decimal
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
 from riskgate.engine.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
 from riskgate.engine.margin import liquidation_price, order_cost, value_account
-from riskgate.engine.money import ONE, ZERO, fmt, round_down
+from riskgate.engine.money import ZERO, fmt, round_down
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult, Reason, reject
 
@@ -110,12 +110,12 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
         price = mark
     else:
         price = order.price  # type: ignore[assignment]
-        if buying and price > mark * (ONE + spec.price_band):
+        if buying and price > mark * symbol.band_ceiling:
             return reject(Reason(ReasonCode.PRICE_ABOVE_BAND, "buy price above mark x (1 + band)",
-                                 fmt(mark * (ONE + spec.price_band)), fmt(price)))
-        if not buying and price < mark * (ONE - spec.price_band):
+                                 fmt(mark * symbol.band_ceiling), fmt(price)))
+        if not buying and price < mark * symbol.band_floor:
             return reject(Reason(ReasonCode.PRICE_BELOW_BAND, "sell price below mark x (1 - band)",
-                                 fmt(mark * (ONE - spec.price_band)), fmt(price)))
+                                 fmt(mark * symbol.band_floor), fmt(price)))
     if quantity < spec.min_quantity:
         return reject(Reason(ReasonCode.QUANTITY_BELOW_MIN, "quantity below the symbol minimum",
                              fmt(spec.min_quantity), fmt(quantity)))
@@ -210,8 +210,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     result.available_margin = round_down(valuation.available - reserved)
     if valuation.missing_mark is None:
         result.liquidation_price = _resulting_liquidation_price(
-            symbol, account, held, order.side, allowed, price, valuation.focus_mm,
-            valuation.maintenance_margin, valuation.focus_upnl, valuation.unrealized_pnl, position,
+            symbol, account, held, order.side, allowed, price, valuation.other_mm, valuation.other_upnl, position,
         )
     return result
 
@@ -310,7 +309,7 @@ def _gross_notional(book: Book, account: Account, order: Order, order_mark: Deci
 
 def _resulting_liquidation_price(
     symbol: SymbolState, account: Account, held: Decimal, side: Side, allowed: Decimal, price: Decimal,
-    focus_mm: Decimal, total_mm: Decimal, focus_upnl: Decimal, total_upnl: Decimal, position: Position | None,
+    other_mm: Decimal, other_upnl: Decimal, position: Position | None,
 ) -> Decimal | None:
     signed = allowed if side == Side.BUY else -allowed
     resulting = held + signed
@@ -321,5 +320,5 @@ def _resulting_liquidation_price(
         entry = price
     elif (held > 0) == (signed > 0):
         entry = (abs(held) * entry + allowed * price) / abs(resulting)
-    return liquidation_price(symbol.tiers, resulting, entry, account.balance, total_mm - focus_mm,
-                             total_upnl - focus_upnl, symbol.spec.tick_size)
+    return liquidation_price(symbol.tiers, resulting, entry, account.balance, other_mm, other_upnl,
+                             symbol.spec.tick_size)

@@ -43,17 +43,17 @@ def order_cost(side: Side, quantity: Decimal, price: Decimal, mark: Decimal, lev
 
 
 class Valuation:
-    """Cross-margin figures of one account at current marks."""
+    """Cross-margin figures of one account at current marks. `other_*` leave out the focus
+    symbol's position: the liquidation estimate of that symbol needs exactly those."""
 
-    __slots__ = ("available", "focus_mm", "focus_upnl", "initial_margin", "maintenance_margin",
-                 "missing_mark", "stale_mark", "unrealized_pnl")
+    __slots__ = ("available", "initial_margin", "missing_mark", "other_mm", "other_upnl", "stale_mark",
+                 "unrealized_pnl")
 
     def __init__(self) -> None:
         self.unrealized_pnl = ZERO
         self.initial_margin = ZERO
-        self.maintenance_margin = ZERO
-        self.focus_upnl = ZERO
-        self.focus_mm = ZERO
+        self.other_mm = ZERO
+        self.other_upnl = ZERO
         self.available = ZERO
         self.missing_mark: str | None = None
         self.stale_mark: str | None = None
@@ -68,6 +68,7 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
     """
     valuation = Valuation()
     symbols = book.symbols
+    upnl_total = initial_margin = other_mm = other_upnl = ZERO
     for symbol, position in account.positions.items():
         quantity = position.quantity
         if not quantity:
@@ -81,18 +82,18 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
             valuation.stale_mark = symbol
         mark = mark_spec.price
         upnl = quantity * (mark - position.entry_price)
-        notional = abs(quantity) * mark
-        maintenance = state.tiers.maintenance_margin(notional)
-        valuation.unrealized_pnl += upnl
+        notional = (quantity if quantity > 0 else -quantity) * mark
+        upnl_total += upnl
         # Summed exactly; the published available margin is rounded down once, at the end.
-        valuation.initial_margin += notional / position.leverage
-        valuation.maintenance_margin += maintenance
-        if symbol == focus_symbol:
-            valuation.focus_upnl = upnl
-            valuation.focus_mm = maintenance
-    valuation.available = (
-        account.balance + valuation.unrealized_pnl - valuation.initial_margin - account.reserved_cost
-    )
+        initial_margin += notional / position.leverage
+        if symbol != focus_symbol:
+            other_mm += state.tiers.maintenance_margin(notional)
+            other_upnl += upnl
+    valuation.unrealized_pnl = upnl_total
+    valuation.initial_margin = initial_margin
+    valuation.other_mm = other_mm
+    valuation.other_upnl = other_upnl
+    valuation.available = account.balance + upnl_total - initial_margin - account.reserved_cost
     return valuation
 
 

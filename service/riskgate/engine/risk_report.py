@@ -53,7 +53,7 @@ def account_risk(book: Book, account: Account) -> AccountRisk:
         row.initial_margin = round_up(notional / position.leverage)
         row.liquidation_price = liquidation_price(
             symbol.tiers, position.quantity, position.entry_price, account.balance,
-            total.maintenance_margin - symbol.tiers.maintenance_margin(notional),
+            total.other_mm - symbol.tiers.maintenance_margin(notional),
             total.unrealized_pnl - row.unrealized_pnl, symbol.spec.tick_size,
         )
     available = None if total.missing_mark is not None else round_down(total.available)
