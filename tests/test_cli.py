@@ -73,3 +73,13 @@ async def test_controls_command_when_one_flag_given_then_other_controls_are_kept
     assert (controls["restriction"], controls["kyc_level"], controls["max_leverage"],
             controls["max_orders_per_second"], controls["qualified_investor"]) == (
         "RESTRICTION_REDUCE_ONLY", 3, 50, 7, True)
+
+
+async def test_controls_command_when_account_unknown_here_then_refuses_without_create(btc: Client, capsys) -> None:
+    code, _, err = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
+                              "--target", btc.target, "--token", ADMIN_TOKEN)
+    assert code == 1
+    assert "NOT_FOUND" in err and "--create" in err
+    code, out, _ = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
+                              "--create", "--target", btc.target, "--token", ADMIN_TOKEN)
+    assert code == 0 and json.loads(out)["restriction"] == "RESTRICTION_FROZEN"

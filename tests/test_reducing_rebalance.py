@@ -42,3 +42,13 @@ def test_snapshot_when_clearing_cuts_the_position_then_open_reducing_orders_are_
     reservation = book.accounts["acct-1"].orders["a"]
     assert (reservation.reducing_left, reservation.increasing_left, reservation.cost_left) == (0, 1, D(5000))
     assert book.accounts["acct-1"].reserved_cost == D(5000)
+
+
+def test_rebalance_when_reducing_order_was_sent_with_an_unchecked_leverage_then_priced_at_the_symbols() -> None:
+    book = make_book(balance="100000", position="10")
+    order = Order("a", "acct-1", "BTCUSDT", Side.SELL, OrderType.LIMIT, D(10), D(50000), 125, False)
+    result = check_order(book, order, 0, 0.0)
+    assert result.increasing == 0 and result.leverage == 10  # the position's, not the 125 sent
+    reserve(book, order, result, 0)
+    apply_account_snapshot(book, AccountSnapshot(account_id="acct-1", balance=D(100000), version=99))
+    assert book.accounts["acct-1"].orders["a"].cost_left == D(50000)  # 500,000 / 10, not / 125

@@ -72,8 +72,11 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         try:
             stored = await self.store.commit(kind, field, record, audit, apply)
         except StoreUnavailable as exc:
+            await self._audit_event(principal.name, method, request, f"unavailable: {exc}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"not confirmed: {exc}")
         except StoreConflict as exc:
+            # Redis holds an "ok" entry from the same transaction; this one says it did not take.
+            await self._audit_event(principal.name, method, request, f"aborted: {exc}")
             await context.abort(grpc.StatusCode.ABORTED, str(exc))
         return respond(stored)
 

@@ -74,10 +74,12 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             if kind != ExecutionKind.FILL or not request.symbol:
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             try:
-                apply_unreserved_fill(self.book, request.account_id, request.symbol, request.side,
-                                      request.leverage, quantity, price)
+                apply_unreserved_fill(self.book, request.account_id, request.order_id, request.symbol,
+                                      request.side, request.leverage, quantity, price)
             except ExecutionError as unknown:
-                await context.abort(grpc.StatusCode.NOT_FOUND, str(unknown))
+                status = (grpc.StatusCode.INVALID_ARGUMENT if unknown.code == "INVALID_ARGUMENT"
+                          else grpc.StatusCode.NOT_FOUND)
+                await context.abort(status, str(unknown))
             log.warning("fill of %s/%s with no reservation applied to the position", request.account_id,
                         request.order_id)
             symbol, remaining = request.symbol, ZERO

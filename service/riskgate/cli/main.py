@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     controls.add_argument("--max-leverage", type=int, help="0 = no account cap")
     controls.add_argument("--max-orders-per-second", type=int, help="0 = the service default")
     controls.add_argument("--max-gross-notional", help="'' = no limit")
+    controls.add_argument("--create", action="store_true",
+                          help="the account has no controls yet: start from the defaults")
     controls.set_defaults(handler=_controls)
 
     mark = client("mark", "set a symbol's mark price")
@@ -213,8 +215,12 @@ def _controls(args: argparse.Namespace) -> int:
             current = stub.GetAccountRisk(admin.GetAccountRiskRequest(account_id=args.account),
                                           metadata=_metadata(args), timeout=5).controls
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                print(f"riskgate: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            if exc.code() != grpc.StatusCode.NOT_FOUND or not args.create:  # type: ignore[attr-defined]
+                # Without the current controls, a partial change would reset the rest (and a
+                # shard that does not own the account cannot see them): refuse.
+                print(f"riskgate: {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+                      + (" (use --create for a new account, or the owning shard)"
+                         if exc.code() == grpc.StatusCode.NOT_FOUND else ""), file=sys.stderr)  # type: ignore[attr-defined]
                 return 1
             current = admin.AccountControls(restriction=admin.RESTRICTION_NONE)
         request = admin.AccountControls()

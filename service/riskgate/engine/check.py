@@ -198,10 +198,12 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
 
     result.max_leverage = max_leverage
     result.price = price
-    result.leverage = leverage
     allowed = result.allowed_quantity
     result.reducing = min(allowed, reducing)
     result.increasing = allowed - result.reducing
+    # An order that adds nothing was never leverage-checked: it keeps the symbol's current one.
+    result.leverage = leverage if result.increasing else (
+        binding_leverage or position_leverage or orders_leverage or symbol.default_leverage)
     if result.increasing and cost is not None:
         # Only what is reserved; a margin reject carries the cost it refused in its reason.
         result.initial_margin = cost.initial_margin

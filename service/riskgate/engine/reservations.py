@@ -16,6 +16,7 @@ from riskgate.engine.margin import order_cost
 from riskgate.engine.money import ZERO, round_down
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult
+from riskgate.engine.spec_rules import MAX_LEVERAGE
 
 # Average entry prices are not posted money; twelve decimals keep them exact in practice.
 ENTRY_QUANTUM = Decimal("1e-12")
@@ -103,11 +104,14 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
             book.mark_order_dirty(account_id, order_id)
         else:
             book.dirty_orders.discard((account_id, order_id))
+    if kind == ExecutionKind.FILL:
+        # Only now are the aggregates whole again, this order included.
+        rebalance_reducing(book, account, reservation.symbol)
     return reservation
 
 
-def apply_unreserved_fill(book: Book, account_id: str, symbol_name: str, side: int, leverage: int,
-                          quantity: Decimal, price: Decimal) -> Decimal:
+def apply_unreserved_fill(book: Book, account_id: str, order_id: str, symbol_name: str, side: int,
+                          leverage: int, quantity: Decimal, price: Decimal) -> Decimal:
     """Moves the position for a fill of an order riskgate holds no reservation for (lost in a
     crash, or reported after the order closed): what traded has traded. Returns the position."""
     account = book.accounts.get(account_id)
@@ -115,10 +119,22 @@ def apply_unreserved_fill(book: Book, account_id: str, symbol_name: str, side: i
     if account is None or symbol is None or side not in (Side.BUY, Side.SELL):
         raise ExecutionError("NOT_FOUND", f"no open order, and no known account, symbol and side to apply "
                                           f"the fill to ({account_id!r}, {symbol_name!r})")
+    if order_id in account.recent_order_ids:
+        # Most likely a retry of a report already applied; without an execution id it cannot be
+        # told from a late over-fill, and counting a fill twice is the worse mistake.
+        raise ExecutionError("NOT_FOUND", f"order {order_id!r} is closed: its fills were applied")
+    if not 0 <= leverage <= MAX_LEVERAGE:
+        raise ExecutionError("INVALID_ARGUMENT", f"leverage must be in [0, {MAX_LEVERAGE}]")
     position = account.positions.get(symbol_name)
-    leverage = leverage or (position.leverage if position is not None else symbol.default_leverage)
+    open_orders = account.open_by_symbol.get(symbol_name)
+    leverage = leverage or (
+        position.leverage if position is not None
+        else open_orders.leverage if open_orders is not None and open_orders.increasing_orders
+        else symbol.default_leverage
+    )
     signed = quantity if side == Side.BUY else -quantity
     move_position(book, account, symbol_name, signed, price, leverage)
+    rebalance_reducing(book, account, symbol_name)
     position = account.positions.get(symbol_name)
     return position.quantity if position is not None else ZERO
 
@@ -167,7 +183,6 @@ def move_position(book: Book, account: Account, symbol_name: str, signed_quantit
     if not resulting:
         del account.positions[symbol_name]
     book.mark_account_dirty(account.account_id)
-    rebalance_reducing(book, account, symbol_name)
 
 
 def rebalance_reducing(book: Book, account: Account, symbol_name: str) -> None:
@@ -196,6 +211,9 @@ def rebalance_reducing(book: Book, account: Account, symbol_name: str) -> None:
         _hold(account, open_orders, reservation, book, -1)
         mark = symbol.mark.price if symbol is not None and symbol.mark is not None else reservation.price
         fee = symbol.spec.taker_fee_rate if symbol is not None else ZERO
+        # The excess joins whatever else adds risk on the symbol, at that one leverage.
+        if open_orders.increasing_orders:
+            reservation.leverage = open_orders.leverage
         reservation.reducing_left = keep
         reservation.increasing_left += excess
         reservation.cost_left += order_cost(reservation.side, excess, reservation.price, mark,

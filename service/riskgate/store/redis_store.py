@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from riskgate.book.apply import ensure_account
 from riskgate.book.specs import ReservationSpec
 from riskgate.book.state import Book, Reservation
-from riskgate.engine.reservations import restore
+from riskgate.engine.reservations import rebalance_reducing, restore
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.keys import Keys, order_field
 
@@ -212,7 +212,14 @@ class RedisStore:
                 # pipeline per order costs the hot path more event-loop time than the check.
                 await asyncio.sleep(self.write_behind_s)
             self._wake.clear()
-            if not await self._flush_once():
+            try:
+                flushed = await self._flush_once()
+            except Exception:  # a dead writer would stop persistence while health stayed green
+                log.exception("write-behind batch failed unexpectedly; retrying")
+                flushed = False
+                if self._write_failing_since is None:
+                    self._write_failing_since = time.monotonic()
+            if not flushed:
                 await asyncio.sleep(RETRY_BACKOFF_S)
             if self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
                 # What arrived during the round trip waits for the next batch window rather
@@ -264,8 +271,8 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             book.dirty_accounts |= accounts
             book.dirty_orders |= orders
-            if change is not None and not change.future.done():
-                change.future.set_exception(StoreUnavailable(f"Redis did not take the change: {exc}"))
+            if change is not None:
+                _settle(change.future, StoreUnavailable(f"Redis did not take the change: {exc}"))
             log.warning("write to Redis failed (%s); will retry", exc)
             if self._write_failing_since is None:
                 self._write_failing_since = time.monotonic()
@@ -289,12 +296,12 @@ class RedisStore:
                     change.apply(stored)
                 except Exception as exc:  # the writer task must outlive one bad change
                     log.exception("applying %s %r failed", change.kind, change.field)
-                    change.future.set_exception(exc)
+                    _settle(change.future, exc)
                     return True
                 self._max_version = max(self._max_version, version)
-                change.future.set_result(stored)
+                _settle(change.future, stored)
             else:
-                change.future.set_exception(StoreConflict(
+                _settle(change.future, StoreConflict(
                     f"Redis stored version {version}, but this process already holds a newer one: "
                     "the version counter went backwards and is being repaired; retry"))
                 repair = asyncio.get_running_loop().create_task(self._repair_version_counter())
@@ -309,6 +316,10 @@ class RedisStore:
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
             rows = await self.client.hgetall(self.keys.hash_for(kind))
             for field, data in rows.items():
+                if kind == "account" and not with_orders and book.owns(field.decode()):
+                    # After a reconnect this process's memory is the newer truth for the
+                    # accounts it owns: it is their only writer, fills included.
+                    continue
                 try:
                     record = decode_stored(kind, data)
                 except _BAD_RECORD as exc:
@@ -330,6 +341,9 @@ class RedisStore:
                 account = ensure_account(book, account_id)
                 if reservation.order_id not in account.orders:
                     restore(book, account, reservation)
+            for account in book.accounts.values():
+                for symbol in {r.symbol for r in account.orders.values()}:
+                    rebalance_reducing(book, account, symbol)
         await self._repair_version_counter()
 
     async def _repair_version_counter(self) -> None:
@@ -399,7 +413,14 @@ class RedisStore:
                 await asyncio.wait_for(self.client.ping(), timeout=max(interval, 0.1))
                 if pubsub is not None:
                     await pubsub.ping()
-                healthy = (pubsub is not None and now - self._last_pong <= self.stale_after_s
+                pending = self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue
+                if not pending:
+                    # Nothing left to retry: a failure in the past no longer holds anything back.
+                    self._write_failing_since = None
+                writer = self._tasks[1] if len(self._tasks) > 1 else None
+                healthy = (pubsub is not None and pubsub is self._pubsub
+                           and now - self._last_pong <= self.stale_after_s
+                           and (writer is None or not writer.done())
                            and (self._write_failing_since is None
                                 or now - self._write_failing_since <= self.stale_after_s))
             except (RedisError, OSError, TimeoutError):
@@ -427,3 +448,13 @@ def _flush_args(snapshots: list[tuple[str, bytes]], upserts: list[tuple[str, byt
         args += (field, payload)
     args += deletes
     return args
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolves an admin change's future unless its caller gave up (deadline, cancellation)."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
