@@ -24,6 +24,7 @@ def btc_spec() -> SymbolSpec:
 
 def make_book(balance: str = "100000", position: str = "0", mark: str = "50000", account: str = "acct-1") -> Book:
     book = Book(default_orders_per_second=10**9, duplicate_window_s=60)
+    book.fresh_until = float("inf")  # no Redis link to prove here
     apply_symbol(book, btc_spec())
     apply_mark(book, MarkSpec(symbol="BTCUSDT", price=D(mark), timestamp_ms=0))
     positions = (PositionSpec(symbol="BTCUSDT", quantity=D(position), entry_price=D(mark), leverage=10),)

@@ -36,6 +36,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     write_behind_ms: float = 5.0
     # "uvloop" or "asyncio": the event loop `riskgate serve` runs on.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Calls in progress at once (a stream counts as one); past it, RESOURCE_EXHAUSTED at once
+    # rather than a queue that grows until callers time out. 0 = unbounded.
+    max_concurrent_rpcs: int = 256
 
 
 class AdminToken(msgspec.Struct, forbid_unknown_fields=True):

@@ -6,9 +6,10 @@ it (with its audit entry, in the same transaction); then it is already in this p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import grpc
@@ -18,11 +19,15 @@ from google.protobuf.message import Message
 
 from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
+from riskgate.api.echo import clip, echo
+from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.apply import apply_account_snapshot, apply_breaker, apply_controls, apply_mark, apply_symbol
+from riskgate.book.ratelimit import TokenBucket
 from riskgate.book.specs import BreakerSpec, MarkSpec
-from riskgate.book.state import Book
+from riskgate.book.state import Account, Book, Reservation
 from riskgate.engine.codes import BreakerState
 from riskgate.engine.money import fmt
+from riskgate.engine.reservations import ExecutionError, release_reservation
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import SpecError, validate_account, validate_controls, validate_symbol
 from riskgate.store.redis_store import RedisStore, StoreConflict, StoreUnavailable
@@ -32,28 +37,58 @@ from riskgate.v1 import admin_pb2_grpc as admin_grpc
 log = logging.getLogger(__name__)
 Response = TypeVar("Response", bound=Message)
 
+# A change waits at most this long for Redis when its caller set no deadline.
+DEFAULT_COMMIT_TIMEOUT_S = 5.0
+# Redis refuses a change this long before the caller's deadline, so that a change Redis took
+# is answered before the caller gives up (unless Redis stalls between doing and answering).
+COMMIT_DEADLINE_MARGIN_S = 0.05
+# What one audit entry keeps of the request: enough to defend a decision, not a place to park
+# megabytes. Callers refused before authenticating get less, and a rate.
+AUDIT_REQUEST_MAX = 4096
+AUDIT_REQUEST_MAX_DENIED = 256
+DENIED_AUDITS_PER_S = 20
+
 
 class RiskAdminServicer(admin_grpc.RiskAdminServicer):
-    def __init__(self, book: Book, store: RedisStore, auth: Authenticator) -> None:
+    def __init__(self, book: Book, store: RedisStore | None, auth: Authenticator, lifecycle: Lifecycle) -> None:
         self.book = book
         self.store = store
         self.auth = auth
+        self.lifecycle = lifecycle
+        self._denied_bucket = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
+        self._denied_suppressed = 0
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
             principal = self.auth.authenticate(context.invocation_metadata())
             self.auth.authorize(principal, method)
         except AuthError as exc:
-            await self._audit_event(exc.actor, method, request, f"denied: {exc}")
+            self._audit(exc.actor, method, request, f"denied: {exc}",
+                        authenticated=exc.status == grpc.StatusCode.PERMISSION_DENIED)
             await context.abort(exc.status, str(exc))
+        if not self.lifecycle.serving or self.store is None:
+            self._audit(principal.name, method, request, f"unavailable: {self.lifecycle.why_not}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
         return principal
 
-    async def _audit_event(self, actor: str, method: str, request: Message, outcome: str) -> None:
-        try:
-            await self.store.audit({"actor": actor, "action": method, "target": _target(request),
-                                    "outcome": outcome, "request": _request_json(request)})
-        except Exception as exc:  # the answer stands even if the audit log is unreachable
-            log.error("could not audit %s by %s (%s): %s", method, actor, outcome, exc)
+    def _audit(self, actor: str, method: str, request: Message, outcome: str, authenticated: bool = True) -> None:
+        """Queues the entry; it reaches Redis with the next write-behind batch, in order, and
+        waits in memory while Redis is away. The caller never waits on it."""
+        if self.store is None:
+            log.warning("not audited (no store yet): %s by %s: %s", method, actor, outcome)
+            return
+        cap = AUDIT_REQUEST_MAX
+        if not authenticated:
+            cap = AUDIT_REQUEST_MAX_DENIED
+            if not self._denied_bucket.try_take(time.monotonic()):
+                self._denied_suppressed += 1
+                return
+        entry = {"actor": actor[:200], "action": method, "target": clip(_target(request)), "outcome": outcome[:1000],
+                 **_request_fields(request, cap)}
+        if not authenticated and self._denied_suppressed:
+            entry["suppressed_before"] = str(self._denied_suppressed)
+            self._denied_suppressed = 0
+        self.store.enqueue_audit(entry)
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
                       build: Callable[[Principal], tuple[str, str, msgspec.Struct, Callable[[Any], bool]]],
@@ -62,21 +97,34 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         try:
             kind, field, record, apply = build(principal)
         except SpecError as exc:
-            await self._audit_event(principal.name, method, request, f"invalid: {exc}")
+            self._audit(principal.name, method, request, f"invalid: {exc}")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except _Refused as exc:
-            await self._audit_event(principal.name, method, request, f"refused: {exc}")
+            self._audit(principal.name, method, request, f"refused: {exc}")
             await context.abort(exc.status, str(exc))
-        audit = {"actor": principal.name, "action": method, "target": field, "outcome": "ok",
-                 "request": _request_json(request)}
+        budget = _budget(context)
+        if budget <= 0:
+            self._audit(principal.name, method, request, "expired: deadline passed before Redis was asked")
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed: not applied")
+        margin = min(COMMIT_DEADLINE_MARGIN_S, budget / 4)
+        deadline_ms = time.time_ns() // 1_000_000 + int((budget - margin) * 1000)
+        audit = {"actor": principal.name, "action": method, "target": clip(field), "outcome": "ok",
+                 **_request_fields(request, AUDIT_REQUEST_MAX)}
+        assert self.store is not None
         try:
-            stored = await self.store.commit(kind, field, record, audit, apply)
+            async with asyncio.timeout(budget):
+                stored = await self.store.commit(kind, field, record, audit, apply, deadline_ms)
         except StoreUnavailable as exc:
-            await self._audit_event(principal.name, method, request, f"unavailable: {exc}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not confirmed: {exc}")
+            self._audit(principal.name, method, request, f"unavailable: {exc}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not applied: {exc}")
+        except TimeoutError:
+            # The writer audits what became of it (abandoned, expired at Redis, or ok).
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"Redis did not confirm within {budget:.1f} s: not applied (Redis refuses "
+                                "it past its deadline); read the state back before retrying")
         except StoreConflict as exc:
             # Redis holds an "ok" entry from the same transaction; this one says it did not take.
-            await self._audit_event(principal.name, method, request, f"aborted: {exc}")
+            self._audit(principal.name, method, request, f"aborted: {exc}")
             await context.abort(grpc.StatusCode.ABORTED, str(exc))
         return respond(stored)
 
@@ -131,7 +179,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
     async def ListCircuitBreakers(self, request: admin.ListCircuitBreakersRequest,
                                   context: grpc.aio.ServicerContext) -> admin.CircuitBreakerList:
         principal = await self._guard("ListCircuitBreakers", request, context)
-        await self._audit_event(principal.name, "ListCircuitBreakers", request, "ok")
+        self._audit(principal.name, "ListCircuitBreakers", request, "ok")
         return admin.CircuitBreakerList(breakers=[convert.breaker_message(b) for b in self.book.breakers()])
 
     async def SetAccountControls(self, request: admin.AccountControls, context: grpc.aio.ServicerContext
@@ -147,10 +195,9 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                              ) -> admin.AccountRisk:
         principal = await self._guard("GetAccountRisk", request, context)
         account = self.book.accounts.get(request.account_id)
-        await self._audit_event(principal.name, "GetAccountRisk", request, "ok" if account else "not found")
+        self._audit(principal.name, "GetAccountRisk", request, "ok" if account else "not found")
         if account is None:
-            owner_hint = "" if self.book.owns(request.account_id) else f" (not owned by {self.book.shard_label})"
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown account {request.account_id!r}{owner_hint}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_account(request.account_id))
         risk = account_risk(self.book, account)
         return admin.AccountRisk(
             account_id=account.account_id,
@@ -172,6 +219,79 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         )
 
 
+    async def ListReservations(self, request: admin.ListReservationsRequest, context: grpc.aio.ServicerContext
+                               ) -> admin.ReservationList:
+        principal = await self._guard("ListReservations", request, context)
+        if request.account_id:
+            account = self.book.accounts.get(request.account_id)
+            if account is None:
+                self._audit(principal.name, "ListReservations", request, "not found")
+                await context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_account(request.account_id))
+            accounts: Iterable[Account] = (account,)
+        else:
+            accounts = self.book.accounts.values()
+        self._audit(principal.name, "ListReservations", request, "ok")
+        now_ms = time.time_ns() // 1_000_000
+        horizon = now_ms - request.min_age_ms
+        found = sorted(((r.created_ms, a.account_id, r) for a in accounts for r in a.orders.values()
+                        if r.created_ms <= horizon), key=lambda item: item[:2])
+        limit = request.limit or DEFAULT_LIST_LIMIT
+        return admin.ReservationList(reservations=[_reservation_message(account_id, r, now_ms)
+                                                   for _, account_id, r in found[:limit]], total=len(found))
+
+    async def ReleaseReservation(self, request: admin.ReleaseReservationRequest,
+                                 context: grpc.aio.ServicerContext) -> admin.OpenReservation:
+        principal = await self._guard("ReleaseReservation", request, context)
+        assert self.store is not None
+        if not request.reason.strip():
+            self._audit(principal.name, "ReleaseReservation", request, "invalid: reason required")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reason: say why the order is gone")
+        now_mono = time.monotonic()
+        if now_mono > self.book.fresh_until:
+            message = self.book.unavailable_message(now_mono)
+            self._audit(principal.name, "ReleaseReservation", request, f"unavailable: {message}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not released: {message}")
+        try:
+            reservation = release_reservation(self.book, request.account_id, request.order_id, now_mono)
+        except ExecutionError:
+            self._audit(principal.name, "ReleaseReservation", request, "not found")
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no open order {echo(request.order_id)} for account {echo(request.account_id)}")
+        released = _reservation_message(request.account_id, reservation, time.time_ns() // 1_000_000)
+        # The entry travels in the same batch as the release itself.
+        self._audit(principal.name, "ReleaseReservation", request, "ok")
+        budget = _budget(context)
+        try:
+            async with asyncio.timeout(max(budget, 0.0)):
+                await self.store.barrier()
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "released in this process, not yet confirmed by Redis: it is written when Redis "
+                                "answers; ListReservations shows it gone")
+        return released
+
+    def _unknown_account(self, account_id: str) -> str:
+        owner_hint = "" if self.book.owns(account_id) else f" (not owned by {self.book.shard_label})"
+        return f"unknown account {echo(account_id)}{owner_hint}"
+
+
+DEFAULT_LIST_LIMIT = 100
+
+
+def _budget(context: grpc.aio.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    return DEFAULT_COMMIT_TIMEOUT_S if remaining is None else min(remaining, DEFAULT_COMMIT_TIMEOUT_S)
+
+
+def _reservation_message(account_id: str, reservation: Reservation, now_ms: int) -> admin.OpenReservation:
+    return admin.OpenReservation(
+        account_id=account_id, order_id=reservation.order_id, symbol=reservation.symbol,
+        side=int(reservation.side), remaining_quantity=fmt(reservation.remaining),
+        reserved_cost=fmt(reservation.cost_left), created_ms=reservation.created_ms,
+        age_ms=max(0, now_ms - reservation.created_ms),
+    )
+
+
 class _Refused(Exception):
     def __init__(self, status: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -185,6 +305,13 @@ def _target(request: Message) -> str:
     return ""
 
 
-def _request_json(request: Message) -> str:
-    return json_format.MessageToJson(request, indent=None, preserving_proto_field_name=True)
+def _request_fields(request: Message, cap: int) -> dict[str, str]:
+    size = request.ByteSize()
+    if size > cap * 4:
+        # Far too big to keep: do not even render it.
+        return {"request": f"<{type(request).__name__} of {size} bytes, not kept>", "request_bytes": str(size)}
+    text = json_format.MessageToJson(request, indent=None, preserving_proto_field_name=True)
+    if len(text) <= cap:
+        return {"request": text}
+    return {"request": text[:cap], "request_truncated_from": str(len(text))}
 

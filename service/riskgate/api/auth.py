@@ -18,6 +18,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "SetAccountControls": frozenset({"admin", "operator"}),
     "ListCircuitBreakers": frozenset({"admin", "operator", "viewer"}),
     "GetAccountRisk": frozenset({"admin", "operator", "viewer"}),
+    "ListReservations": frozenset({"admin", "operator", "viewer"}),
+    "ReleaseReservation": frozenset({"admin", "operator"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -1,4 +1,9 @@
-"""PreTradeRisk: the hot path. Parse, check, reserve, answer; nothing here awaits I/O."""
+"""PreTradeRisk: the hot path. Parse, check, reserve, answer; nothing here awaits I/O.
+
+A check is evaluated only if its caller can still receive the answer (deadline not passed);
+a reservation whose answer could not be delivered (deadline passed, call cancelled) is
+released when the call ends, so margin is never held for an order the gateway never sent.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,20 @@ from collections.abc import AsyncIterator
 import grpc
 
 from riskgate.api.convert import check_response, invalid_response
-from riskgate.book.state import Book
+from riskgate.api.lifecycle import Lifecycle
+from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
 from riskgate.engine.codes import ExecutionKind
 from riskgate.engine.margin import value_account
 from riskgate.engine.money import ZERO, DecimalFormatError, fmt, parse_non_negative, round_down
 from riskgate.engine.order import parse_order
-from riskgate.engine.reservations import ExecutionError, apply_execution, apply_unreserved_fill, reserve
+from riskgate.engine.reservations import (
+    ExecutionError,
+    apply_execution,
+    apply_unreserved_fill,
+    release_undelivered,
+    reserve,
+)
 from riskgate.engine.result import Reason
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
@@ -25,35 +37,68 @@ log = logging.getLogger(__name__)
 
 
 class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
-    def __init__(self, book: Book, counters: DecisionCounters) -> None:
+    def __init__(self, book: Book, counters: DecisionCounters, lifecycle: Lifecycle) -> None:
         self.book = book
         self.counters = counters
+        self.lifecycle = lifecycle
 
-    def check(self, request: pb.CheckOrderRequest) -> pb.CheckOrderResponse:
+    def check(self, request: pb.CheckOrderRequest) -> tuple[pb.CheckOrderResponse, Reservation | None]:
         order = parse_order(request.order_id, request.account_id, request.symbol, request.side, request.order_type,
                             request.quantity, request.price, request.leverage, request.reduce_only)
         if isinstance(order, Reason):
             self.counters.count(pb.DECISION_REJECT, order.code)
-            return invalid_response(request.order_id, order)
+            return invalid_response(request.order_id, order), None
         now_ms = time.time_ns() // 1_000_000
         result = check_order(self.book, order, now_ms, time.monotonic())
-        if result.allowed_quantity:
-            reserve(self.book, order, result, now_ms)
+        reservation = reserve(self.book, order, result, now_ms) if result.allowed_quantity else None
         self.counters.count(result.decision, result.reasons[0].code if result.reasons else 0)
-        return check_response(order.order_id, result)
+        return check_response(order.order_id, result), reservation
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.lifecycle.serving:
+            # UNAVAILABLE, not a REJECT: the gateway may retry on another instance.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the check: not evaluated")
 
     async def CheckOrder(self, request: pb.CheckOrderRequest, context: grpc.aio.ServicerContext
                          ) -> pb.CheckOrderResponse:
-        return self.check(request)
+        await self._admit(context)
+        response, reservation = self.check(request)
+        if reservation is not None:
+            book = self.book
+            account_id = request.account_id
+
+            def release_if_undelivered(call: grpc.aio.ServicerContext) -> None:
+                if call.cancelled():
+                    release_undelivered(book, account_id, reservation)
+
+            context.add_done_callback(release_if_undelivered)
+        return response
 
     async def CheckOrders(self, request_iterator: AsyncIterator[pb.CheckOrderRequest],
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.CheckOrderResponse]:
+                          context: grpc.aio.ServicerContext) -> None:
         # One at a time, in order: each reservation is in the book before the next check.
+        await self._admit(context)
         async for request in request_iterator:
-            yield self.check(request)
+            if not self.lifecycle.serving:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
+            response, reservation = self.check(request)
+            try:
+                await context.write(response)
+            except BaseException:
+                # The stream broke before this answer went out: the gateway never saw it.
+                if reservation is not None:
+                    release_undelivered(self.book, request.account_id, reservation)
+                raise
 
     async def ReportExecution(self, request: pb.ExecutionReport, context: grpc.aio.ServicerContext
                               ) -> pb.ExecutionAck:
+        if not self.lifecycle.serving:
+            # Loading: the book is incomplete. Stopping: what is acknowledged must reach Redis
+            # before the process ends, so nothing new is; the sender retries elsewhere.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
         if request.kind not in ExecutionKind._value2member_map_:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind must be FILL, CANCELED, EXPIRED or REJECTED")
         kind = ExecutionKind(request.kind)

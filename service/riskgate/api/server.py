@@ -1,10 +1,13 @@
-"""Assembles one riskgate process: Redis store, in-memory book, gRPC services."""
+"""Assembles one riskgate process: Redis store, in-memory book, gRPC services, and their
+start and stop."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
+from dataclasses import dataclass, field
 
 import grpc
 import msgspec
@@ -14,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from riskgate.api.admin import RiskAdminServicer
 from riskgate.api.auth import Authenticator
+from riskgate.api.lifecycle import Lifecycle
 from riskgate.api.pretrade import PreTradeRiskServicer
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
@@ -25,15 +29,36 @@ from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters, setup_metrics
 from riskgate.v1 import admin_pb2, admin_pb2_grpc, pretrade_pb2, pretrade_pb2_grpc
 
+SERVICE_NAMES = (
+    pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
+)
+
 log = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT_S = 2.0
 FULL_COLLECTION_THRESHOLD = 1000
+# A stop waits this long for the gRPC server beyond its grace, then reports it as unfinished.
+SERVER_STOP_MARGIN_S = 2.0
+
+
+class ListenError(RuntimeError):
+    """The configured address cannot be served on (taken, malformed, not permitted)."""
+
+
+@dataclass
+class StopReport:
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.unfinished
 
 
 class RiskgateService:
-    """One process. `start()` returns once the book is loaded and the port answers."""
+    """One process: `bind()` takes the listen address (health NOT_SERVING), `start()` loads
+    the book from Redis and then serves, `stop()` ends it within bounds."""
 
-    def __init__(self, config: Config, redis_url: str) -> None:
+    def __init__(self, config: Config, redis_url: str = "") -> None:
         self.config = config
         self.redis_url = redis_url
         server = config.server
@@ -43,42 +68,64 @@ class RiskgateService:
                          server.shard_index, server.shard_count)
         self.counters = DecisionCounters()
         self.auth = Authenticator(config.admin_tokens)
+        self.lifecycle = Lifecycle()
         self.store: RedisStore | None = None
         self.server: grpc.aio.Server | None = None
+        self.health: health.aio.HealthServicer | None = None
+        self.admin: RiskAdminServicer | None = None
         self.port = 0
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self._stopped: StopReport | None = None
 
-    async def start(self) -> int:
+    async def bind(self) -> int:
+        """Creates the gRPC server and binds the listen address before anything else happens,
+        so a start that cannot serve writes nothing. Health says NOT_SERVING until loaded."""
+        if self.server is not None:
+            return self.port
         server_config = self.config.server
-        self._validate_seeds()
-        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-                                         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
-        self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
-                                server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
-                                server_config.write_behind_ms)
-        await self._seed(self.store)
-        await self.store.start()
-        setup_metrics(self.counters)
+        max_rpcs = server_config.max_concurrent_rpcs or None
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
+        pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
+        pretrade_pb2_grpc.add_PreTradeRiskServicer_to_server(pretrade, server)
+        self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
+        admin_pb2_grpc.add_RiskAdminServicer_to_server(self.admin, server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            port = server.add_insecure_port(server_config.listen)
+        except RuntimeError as exc:
+            raise ListenError(f"cannot listen on {server_config.listen}: {exc}") from None
+        if not port:
+            raise ListenError(f"cannot listen on {server_config.listen}")
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        self.server, self.port = server, port
+        return port
 
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pretrade_pb2_grpc.add_PreTradeRiskServicer_to_server(PreTradeRiskServicer(self.book, self.counters),
-                                                            self.server)
-        admin_pb2_grpc.add_RiskAdminServicer_to_server(RiskAdminServicer(self.book, self.store, self.auth),
-                                                      self.server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
-        service_names = (
-            pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,
-            admin_pb2.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
-            health.SERVICE_NAME,
-            reflection.SERVICE_NAME,
-        )
-        reflection.enable_server_reflection(service_names, self.server)
-        self.port = self.server.add_insecure_port(server_config.listen)
-        if not self.port:
-            raise RuntimeError(f"cannot listen on {server_config.listen}")
-        await self.server.start()
-        for name in ("", *service_names[:2]):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    async def start(self, redis_url: str = "") -> int:
+        """Loads the book from Redis (seeding it first) and serves; returns the port."""
+        url = redis_url or self.redis_url
+        if not url:
+            raise ValueError("no Redis URL")
+        self._validate_seeds()
+        try:
+            await self.bind()
+            server_config = self.config.server
+            client = aioredis.Redis.from_url(url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                                             socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
+            self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
+                                    server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
+                                    server_config.write_behind_ms, on_health=self._on_link_health)
+            assert self.admin is not None
+            self.admin.store = self.store  # refusals during the load are audited too
+            await self._seed(self.store)
+            await self.store.start()
+        except BaseException:
+            await self.stop()
+            raise
+        setup_metrics(self.counters)
         # Start-up objects live for the whole process: keep them out of the collector's scans.
         gc.collect()
         gc.freeze()
@@ -87,21 +134,45 @@ class RiskgateService:
         # garbage, so full collections run 100 times less often than Python's default.
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
-        log.info("riskgate listening on %s (port %d), %d symbols, %d accounts", server_config.listen, self.port,
+        self.lifecycle.serving = True
+        self._on_link_health(time.monotonic() <= self.book.fresh_until)
+        log.info("riskgate serving on %s (port %d), %d symbols, %d accounts", server_config.listen, self.port,
                  len(self.book.symbols), len(self.book.accounts))
         return self.port
+
+    def _on_link_health(self, fresh: bool) -> None:
+        """gRPC health follows the link: NOT_SERVING while failing closed."""
+        if self.health is None or not self.lifecycle.serving:
+            return
+        status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            update = asyncio.get_running_loop().create_task(self.health.set(name, status))
+            self._health_updates.add(update)
+            update.add_done_callback(self._health_updates.discard)
 
     async def wait(self) -> None:
         assert self.server is not None
         await self.server.wait_for_termination()
 
-    async def stop(self, grace_s: float = 1.0) -> None:
+    async def stop(self, grace_s: float = 1.0) -> StopReport:
+        """Refuses new work at once, lets calls in flight finish within grace_s, writes what
+        they left dirty, and ends every task; each step is bounded. Idempotent."""
+        if self._stopped is not None:
+            return self._stopped
+        self._stopped = report = StopReport()
+        self.lifecycle.begin_stop()
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
         if self.server is not None:
-            await self.server.stop(grace_s)
-            self.server = None
+            stopping = asyncio.get_running_loop().create_task(self.server.stop(grace_s))
+            done, _ = await asyncio.wait({stopping}, timeout=grace_s + SERVER_STOP_MARGIN_S)
+            if not done:
+                report.unfinished.append("gRPC server did not stop")
         if self.store is not None:
-            await self.store.close()
-            self.store = None
+            report.unfinished += await self.store.close()
+        for line in report.unfinished:
+            log.error("stop: %s", line)
+        return report
 
     def _validate_seeds(self) -> None:
         symbols = set()

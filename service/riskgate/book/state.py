@@ -170,7 +170,6 @@ class Account:
         "orders",
         "positions",
         "recent_order_ids",
-        "recent_order_queue",
         "reserved_cost",
         "snapshot_version",
     )
@@ -185,9 +184,9 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
-        # Closed order ids for the duplicate window: a set to look up, a queue (oldest first) to expire.
-        self.recent_order_ids: set[str] = set()
-        self.recent_order_queue: deque[tuple[float, str]] = deque()
+        # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
+        # closed_queue frees entries once they are older than the window.
+        self.recent_order_ids: dict[str, float] = {}
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(
@@ -220,8 +219,15 @@ class Book:
         self.platform_breaker = NORMAL_BREAKER
         self.default_orders_per_second = default_orders_per_second
         self.duplicate_window_s = duplicate_window_s
-        # Set by the store when Redis has been unreachable for longer than its bound.
-        self.state_unavailable_reason: str | None = None
+        # Monotonic time until which the Redis link is proven: the store moves it forward on
+        # every answered round trip (ping, change-feed pong, write). Past it, risk-increasing
+        # orders are refused; the check compares it with its own clock, so the bound holds
+        # however late the store's tasks run. 0 until the book is loaded.
+        self.fresh_until = 0.0
+        self.unavailable_cause = "state not loaded yet"
+        # Every closed order id, oldest first: (closed at, account, order id). Bounded by time,
+        # not by count: entries leave once older than the duplicate window.
+        self.closed_queue: deque[tuple[float, str, str]] = deque()
         self.shard_index = shard_index
         self.shard_count = shard_count
         self.shard_label = f"shard {shard_index} of {shard_count}"
@@ -229,6 +235,31 @@ class Book:
         self.dirty_accounts: set[str] = set()
         self.dirty_orders: set[tuple[str, str]] = set()
         self.on_dirty: Callable[[], None] = _nothing
+
+    def unavailable_message(self, now_mono: float) -> str:
+        if not self.fresh_until:
+            return f"{self.unavailable_cause}: failing closed"
+        late_ms = int((now_mono - self.fresh_until) * 1000)
+        return f"{self.unavailable_cause} (state unproven for {late_ms} ms past its bound): failing closed"
+
+    def record_closed(self, account: Account, order_id: str, now_mono: float) -> None:
+        account.recent_order_ids[order_id] = now_mono
+        self.closed_queue.append((now_mono, account.account_id, order_id))
+        self.expire_closed(now_mono)
+
+    def expire_closed(self, now_mono: float) -> int:
+        """Frees closed ids older than the duplicate window; returns how many."""
+        queue = self.closed_queue
+        horizon = now_mono - self.duplicate_window_s
+        freed = 0
+        while queue and queue[0][0] < horizon:
+            closed_at, account_id, order_id = queue.popleft()
+            account = self.accounts.get(account_id)
+            # An id reused after its window has a newer entry further back: keep that one.
+            if account is not None and account.recent_order_ids.get(order_id) == closed_at:
+                del account.recent_order_ids[order_id]
+            freed += 1
+        return freed
 
     def owns(self, account_id: str) -> bool:
         """Stable account-to-shard assignment: crc32 is the same in every process and release."""

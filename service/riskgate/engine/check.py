@@ -141,7 +141,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     valuation = value_account(book, account, order.symbol, now_ms)
     cost = None
     if increasing and failure is None:
-        failure = _freshness(book, symbol, now_ms)
+        failure = _freshness(book, symbol, now_ms, now_mono)
     if increasing and failure is None and valuation.missing_mark is not None:
         failure = Reason(ReasonCode.MARK_PRICE_MISSING, "a position of the account has no mark price",
                          "", valuation.missing_mark)
@@ -223,14 +223,9 @@ def _breaker_message(state: str, symbol: str, reason: str) -> str:
 
 
 def _recently_closed(book: Book, account: Account, order_id: str, now_mono: float) -> bool:
-    queue = account.recent_order_queue
-    if queue:
-        horizon = now_mono - book.duplicate_window_s
-        recent = account.recent_order_ids
-        while queue and queue[0][0] < horizon:
-            recent.discard(queue.popleft()[1])
-        return order_id in recent
-    return False
+    # The time decides, not whether the sweep has freed the id yet: the window is exact.
+    closed_at = account.recent_order_ids.get(order_id)
+    return closed_at is not None and now_mono - closed_at <= book.duplicate_window_s
 
 
 def _eligibility(symbol: SymbolState, account: Account, leverage: int) -> Reason | None:
@@ -250,9 +245,9 @@ def _eligibility(symbol: SymbolState, account: Account, leverage: int) -> Reason
     return None
 
 
-def _freshness(book: Book, symbol: SymbolState, now_ms: int) -> Reason | None:
-    if book.state_unavailable_reason is not None:
-        return Reason(ReasonCode.STATE_UNAVAILABLE, book.state_unavailable_reason, "", "")
+def _freshness(book: Book, symbol: SymbolState, now_ms: int, now_mono: float) -> Reason | None:
+    if now_mono > book.fresh_until:
+        return Reason(ReasonCode.STATE_UNAVAILABLE, book.unavailable_message(now_mono), "", "")
     mark = symbol.mark
     assert mark is not None
     age = now_ms - mark.timestamp_ms

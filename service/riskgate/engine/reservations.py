@@ -20,7 +20,6 @@ from riskgate.engine.spec_rules import MAX_LEVERAGE
 
 # Average entry prices are not posted money; twelve decimals keep them exact in practice.
 ENTRY_QUANTUM = Decimal("1e-12")
-MAX_RECENT_ORDER_IDS = 100_000
 
 
 class ExecutionError(ValueError):
@@ -95,11 +94,7 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         book.mark_order_dirty(account_id, order_id)
     else:
         del account.orders[order_id]
-        account.recent_order_ids.add(order_id)
-        queue = account.recent_order_queue
-        queue.append((now_mono, order_id))
-        if len(queue) > MAX_RECENT_ORDER_IDS:
-            account.recent_order_ids.discard(queue.popleft()[1])
+        book.record_closed(account, order_id, now_mono)
         if reservation.persisted:
             book.mark_order_dirty(account_id, order_id)
         else:
@@ -108,6 +103,37 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         # Only now are the aggregates whole again, this order included.
         rebalance_reducing(book, account, reservation.symbol)
     return reservation
+
+
+def release_undelivered(book: Book, account_id: str, reservation: Reservation) -> bool:
+    """Drops the reservation of an accepted check whose answer never reached the gateway
+    (deadline passed, call cancelled): the order was never sent, so the id stays usable."""
+    account = book.accounts.get(account_id)
+    if account is None or account.orders.get(reservation.order_id) is not reservation:
+        return False  # already filled or closed: the order did reach the matching engine
+    _drop(book, account, reservation)
+    return True
+
+
+def release_reservation(book: Book, account_id: str, order_id: str, now_mono: float) -> Reservation:
+    """An operator's release of an order the matching engine no longer holds (its closing
+    report was lost). The id then counts as closed for the duplicate window."""
+    account = book.accounts.get(account_id)
+    reservation = account.orders.get(order_id) if account is not None else None
+    if account is None or reservation is None:
+        raise ExecutionError("NOT_FOUND", "no open order with that id for that account")
+    _drop(book, account, reservation)
+    book.record_closed(account, order_id, now_mono)
+    return reservation
+
+
+def _drop(book: Book, account: Account, reservation: Reservation) -> None:
+    _hold(account, symbol_open_orders(account, reservation.symbol), reservation, book, -1)
+    del account.orders[reservation.order_id]
+    if reservation.persisted:
+        book.mark_order_dirty(account.account_id, reservation.order_id)
+    else:
+        book.dirty_orders.discard((account.account_id, reservation.order_id))
 
 
 def apply_unreserved_fill(book: Book, account_id: str, order_id: str, symbol_name: str, side: int,

@@ -2,13 +2,20 @@
 
 - Start: subscribe to the change channel *before* loading the snapshot, so no change made
   in between is missed; versions make re-applying harmless.
-- Admin changes: written to Redis (record, version, publish and audit entry in one MULTI)
-  and only then applied to the book, by the writer task itself so that nothing it writes
-  later can carry older state.
-- Reservations and fill-moved accounts: marked dirty on the hot path and written behind it
-  in batches by the same writer task.
-- Link loss: when Redis has not answered for longer than the bound, the book is flagged
-  and risk-increasing orders are refused; on reconnection the snapshot is reloaded.
+- Admin changes: one Lua script stores the record under the next version, publishes it and
+  appends its audit entry, or does nothing at all when the caller's deadline has passed by
+  Redis's clock. Only then is the change applied to the book, by the writer task itself, so
+  nothing it writes later can carry older state.
+- Reservations, fill-moved accounts and audit entries of reads and refusals: queued on the
+  hot path and written behind it in batches (one MULTI each, all or nothing) by the same
+  writer task, in order.
+- Freshness: every answered round trip (ping, change-feed pong, write) moves the book's
+  `fresh_until` forward from the moment it was *sent*; checks compare it with their own
+  clock, so the bound holds for a dead, hung or slow Redis alike.
+- Stop: the background tasks end by themselves once told to (they do not depend on a
+  cancellation arriving: Python 3.11's `asyncio.wait_for`, used inside redis-py, can drop
+  one); the writer drains what is dirty first. Every wait is bounded, and what did not
+  finish is reported.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -36,15 +43,30 @@ from riskgate.store.keys import Keys, order_field
 
 log = logging.getLogger(__name__)
 
+# KEYS: seq, record hash, audit stream.
+# ARGV: field, record, channel, kind, 'nx' or '', deadline (ms since epoch by Redis's clock,
+# 0 = none), audit maxlen, audit field/value pairs...
+# Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed.
 _PUT_SCRIPT = """
 if ARGV[5] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+local deadline = tonumber(ARGV[6])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
+end
 local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], '{"v":' .. v .. ',"d":' .. ARGV[2] .. '}')
 if ARGV[3] ~= '' then
   redis.call('PUBLISH', ARGV[3], '{"k":"' .. ARGV[4] .. '","v":' .. v .. ',"d":' .. ARGV[2] .. '}')
 end
+local entry = {}
+for i = 8, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
 return v
 """
+EXPIRED = -1
 
 _RAISE_SEQ_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -88,10 +110,21 @@ _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
 SEED_BATCH = 500
+# Audit entries of reads and refusals wait in memory while Redis is away; past this many the
+# oldest are dropped and counted (the count is itself audited once Redis is back).
+AUDIT_BACKLOG_MAX = 100_000
+AUDIT_BATCH = 500
+# How long a stop waits for the writer to drain, and then for any task to end once cancelled.
+DRAIN_TIMEOUT_S = 5.0
+CANCEL_TIMEOUT_S = 1.0
 
 
 class StoreUnavailable(RuntimeError):
-    """Redis did not confirm the change; this process did not apply it."""
+    """Redis did not confirm the change; it was not applied anywhere."""
+
+
+class StoreExpired(StoreUnavailable):
+    """The caller's deadline passed before Redis took the change; it was not applied."""
 
 
 class StoreConflict(RuntimeError):
@@ -99,67 +132,111 @@ class StoreConflict(RuntimeError):
 
 
 class _AdminChange:
-    __slots__ = ("apply", "audit", "field", "future", "kind", "record")
+    __slots__ = ("apply", "audit", "deadline_ms", "field", "future", "kind", "record")
 
     def __init__(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
-                 apply: Callable[[Any], bool]) -> None:
+                 apply: Callable[[Any], bool], deadline_ms: int) -> None:
         self.kind = kind
         self.field = field
         self.record = record
         self.audit = audit
         self.apply = apply
+        self.deadline_ms = deadline_ms
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
 class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
-                 audit_maxlen: int, write_behind_ms: float = 0.0) -> None:
+                 audit_maxlen: int, write_behind_ms: float = 0.0,
+                 on_health: Callable[[bool], None] | None = None) -> None:
         self.client = client
         self.book = book
         self.keys = keys
         self.stale_after_s = stale_after_ms / 1000
         self.audit_maxlen = audit_maxlen
         self.write_behind_s = write_behind_ms / 1000
+        self.on_health = on_health
         self._put = client.register_script(_PUT_SCRIPT)
         self._flush = client.register_script(_FLUSH_SCRIPT)
+        self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
         self._admin_queue: deque[_AdminChange] = deque()
+        self._audit_backlog: deque[dict[str, str]] = deque()
+        self.audit_dropped = 0
+        self._barriers: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
-        self._last_pong = 0.0
+        # Send times of change-feed pings not yet answered, oldest first.
+        self._pubsub_pings: deque[float] = deque()
+        self._pubsub_proven = 0.0
+        self._pong = asyncio.Event()
         self._write_failing_since: float | None = None
         self._max_version = 0
         self._repairs: set[asyncio.Task[None]] = set()
-        self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
         self._loaded_once = asyncio.Event()
-        self._last_ok = time.monotonic()
         self._closing = False
+        self._serving_reported: bool | None = None
         book.on_dirty = self._wake.set
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.client.ping()
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            await self.client.ping()
         self._tasks = [
             asyncio.create_task(self._subscriber(), name="riskgate-subscriber"),
             asyncio.create_task(self._writer(), name="riskgate-writer"),
             asyncio.create_task(self._health(), name="riskgate-health"),
         ]
         await self._loaded_once.wait()
+        # Orders are answered the moment start returns: prove the link once now, rather than
+        # refusing risk until the health task's first round.
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            await self._prove_link()
 
-    async def close(self) -> None:
-        """Writes what is still dirty, then stops the background tasks."""
+    def pending_writes(self) -> bool:
+        book = self.book
+        return bool(book.dirty_accounts or book.dirty_orders or self._admin_queue or self._audit_backlog)
+
+    async def close(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> list[str]:
+        """Drains write-behind, then ends the background tasks; never waits longer than the
+        bounds. Returns what did not finish (empty when everything was written and stopped)."""
         self._closing = True
-        with contextlib.suppress(RedisError, OSError):
-            while self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
-                if not await self._flush_once():
-                    break
-        for task in self._tasks:
+        self._stopping.set()
+        self._wake.set()
+        unfinished: list[str] = []
+        writer = self._tasks[1] if len(self._tasks) > 1 else None
+        if writer is not None:
+            await asyncio.wait({writer}, timeout=drain_timeout_s)
+        if self.pending_writes():
+            book = self.book
+            unfinished.append(f"write-behind not drained: {len(book.dirty_accounts)} accounts, "
+                              f"{len(book.dirty_orders)} orders, {len(self._admin_queue)} admin changes, "
+                              f"{len(self._audit_backlog)} audit entries")
+        for change in self._admin_queue:
+            _settle(change.future, StoreUnavailable("riskgate is stopping"))
+        pending = {task for task in self._tasks if not task.done()}
+        for task in pending:
             task.cancel()
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=CANCEL_TIMEOUT_S)
+            # A task still running here absorbed its cancellation; it sees _closing and ends
+            # at its next step. It is reported, never awaited without a bound.
+            unfinished += [f"task {task.get_name()} did not end" for task in still]
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
-        await self.client.aclose()
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                unfinished.append(f"task {task.get_name()} failed: {task.exception()!r}")
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await self.client.aclose()
+        return unfinished
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but wakes at once when the store is stopping."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     # ---- writes ----------------------------------------------------------------------
 
@@ -170,68 +247,121 @@ class RedisStore:
         written = 0
         for start in range(0, len(records), SEED_BATCH):
             batch = records[start:start + SEED_BATCH]
-            payloads = [encode(record) for _, _, record in batch]
-            async with self.client.pipeline(transaction=False) as pipe:
-                for (kind, field, _), payload in zip(batch, payloads, strict=True):
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind)],
-                                    args=[field, payload, self.keys.changes, kind, "nx"], client=pipe)
-                versions = await pipe.execute()
             now_ms = str(time.time_ns() // 1_000_000)
             async with self.client.pipeline(transaction=False) as pipe:
-                for (kind, field, _), payload, version in zip(batch, payloads, versions, strict=True):
-                    if int(version):
-                        written += 1
-                        pipe.xadd(self.keys.audit, {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}",
-                                                    "target": field, "outcome": "ok", "version": str(version),
-                                                    "request": payload.decode()},
-                                  maxlen=self.audit_maxlen, approximate=True)
-                await pipe.execute()
+                for kind, field, record in batch:
+                    payload = encode(record)
+                    audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
+                             "outcome": "ok", "request": payload.decode()}
+                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit],
+                                    args=[field, payload, self.keys.changes, kind, "nx", 0, self.audit_maxlen,
+                                          *_pairs(audit)], client=pipe)
+                versions = await pipe.execute()
+            written += sum(1 for version in versions if int(version) > 0)
         return written
 
     async def commit(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
-                     apply: Callable[[Any], bool]) -> Any:
+                     apply: Callable[[Any], bool], deadline_ms: int = 0) -> Any:
         """Stores, publishes and audits one admin change; applies it once Redis has it.
 
-        Returns the record with its new version. Raises StoreUnavailable when Redis did not
-        take it, in which case nothing changed anywhere.
+        deadline_ms (wall clock, 0 = none): Redis refuses the change past it, so a caller that
+        has given up never finds it applied later. Returns the record with its new version.
+        Raises StoreUnavailable (StoreExpired past the deadline) when Redis did not take it:
+        then nothing changed anywhere.
         """
-        change = _AdminChange(kind, field, record, audit, apply)
+        if self._closing:
+            raise StoreUnavailable("riskgate is stopping")
+        if time.monotonic() > self.book.fresh_until:
+            # Queueing behind a write that is already failing would only make the caller wait.
+            raise StoreUnavailable(self.book.unavailable_message(time.monotonic()))
+        change = _AdminChange(kind, field, record, audit, apply, deadline_ms)
         self._admin_queue.append(change)
         self._wake.set()
         return await change.future
 
-    async def audit(self, entry: dict[str, str]) -> None:
-        entry = {"ts_ms": str(time.time_ns() // 1_000_000), **entry}
-        await self.client.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)
+    def enqueue_audit(self, entry: dict[str, str]) -> None:
+        """Queues an audit entry for the next batch: callers never wait on Redis for it."""
+        if len(self._audit_backlog) >= AUDIT_BACKLOG_MAX:
+            self._audit_backlog.popleft()
+            self.audit_dropped += 1
+        self._audit_backlog.append({"ts_ms": str(time.time_ns() // 1_000_000), **entry})
+        self._wake.set()
+
+    def barrier(self) -> asyncio.Future[None]:
+        """Resolves once everything dirty now has reached Redis (the next successful batch)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append(future)
+        self._wake.set()
+        return future
 
     async def _writer(self) -> None:
+        drain_deadline: float | None = None
         while True:
-            await self._wake.wait()
-            if self.write_behind_s and not self._admin_queue:
-                # Gather the orders of the next few milliseconds into one round trip: one
-                # pipeline per order costs the hot path more event-loop time than the check.
-                await asyncio.sleep(self.write_behind_s)
+            if self._closing:
+                if not self.pending_writes():
+                    return
+                drain_deadline = drain_deadline or time.monotonic() + DRAIN_TIMEOUT_S
+                if time.monotonic() > drain_deadline:
+                    return
+            else:
+                await self._wake.wait()
+                if self.write_behind_s and not self._admin_queue and not self._closing:
+                    # Gather the orders of the next few milliseconds into one round trip: one
+                    # pipeline per order costs the hot path more event-loop time than the check.
+                    await self._pause(self.write_behind_s)
             self._wake.clear()
             try:
                 flushed = await self._flush_once()
             except Exception:  # a dead writer would stop persistence while health stayed green
                 log.exception("write-behind batch failed unexpectedly; retrying")
                 flushed = False
-                if self._write_failing_since is None:
-                    self._write_failing_since = time.monotonic()
+                self._note_write_failure()
             if not flushed:
-                await asyncio.sleep(RETRY_BACKOFF_S)
-            if self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue:
+                if self._closing:  # _pause would not wait: the stop is what set its event
+                    await asyncio.sleep(RETRY_BACKOFF_S)
+                else:
+                    await self._pause(RETRY_BACKOFF_S)
+            if self.pending_writes() or self._barriers:
                 # What arrived during the round trip waits for the next batch window rather
                 # than going out at once in a batch of one or two.
                 self._wake.set()
+
+    def _note_write_failure(self) -> None:
+        now = time.monotonic()
+        if self._write_failing_since is None:
+            self._write_failing_since = now
+        book = self.book
+        book.fresh_until = min(book.fresh_until, self._write_failing_since + self.stale_after_s)
+        book.unavailable_cause = "Redis not taking writes"
+
+    def _take_admin_change(self) -> _AdminChange | None:
+        """The next change whose caller is still waiting and whose deadline has not passed."""
+        now_ms = time.time_ns() // 1_000_000
+        while self._admin_queue:
+            change = self._admin_queue.popleft()
+            if change.future.done():  # the caller gave up: never send it
+                self.enqueue_audit({**change.audit, "outcome": "abandoned: caller gave up before Redis was asked"})
+                continue
+            if change.deadline_ms and now_ms > change.deadline_ms:
+                self.enqueue_audit({**change.audit, "outcome": "expired: deadline passed before Redis was asked"})
+                _settle(change.future, StoreExpired("deadline passed before Redis was asked: not applied"))
+                continue
+            return change
+        return None
 
     async def _flush_once(self) -> bool:
         book = self.book
         accounts, book.dirty_accounts = book.dirty_accounts, set()
         orders, book.dirty_orders = book.dirty_orders, set()
+        audits = [self._audit_backlog.popleft() for _ in range(min(AUDIT_BATCH, len(self._audit_backlog)))]
+        if self.audit_dropped:
+            audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
+                           "action": "audit_backlog_overflow", "target": "", "outcome": "dropped",
+                           "request": f"{self.audit_dropped} audit entries dropped while Redis was away"})
+        dropped, self.audit_dropped = self.audit_dropped, 0
+        barriers, self._barriers = self._barriers, []
         # At most one admin change per batch, last: everything serialised before it predates it.
-        change = self._admin_queue.popleft() if self._admin_queue else None
+        change = self._take_admin_change()
         # A new version at or below one already seen means Redis's counter went backwards.
         seen_before = self._max_version
         snapshots: list[tuple[str, bytes]] = []
@@ -251,9 +381,12 @@ class RedisStore:
                 reservation.persisted = True
                 upserts.append((order_field(account_id, order_id),
                                 _reservation_encoder.encode(reservation.to_spec(account_id))))
-        versions: list[int] = []
+        sent = time.monotonic()
+        answered = False
         try:
-            async with self.client.pipeline(transaction=change is not None) as pipe:
+            # One MULTI: a batch lands whole or not at all, so a crash can never keep a
+            # reservation whose fill (in the same batch) was lost, nor the reverse.
+            async with self.client.pipeline(transaction=True) as pipe:
                 calls = 0
                 for start in range(0, max(len(snapshots), len(upserts), len(deletes)), FLUSH_CHUNK):
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders],
@@ -261,23 +394,38 @@ class RedisStore:
                                                        upserts[start:start + FLUSH_CHUNK],
                                                        deletes[start:start + FLUSH_CHUNK]), client=pipe)
                     calls += 1
+                for entry in audits:
+                    pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind)],
-                                    args=[change.field, encode(change.record), self.keys.changes, change.kind, ""],
-                                    client=pipe)
-                    pipe.xadd(self.keys.audit, {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit},
-                              maxlen=self.audit_maxlen, approximate=True)
-                results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            book.dirty_accounts |= accounts
-            book.dirty_orders |= orders
-            if change is not None:
-                _settle(change.future, StoreUnavailable(f"Redis did not take the change: {exc}"))
+                    audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
+                    await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind), self.keys.audit],
+                                    args=[change.field, encode(change.record), self.keys.changes, change.kind, "",
+                                          change.deadline_ms, self.audit_maxlen, *_pairs(audit)], client=pipe)
+                round_trip = bool(calls or audits or change is not None)
+                results = await pipe.execute() if round_trip else []
+                answered = True
+        except BaseException as exc:
+            # Whatever stops this batch (a Redis error, a cancellation mid-flight) puts it back:
+            # each batch is serialised afresh from the book, so writing it again is harmless.
+            if not answered:
+                book.dirty_accounts |= accounts
+                book.dirty_orders |= orders
+                self._audit_backlog.extendleft(reversed(audits[:len(audits) - (1 if dropped else 0)]))
+                self.audit_dropped += dropped
+                self._barriers[:0] = barriers
+                if change is not None:
+                    # The MULTI may or may not have run; the deadline guard decides, and the
+                    # caller is told it was not confirmed.
+                    _settle(change.future, StoreUnavailable(f"Redis did not confirm the change: {exc!r}"))
+            if not isinstance(exc, (RedisError, OSError)):
+                raise
             log.warning("write to Redis failed (%s); will retry", exc)
-            if self._write_failing_since is None:
-                self._write_failing_since = time.monotonic()
+            self._note_write_failure()
             return False
-        self._write_failing_since = None
+        if round_trip:
+            self._write_failing_since = None
+            self._proven(sent)
+        versions: list[int] = []
         for chunk_versions in results[:calls]:
             versions.extend(int(v) for v in chunk_versions)
         for (account_id, _), version in zip(snapshots, versions, strict=True):
@@ -286,28 +434,35 @@ class RedisStore:
                 account.snapshot_version = max(account.snapshot_version, version)
         if versions:
             self._max_version = max(self._max_version, *versions)
+        for barrier in barriers:
+            _settle(barrier, None)
         if change is not None:
-            version = int(results[calls])
-            stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
-            if version > seen_before:
-                try:
-                    # False is fine here: the subscriber may have applied the published copy
-                    # first, or the record concerns accounts another shard owns.
-                    change.apply(stored)
-                except Exception as exc:  # the writer task must outlive one bad change
-                    log.exception("applying %s %r failed", change.kind, change.field)
-                    _settle(change.future, exc)
-                    return True
-                self._max_version = max(self._max_version, version)
-                _settle(change.future, stored)
-            else:
-                _settle(change.future, StoreConflict(
-                    f"Redis stored version {version}, but this process already holds a newer one: "
-                    "the version counter went backwards and is being repaired; retry"))
-                repair = asyncio.get_running_loop().create_task(self._repair_version_counter())
-                self._repairs.add(repair)  # a reference, so the task is not collected mid-way
-                repair.add_done_callback(self._repairs.discard)
+            self._finish_change(change, int(results[-1]), seen_before)
         return True
+
+    def _finish_change(self, change: _AdminChange, version: int, seen_before: int) -> None:
+        if version == EXPIRED:
+            _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
+            return
+        stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
+        if version <= seen_before:
+            _settle(change.future, StoreConflict(
+                f"Redis stored version {version}, but this process already holds a newer one: "
+                "the version counter went backwards and is being repaired; retry"))
+            repair = asyncio.get_running_loop().create_task(self._repair_version_counter())
+            self._repairs.add(repair)  # a reference, so the task is not collected mid-way
+            repair.add_done_callback(self._repairs.discard)
+            return
+        try:
+            # False is fine here: the subscriber may have applied the published copy first,
+            # or the record concerns accounts another shard owns.
+            change.apply(stored)
+        except Exception as exc:  # the writer task must outlive one bad change
+            log.exception("applying %s %r failed", change.kind, change.field)
+            _settle(change.future, exc)
+            return
+        self._max_version = max(self._max_version, version)
+        _settle(change.future, stored)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -372,16 +527,24 @@ class RedisStore:
                 confirmation = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
                 if confirmation is None or confirmation.get("type") != "subscribe":
                     raise RedisConnectionError("no subscribe confirmation from Redis")
+                subscribed_at = time.monotonic()
                 await self._load_snapshot(with_orders=first)
                 first = False
+                self._pubsub_pings.clear()
+                # The feed is proven from the moment Redis confirmed it, not from before.
+                self._pubsub_proven = subscribed_at
                 self._pubsub = pubsub
-                self._last_pong = time.monotonic()
                 self._loaded_once.set()
                 backoff = RETRY_BACKOFF_S
-                async for message in pubsub.listen():
+                while not self._closing:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None:
+                        continue
                     kind_of_message = message.get("type")
                     if kind_of_message == "pong":
-                        self._last_pong = time.monotonic()
+                        if self._pubsub_pings:
+                            self._pubsub_proven = self._pubsub_pings.popleft()
+                            self._pong.set()
                         continue
                     if kind_of_message != "message":
                         continue
@@ -395,48 +558,87 @@ class RedisStore:
                 if self._pubsub is not None:
                     log.warning("change subscription lost (%s); resubscribing and reloading", exc)
                 self._pubsub = None
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
             finally:
                 self._pubsub = None
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                self._pong.set()  # a round waiting for this feed's answer stops waiting
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                        await pubsub.aclose()
+
+    # ---- health ----------------------------------------------------------------------
+
+    def _proven(self, sent: float) -> None:
+        """Redis answered a round trip sent at `sent`: state is proven up to then."""
+        book = self.book
+        limit = min(sent, self._pubsub_proven if self._pubsub is not None else 0.0)
+        if self._write_failing_since is not None:
+            limit = min(limit, self._write_failing_since)
+        writer = self._tasks[1] if len(self._tasks) > 1 else None
+        if writer is not None and writer.done():
+            limit = 0.0
+        fresh_until = limit + self.stale_after_s if limit else 0.0
+        if fresh_until > book.fresh_until:
+            if time.monotonic() > book.fresh_until and book.fresh_until:
+                log.warning("Redis link restored: accepting risk-increasing orders again")
+            book.fresh_until = fresh_until
+
+    async def _prove_link(self) -> None:
+        """One round trip on each connection; callers bound it with a timeout."""
+        sent = time.monotonic()
+        pubsub = self._pubsub
+        if pubsub is not None:
+            self._pubsub_pings.append(sent)
+            await pubsub.ping()
+        await self.client.ping()
+        # The change feed's answer is read by the subscriber task: wait for it to arrive.
+        while pubsub is not None and pubsub is self._pubsub and self._pubsub_proven < sent:
+            self._pong.clear()
+            await self._pong.wait()
+        self._proven(sent)
 
     async def _health(self) -> None:
         """Healthy means: Redis answers, the change subscription answers its own pings (a
         half-open link would otherwise go unnoticed), and write-behind is not failing."""
         interval = max(0.02, self.stale_after_s / 5)
-        while True:
+        await self._loaded_once.wait()
+        while not self._closing:
+            book = self.book
             now = time.monotonic()
-            pubsub = self._pubsub
+            # A hung Redis costs this round at most what is left of the bound.
+            remaining = book.fresh_until - now
+            budget = max(0.05, min(self.stale_after_s, remaining)) if remaining > 0 else self.stale_after_s
             try:
-                await asyncio.wait_for(self.client.ping(), timeout=max(interval, 0.1))
-                if pubsub is not None:
-                    await pubsub.ping()
-                pending = self.book.dirty_accounts or self.book.dirty_orders or self._admin_queue
-                if not pending:
+                async with asyncio.timeout(budget):
+                    await self._prove_link()
+                if not self.pending_writes():
                     # Nothing left to retry: a failure in the past no longer holds anything back.
                     self._write_failing_since = None
-                writer = self._tasks[1] if len(self._tasks) > 1 else None
-                healthy = (pubsub is not None and pubsub is self._pubsub
-                           and now - self._last_pong <= self.stale_after_s
-                           and (writer is None or not writer.done())
-                           and (self._write_failing_since is None
-                                or now - self._write_failing_since <= self.stale_after_s))
-            except (RedisError, OSError, TimeoutError):
-                healthy = False
-            if healthy:
-                self._last_ok = now
-                if self.book.state_unavailable_reason is not None:
-                    log.warning("Redis link restored: accepting risk-increasing orders again")
-                    self.book.state_unavailable_reason = None
-            elif now - self._last_ok > self.stale_after_s and self.book.state_unavailable_reason is None:
-                self.book.state_unavailable_reason = (
-                    f"Redis unreachable or not taking writes for more than {int(self.stale_after_s * 1000)} ms:"
-                    " failing closed"
-                )
-                log.error(self.book.state_unavailable_reason)
-            await asyncio.sleep(interval)
+            except (RedisError, OSError, TimeoutError) as exc:
+                if self._pubsub_pings and self._pubsub is None:
+                    self._pubsub_pings.clear()
+                book.unavailable_cause = f"Redis unreachable ({type(exc).__name__})"
+            now = time.monotonic()
+            fresh = now <= book.fresh_until
+            if not fresh and self._serving_reported is not False:
+                log.error("%s", book.unavailable_message(now))
+            book.expire_closed(now)
+            self._report(fresh)
+            await self._pause(interval)
+
+    def _report(self, serving: bool) -> None:
+        if serving != self._serving_reported:
+            self._serving_reported = serving
+            if self.on_health is not None:
+                self.on_health(serving)
+
+
+def _pairs(entry: dict[str, str]) -> Iterable[str]:
+    for key, value in entry.items():
+        yield key
+        yield value
+
 
 def _flush_args(snapshots: list[tuple[str, bytes]], upserts: list[tuple[str, bytes]],
                 deletes: list[str]) -> list[str | bytes | int]:

@@ -210,3 +210,51 @@ class AccountRisk(_message.Message):
     controls: AccountControls
     open_orders: int
     def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PositionRisk, _Mapping]]] = ..., reserved_order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., open_orders: _Optional[int] = ...) -> None: ...
+
+class OpenReservation(_message.Message):
+    __slots__ = ("account_id", "order_id", "symbol", "side", "remaining_quantity", "reserved_cost", "created_ms", "age_ms")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_COST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    order_id: str
+    symbol: str
+    side: int
+    remaining_quantity: str
+    reserved_cost: str
+    created_ms: int
+    age_ms: int
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[int] = ..., remaining_quantity: _Optional[str] = ..., reserved_cost: _Optional[str] = ..., created_ms: _Optional[int] = ..., age_ms: _Optional[int] = ...) -> None: ...
+
+class ListReservationsRequest(_message.Message):
+    __slots__ = ("account_id", "min_age_ms", "limit")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    min_age_ms: int
+    limit: int
+    def __init__(self, account_id: _Optional[str] = ..., min_age_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReservationList(_message.Message):
+    __slots__ = ("reservations", "total")
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    reservations: _containers.RepeatedCompositeFieldContainer[OpenReservation]
+    total: int
+    def __init__(self, reservations: _Optional[_Iterable[_Union[OpenReservation, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ReleaseReservationRequest(_message.Message):
+    __slots__ = ("account_id", "order_id", "reason")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    order_id: str
+    reason: str
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -64,6 +64,16 @@ class RiskAdminStub:
                 request_serializer=riskgate_dot_v1_dot_admin__pb2.AccountControls.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_admin__pb2.AccountControls.FromString,
                 _registered_method=True)
+        self.ListReservations = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/ListReservations',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.ListReservationsRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.ReservationList.FromString,
+                _registered_method=True)
+        self.ReleaseReservation = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/ReleaseReservation',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.ReleaseReservationRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.OpenReservation.FromString,
+                _registered_method=True)
         self.GetAccountRisk = channel.unary_unary(
                 '/riskgate.v1.RiskAdmin/GetAccountRisk',
                 request_serializer=riskgate_dot_v1_dot_admin__pb2.GetAccountRiskRequest.SerializeToString,
@@ -110,6 +120,21 @@ class RiskAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReservations(self, request, context):
+        """Open reservations, oldest first: orders whose closing report may have been lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseReservation(self, request, context):
+        """Releases an open reservation whose order the matching engine no longer holds; answered
+        once Redis has the release.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAccountRisk(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -148,6 +173,16 @@ def add_RiskAdminServicer_to_server(servicer, server):
                     servicer.SetAccountControls,
                     request_deserializer=riskgate_dot_v1_dot_admin__pb2.AccountControls.FromString,
                     response_serializer=riskgate_dot_v1_dot_admin__pb2.AccountControls.SerializeToString,
+            ),
+            'ListReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservations,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.ListReservationsRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.ReservationList.SerializeToString,
+            ),
+            'ReleaseReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseReservation,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.ReleaseReservationRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.OpenReservation.SerializeToString,
             ),
             'GetAccountRisk': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAccountRisk,
@@ -317,6 +352,60 @@ class RiskAdmin:
             '/riskgate.v1.RiskAdmin/SetAccountControls',
             riskgate_dot_v1_dot_admin__pb2.AccountControls.SerializeToString,
             riskgate_dot_v1_dot_admin__pb2.AccountControls.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/ListReservations',
+            riskgate_dot_v1_dot_admin__pb2.ListReservationsRequest.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.ReservationList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/ReleaseReservation',
+            riskgate_dot_v1_dot_admin__pb2.ReleaseReservationRequest.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.OpenReservation.FromString,
             options,
             channel_credentials,
             insecure,
