@@ -414,8 +414,10 @@ class RedisStore:
                 self.audit_dropped += dropped
                 self._barriers[:0] = barriers
                 if change is not None:
-                    # The MULTI may or may not have run; the deadline guard decides, and the
-                    # caller is told it was not confirmed.
+                    # The MULTI may or may not have run: Redis refuses it past its deadline,
+                    # and if it ran before, its own "ok" entry (with the version) says so.
+                    self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; not applied unless "
+                                        "an 'ok' entry with a version follows"})
                     _settle(change.future, StoreUnavailable(f"Redis did not confirm the change: {exc!r}"))
             if not isinstance(exc, (RedisError, OSError)):
                 raise
@@ -442,6 +444,7 @@ class RedisStore:
 
     def _finish_change(self, change: _AdminChange, version: int, seen_before: int) -> None:
         if version == EXPIRED:
+            self.enqueue_audit({**change.audit, "outcome": "expired: Redis refused it past its deadline"})
             _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
             return
         stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]

@@ -1,0 +1,285 @@
+"""Faults over a real Redis process: dead, hung (SIGSTOP) and recovered; admin calls racing a
+hang; health through load, outage, recovery and stop; overload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from grpc.aio import AioRpcError
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from riskgate.api.server import RiskgateService
+from riskgate.store.embedded import EmbeddedRedis
+from riskgate.store.keys import Keys
+from riskgate.v1 import admin_pb2 as admin
+from tests.conftest import Services
+from tests.support import Client, decision, test_config
+
+BOUND_MS = 300
+
+
+async def _until(check, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def _wait_stopped(pid: int) -> None:
+    """Returns once the kernel reports the process stopped: no answer can leave it after this."""
+    for _ in range(500):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} did not stop")
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        server.stop()
+
+
+class _Flow:
+    """Risk-increasing orders at a steady pace; records (sent at, decision) of each."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.results: list[tuple[float, str]] = []
+        self.errors = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                response = await self.client.pretrade.CheckOrder(self.client.request(quantity="0.001", price="50000"),
+                                                                 timeout=5)
+                self.results.append((sent, decision(response)))
+            except AioRpcError:
+                self.errors += 1
+            await asyncio.sleep(0.005)
+
+    def __enter__(self) -> _Flow:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def accepted_after(self, moment: float) -> list[float]:
+        return [sent - moment for sent, outcome in self.results if sent > moment and outcome == "DECISION_ACCEPT"]
+
+
+@pytest.mark.parametrize("fault", ["hung", "dead"])
+async def test_redis_fault_when_orders_flow_then_no_increasing_accept_after_bound_and_recovery(
+        own_redis: EmbeddedRedis, fault: str) -> None:
+    services = Services(own_redis.url)
+    restarted: EmbeddedRedis | None = None
+    try:
+        _, client = await services.start(redis_stale_after_ms=BOUND_MS)
+        await client.upsert_symbol(mark="50000", mark_price_max_age_ms=3_600_000)
+        await client.trader(balance="100000000")
+        with _Flow(client) as flow:
+            await _until(lambda: asyncio.sleep(0, len(flow.results) > 20))
+            pid = own_redis.pid
+            assert pid is not None
+            if fault == "hung":
+                os.kill(pid, signal.SIGSTOP)
+                _wait_stopped(pid)
+            else:
+                own_redis.kill()
+            faulted_at = time.monotonic()
+            await asyncio.sleep(BOUND_MS / 1000 * 4)
+            # An order sent after the bound was evaluated after it: none may add risk.
+            assert flow.accepted_after(faulted_at + BOUND_MS / 1000) == []
+            assert any(outcome == "DECISION_REJECT" for sent, outcome in flow.results if sent > faulted_at)
+            if fault == "hung":
+                os.kill(pid, signal.SIGCONT)
+            else:
+                restarted = EmbeddedRedis(own_redis.data_dir, port=own_redis.port).start()
+            recovered_from = time.monotonic()
+            assert await _until(lambda: asyncio.sleep(0, bool(flow.accepted_after(recovered_from))))
+    finally:
+        await services.stop_all()
+        if restarted is not None:
+            restarted.stop()
+
+
+async def test_admin_change_when_caller_deadline_passes_during_hang_then_never_applied_and_audited(
+        own_redis: EmbeddedRedis) -> None:
+    services = Services(own_redis.url)
+    redis = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        _, client = await services.start(redis_stale_after_ms=2000)
+        await client.upsert_symbol(mark="50000")
+        pid = own_redis.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+        with pytest.raises(AioRpcError) as error:
+            await client.admin.SetCircuitBreaker(
+                admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="during hang"),
+                metadata=client.auth(), timeout=0.3)
+        assert error.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        await asyncio.sleep(1.0)
+        os.kill(pid, signal.SIGCONT)
+
+        async def audited() -> list[dict[str, str]]:
+            rows = await redis.xrange(Keys("rg").audit)
+            return [f for _, f in rows if f["action"] == "SetCircuitBreaker"]
+
+        assert await _until(audited)
+        entries = await audited()
+        # Not acknowledged, so not applied: not in Redis, not in the book, and audited as such.
+        assert await redis.hget(Keys("rg").breakers, "") is None
+        breakers = await client.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(), metadata=client.auth())
+        assert [b.state for b in breakers.breakers] == [admin.BREAKER_NORMAL]
+        assert [e["outcome"].split(":")[0] for e in entries] in (
+            ["abandoned"], ["expired"], ["unavailable"], ["unconfirmed"])
+        # Once Redis answers again, an acknowledged change is applied.
+        async def acknowledged() -> bool:
+            try:
+                await client.set_breaker(admin.BREAKER_HALTED, reason="after hang")
+            except AioRpcError:
+                return False
+            return True
+
+        assert await _until(acknowledged)
+        assert await redis.hget(Keys("rg").breakers, "") is not None
+    finally:
+        await redis.aclose()
+        await services.stop_all()
+
+
+async def _health(channel: grpc.aio.Channel, service: str = "") -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return (await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)).status
+
+
+async def test_health_when_loading_failing_closed_recovered_and_stopping_then_follows_each(
+        own_redis: EmbeddedRedis) -> None:
+    service = RiskgateService(test_config(redis_stale_after_ms=BOUND_MS), own_redis.url)
+    port = await service.bind()
+    client = Client(port)
+    try:
+        # Bound, not loaded: health says so, and orders are refused as unavailable.
+        assert await _health(client.channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(AioRpcError) as error:
+            await client.check()
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        await service.start()
+        assert await _health(client.channel) == health_pb2.HealthCheckResponse.SERVING
+
+        pid = own_redis.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+
+        async def status_is(expected: int) -> bool:
+            return await _health(client.channel, "riskgate.v1.PreTradeRisk") == expected
+
+        assert await _until(lambda: status_is(health_pb2.HealthCheckResponse.NOT_SERVING))
+        os.kill(pid, signal.SIGCONT)
+        assert await _until(lambda: status_is(health_pb2.HealthCheckResponse.SERVING))
+
+        watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.get_running_loop().create_task(service.stop(grace_s=0.5))
+        # The first thing a stop does is say it: before the port closes.
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        report = await stopping
+        assert report.clean, report.unfinished
+    finally:
+        await client.close()
+        await service.stop()
+
+
+async def test_check_orders_when_offered_beyond_admission_then_resource_exhausted_at_once_and_recovers(
+        services: Services) -> None:
+    _, client = await services.start(max_concurrent_rpcs=4)
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="100000000")
+    # Streams held open occupy the in-flight slots, as a burst of slow calls would.
+    held = [client.pretrade.CheckOrders() for _ in range(4)]
+    for stream in held:
+        await stream.write(client.request(quantity="0.001"))
+        await stream.read()
+    with pytest.raises(AioRpcError) as error:
+        await client.check(quantity="0.001")
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for stream in held:
+        await stream.done_writing()
+        assert await stream.read() is grpc.aio.EOF
+    assert await _until(lambda: _accepts(client))
+
+
+async def _accepts(client: Client) -> bool:
+    try:
+        return decision(await client.check(quantity="0.001")) == "DECISION_ACCEPT"
+    except AioRpcError:
+        return False
+
+
+async def test_duplicate_order_id_when_within_window_then_refused_and_after_it_accepted(services: Services) -> None:
+    _, client = await services.start(duplicate_window_seconds=1.0)
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="100000000")
+    await client.check(quantity="0.001", order_id="reused")
+    await client.close_order("acct-1", "reused")
+    closed_at = time.monotonic()
+    refused = await client.check(quantity="0.001", order_id="reused")
+    assert decision(refused) == "DECISION_REJECT"
+    while time.monotonic() - closed_at < 1.2:
+        await asyncio.sleep(0.05)
+    assert decision(await client.check(quantity="0.001", order_id="reused")) == "DECISION_ACCEPT"
+
+
+async def test_reservations_when_listed_and_one_released_then_gone_from_book_and_redis(
+        services: Services, redis_server) -> None:
+    _, client = await services.start()
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
+    await client.check(quantity="0.01", order_id="zombie")
+    await client.check(quantity="0.01", order_id="live")
+    listed = await client.admin.ListReservations(admin.ListReservationsRequest(account_id="acct-1"),
+                                                 metadata=client.auth())
+    assert [r.order_id for r in listed.reservations] == ["zombie", "live"] and listed.total == 2
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.ReleaseReservation(admin.ReleaseReservationRequest(account_id="acct-1", order_id="zombie"),
+                                              metadata=client.auth())
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # a reason is required
+    released = await client.admin.ReleaseReservation(
+        admin.ReleaseReservationRequest(account_id="acct-1", order_id="zombie", reason="cancel report lost"),
+        metadata=client.auth())
+    assert released.order_id == "zombie" and released.reserved_cost == "50"
+    redis = aioredis.Redis.from_url(redis_server.url)
+    try:
+        fields = await redis.hkeys(Keys("rg").orders)  # answered only after Redis has it
+        assert [f.decode().split("\x1f")[1] for f in fields] == ["live"]
+    finally:
+        await redis.aclose()
+    risk = await client.risk("acct-1")
+    assert (risk.open_orders, risk.reserved_order_cost) == (1, "50")
+    with pytest.raises(AioRpcError) as error:
+        await client.admin.ReleaseReservation(
+            admin.ReleaseReservationRequest(account_id="acct-1", order_id="zombie", reason="again"),
+            metadata=client.auth())
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
