@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from riskgate.api.server import RiskgateService
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
+from riskgate.v1 import pretrade_pb2_grpc as pretrade_grpc
 from tests.conftest import Services
 from tests.support import Client, decision, test_config
 
@@ -283,3 +285,29 @@ async def test_reservations_when_listed_and_one_released_then_gone_from_book_and
             admin.ReleaseReservationRequest(account_id="acct-1", order_id="zombie", reason="again"),
             metadata=client.auth())
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_check_when_deadline_passed_before_server_could_answer_then_no_reservation_is_left(
+        services: Services) -> None:
+    _, client = await services.start()
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="100000000")
+
+    def fire() -> list[grpc.StatusCode]:
+        # A caller on its own thread, so its deadlines run out while this event loop (the
+        # server's) is blocked, as under overload.
+        with grpc.insecure_channel(client.target) as channel:
+            stub = pretrade_grpc.PreTradeRiskStub(channel)
+            calls = [stub.CheckOrder.future(client.request(quantity="0.001", order_id=f"late-{n}"), timeout=0.1)
+                     for n in range(20)]
+            return [call.exception().code() if call.exception() else grpc.StatusCode.OK for call in calls]
+
+    caller = threading.Thread(target=lambda: outcomes.extend(fire()))
+    outcomes: list[grpc.StatusCode] = []
+    caller.start()
+    time.sleep(0.5)  # the server's loop is stalled past every deadline
+    await asyncio.to_thread(caller.join)
+    assert outcomes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 20
+    assert decision(await client.check(quantity="0.001", order_id="fresh")) == "DECISION_ACCEPT"
+    listed = await client.admin.ListReservations(admin.ListReservationsRequest(), metadata=client.auth())
+    assert [r.order_id for r in listed.reservations] == ["fresh"]

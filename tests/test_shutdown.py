@@ -6,11 +6,8 @@ stopped by SIGTERM show the same through the real entry point and its signal han
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from grpc.aio import AioRpcError
 from riskgate.api.server import RiskgateService
 from riskgate.store.embedded import EmbeddedRedis, free_port
 from riskgate.store.keys import Keys
+from tests.processes import end, ready, serve
 from tests.support import Client, decision, test_config
 
 ROUNDS = 20
@@ -83,28 +81,15 @@ async def test_stop_when_orders_in_flight_then_bounded_and_every_acknowledged_re
             await service.stop()
 
 
-def _serve(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "riskgate.cli.main", "serve", "--redis-url", redis_url,
-         "--listen", f"127.0.0.1:{port}", "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, stderr=log.open("wb"), env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-async def _ready(process: subprocess.Popen[bytes]) -> None:
-    assert process.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=60)
-    assert b"riskgate ready on" in line, line
-
-
 async def test_sigterm_when_serve_is_loaded_then_exits_in_bound_with_write_behind_flushed(
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     for round_ in range(ROUNDS):
         await _flush(redis_server.url)
         port = free_port()
-        process = _serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
+        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
         client = Client(port)
         try:
-            await _ready(process)
+            await ready(process)
             acked: set[str] = set()
             # The bundled sample configuration: demo-alice, BTCUSDT marked at 60,000.
             senders = [asyncio.get_running_loop().create_task(
@@ -121,6 +106,4 @@ async def test_sigterm_when_serve_is_loaded_then_exits_in_bound_with_write_behin
             assert acked <= stored, f"round {round_}: acknowledged but not in Redis: {sorted(acked - stored)[:5]}"
         finally:
             await client.close()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            end(process)

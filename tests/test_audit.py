@@ -1,0 +1,97 @@
+"""The audit trail: bounded entries, refusals audited even while Redis is away, reads never
+wait on it, and entries reach Redis in the order the calls were made."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+import redis.asyncio as aioredis
+from grpc import StatusCode
+from grpc.aio import AioRpcError
+
+from riskgate.api.admin import AUDIT_REQUEST_MAX, AUDIT_REQUEST_MAX_DENIED
+from riskgate.store.embedded import EmbeddedRedis
+from riskgate.store.keys import Keys
+from riskgate.v1 import admin_pb2 as admin
+from tests.conftest import Services
+from tests.support import VIEWER_TOKEN, Client
+
+
+async def _entries(url: str, action: str, count: int) -> list[dict[str, str]]:
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        for _ in range(1000):
+            entries = [f for _, f in await redis.xrange(Keys("rg").audit) if f["action"] == action]
+            if len(entries) >= count:
+                return entries
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"only {len(entries)} of {count} {action} entries")
+    finally:
+        await redis.aclose()
+
+
+async def test_audit_when_unauthenticated_caller_sends_megabyte_fields_then_entries_stay_small(
+        client: Client, redis_server) -> None:
+    huge = "x" * 1_000_000
+    for _ in range(5):
+        with pytest.raises(AioRpcError) as error:
+            await client.admin.SetCircuitBreaker(admin.CircuitBreaker(symbol=huge, reason=huge))
+        assert error.value.code() == StatusCode.UNAUTHENTICATED
+    entries = await _entries(redis_server.url, "SetCircuitBreaker", 5)
+    for entry in entries:
+        assert sum(len(k) + len(v) for k, v in entry.items()) < AUDIT_REQUEST_MAX_DENIED + 1000
+        assert entry["outcome"].startswith("denied")
+
+
+async def test_audit_when_authenticated_request_is_large_then_kept_truncated_with_its_size(
+        client: Client, redis_server) -> None:
+    await client.trader()
+    with pytest.raises(AioRpcError):
+        await client.admin.SetAccountControls(admin.AccountControls(account_id="acct-1", max_gross_notional="9" * 9000),
+                                              metadata=client.auth())
+    entry = (await _entries(redis_server.url, "SetAccountControls", 2))[-1]
+    assert entry["outcome"].startswith("invalid")
+    assert len(entry["request"]) == AUDIT_REQUEST_MAX
+    assert int(entry["request_truncated_from"]) > AUDIT_REQUEST_MAX
+
+
+async def test_audit_when_redis_hangs_then_reads_answer_and_refusals_are_written_later_in_order(
+        tmp_path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    services = Services(server.url)
+    try:
+        _, client = await services.start()
+        await client.trader()
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            # A read answers from memory at once; its audit entry waits for Redis.
+            risk = await client.admin.GetAccountRisk(admin.GetAccountRiskRequest(account_id="acct-1"),
+                                                     metadata=client.auth(VIEWER_TOKEN), timeout=1.0)
+            assert risk.account_id == "acct-1"
+            with pytest.raises(AioRpcError):
+                await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"),
+                                                     metadata=client.auth(VIEWER_TOKEN), timeout=1.0)
+            with pytest.raises(AioRpcError):
+                await client.admin.GetAccountRisk(admin.GetAccountRiskRequest(account_id="ghost"),
+                                                  metadata=client.auth(VIEWER_TOKEN), timeout=1.0)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        redis = aioredis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            for _ in range(1000):
+                rows = [f for _, f in await redis.xrange(Keys("rg").audit) if f["actor"] == "test-viewer"]
+                if len(rows) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await redis.aclose()
+        assert [(r["action"], r["target"], r["outcome"].split(":")[0]) for r in rows] == [
+            ("GetAccountRisk", "acct-1", "ok"), ("SetCircuitBreaker", "", "denied"),
+            ("GetAccountRisk", "ghost", "not found")]
+    finally:
+        await services.stop_all()
+        server.stop()

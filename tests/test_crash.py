@@ -1,0 +1,77 @@
+"""A riskgate process that dies: what Redis keeps after a SIGKILL is a consistent prefix (no
+reservation of an order whose fill it already counts: no zombies after the restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+from decimal import Decimal
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from grpc.aio import AioRpcError
+
+from riskgate.store.embedded import EmbeddedRedis, free_port
+from riskgate.store.keys import Keys
+from tests.processes import end, ready, serve
+from tests.support import Client
+
+LOT = Decimal("0.001")
+
+
+async def _flush(url: str) -> None:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        await redis.flushall()
+    finally:
+        await redis.aclose()
+
+
+async def _orders_and_position(url: str) -> tuple[set[str], Decimal]:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        orders = {f.decode().split("\x1f")[1] for f in await redis.hkeys(Keys("rg").orders)}
+        account = json.loads(await redis.hget(Keys("rg").accounts, "demo-alice"))["d"]
+        btc = [p for p in account["positions"] if p["symbol"] == "BTCUSDT"]
+        return orders, Decimal(btc[0]["quantity"]) if btc else Decimal(0)
+    finally:
+        await redis.aclose()
+
+
+async def _trade_back_to_back(client: Client) -> None:
+    """One at a time: order n is checked only after order n-1 filled."""
+    for n in range(1_000_000):
+        order_id = f"o{n}"
+        try:
+            await client.pretrade.CheckOrder(client.request(
+                account="demo-alice", quantity="0.001", price="60000", leverage=20, order_id=order_id), timeout=5)
+            await client.fill("demo-alice", order_id, "0.001", "60000")
+        except AioRpcError:
+            return
+
+
+async def test_sigkill_when_orders_fill_back_to_back_then_redis_never_keeps_a_filled_orders_reservation(
+        redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    for round_ in range(5):
+        await _flush(redis_server.url)
+        port = free_port()
+        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
+        client = Client(port)
+        try:
+            await ready(process)
+
+            trader = asyncio.get_running_loop().create_task(_trade_back_to_back(client))
+            await asyncio.sleep(rng.uniform(0.2, 0.6))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            await trader
+            orders, position = await _orders_and_position(redis_server.url)
+            filled = int(position / LOT)
+            # Redis holds a prefix: fills 0..filled-1, and at most the next order still open.
+            assert orders <= {f"o{filled}"}, (filled, sorted(orders))
+        finally:
+            await client.close()
+            end(process)
