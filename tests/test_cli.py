@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import socket
 
 import pytest
 
@@ -83,3 +84,52 @@ async def test_controls_command_when_account_unknown_here_then_refuses_without_c
     code, out, _ = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
                               "--create", "--target", btc.target, "--token", ADMIN_TOKEN)
     assert code == 0 and json.loads(out)["restriction"] == "RESTRICTION_FROZEN"
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["check", "--account", "a", "--symbol", "BTCUSDT", "--side", "buy", "--quantity", "1", "--leverage", "-1"],
+     "--leverage"),
+    (["check", "--account", "a", "--symbol", "BTCUSDT", "--side", "buy", "--quantity", "1", "--leverage", "2.5"],
+     "--leverage"),
+    (["controls", "--account", "a", "--max-leverage", "-1"], "--max-leverage"),
+    (["controls", "--account", "a", "--kyc-level", "-1"], "--kyc-level"),
+    (["controls", "--account", "a", "--max-orders-per-second", "-1"], "--max-orders-per-second"),
+    (["controls", "--account", "a", "--kyc-level", str(2**32)], "--kyc-level"),
+    (["mark", "BTCUSDT", "1", "--target", "127.0.0.1:99999"], "--target"),
+    (["serve", "--log-level", "bogus"], "--log-level"),
+], ids=["leverage-negative", "leverage-fraction", "max-leverage", "kyc-level", "max-orders-per-second",
+        "kyc-level-too-large", "target-port", "log-level"])
+def test_command_when_flag_value_wrong_then_one_line_naming_it_and_exit_2(argv, named, capsys) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert named in _one_line(err)
+
+
+def test_check_command_when_target_unreachable_then_one_line_and_exit_1(capsys) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    code = main(["check", "--target", f"127.0.0.1:{port}", "--account", "a", "--symbol", "BTCUSDT", "--side", "buy",
+                 "--quantity", "1"])
+    assert code == 1
+    assert "UNAVAILABLE" in _one_line(capsys.readouterr().err)
+
+
+def test_serve_command_when_data_dir_under_a_file_then_one_line_and_exit_2(tmp_path, capsys) -> None:
+    regular = tmp_path / "file"
+    regular.write_text("")
+    assert main(["serve", "--listen", "127.0.0.1:0", "--data-dir", str(regular / "data")]) == 2
+    assert str(regular / "data") in _one_line(capsys.readouterr().err)
+
+
+def test_serve_command_when_listen_port_out_of_range_then_one_line_and_exit_2(tmp_path, capsys) -> None:
+    assert main(["serve", "--listen", "127.0.0.1:70000", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "127.0.0.1:70000" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "data").exists()

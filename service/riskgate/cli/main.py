@@ -8,9 +8,17 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+# `serve` forks only to exec its embedded redis-server at once; gRPC's fork handlers are for
+# children that go on using gRPC, and here would only log that they skip. gRPC reads this
+# when it is first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 import grpc
 from google.protobuf import json_format
@@ -21,33 +29,117 @@ from riskgate.v1 import admin_pb2_grpc as admin_grpc
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from riskgate.api.server import RiskgateService
+    from riskgate.config import Config
+    from riskgate.store.datadir import DataDirLock
+    from riskgate.store.embedded import EmbeddedRedis
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit code: 0 done, 1 failed (the service refused, is
+    unreachable, or could not start or stop cleanly), 2 a mistake in the command or the
+    configuration, 130 interrupted, 141 output pipe closed. Errors are one line on stderr."""
+    try:
+        try:
+            code = _dispatch(argv)
+        except SystemExit as exc:  # argparse after --help or a usage mistake
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`riskgate ... | head`): exit quietly, as a process killed by
+        # SIGPIPE would. stdout goes to devnull so the flush at exit does not fail again.
+        _stdout_to_devnull()
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    return code
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    for name, value in vars(args).items():
+        if isinstance(value, str) and not _is_utf8(value):
+            parser.error(f"argument {name}: not UTF-8 text: {value!r}")
     return int(args.handler(args))
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # bytes of another encoding in argv arrive as lone surrogates
+        return False
+    return True
+
+
+def _stdout_to_devnull() -> None:
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a stdout without a file descriptor
+        target = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, target)
+        finally:
+            os.close(devnull)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr (and exit code 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+UINT32_MAX = 2**32 - 1
+
+
+def _count(text: str) -> int:
+    """A whole number in [0, 2^32 - 1] (the range of the protocol's unsigned fields)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= UINT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {UINT32_MAX}, got {value}")
+    return value
+
+
+def _target(text: str) -> str:
+    """HOST:PORT (or a gRPC target URI, passed as is)."""
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    _, colon, port = text.rpartition(":")
+    # gRPC would take port 99999 as 99999 % 65536: another port, maybe another service.
+    if colon and port.isdigit() and not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535 in {text!r}")
+    return text
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="riskgate", description="Pre-trade risk gate for perpetual futures.")
+    parser = _Parser(prog="riskgate", description="Pre-trade risk gate for perpetual futures.")
     sub = parser.add_subparsers(title="commands")
 
     serve = sub.add_parser("serve", help="run the service (embedded Redis unless --redis-url is given)")
     serve.add_argument("--config", help="TOML configuration (default: the bundled sample configuration)")
     serve.add_argument("--listen", help="HOST:PORT to serve gRPC on (default from config: 127.0.0.1:50051)")
     serve.add_argument("--redis-url", help="production Redis, e.g. redis://host:6379/0 (env RISKGATE_REDIS_URL)")
-    serve.add_argument("--data-dir", help="data folder of the embedded Redis (env RISKGATE_DATA_DIR)")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--data-dir", help="data folder of the embedded Redis, locked while serving "
+                                          "(env RISKGATE_DATA_DIR)")
+    serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                       help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
-        command.add_argument("--target", default=os.environ.get("RISKGATE_TARGET", DEFAULT_TARGET),
+        command.add_argument("--target", type=_target, default=os.environ.get("RISKGATE_TARGET") or DEFAULT_TARGET,
                              help=f"service address (default {DEFAULT_TARGET}, env RISKGATE_TARGET)")
         command.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
                              help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
@@ -59,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--side", required=True, choices=["buy", "sell"])
     check.add_argument("--quantity", required=True)
     check.add_argument("--price", default="", help="limit price (omit for a market order)")
-    check.add_argument("--leverage", type=int, default=0, help="0 = the account's current leverage")
+    check.add_argument("--leverage", type=_count, default=0, help="0 = the account's current leverage")
     check.add_argument("--reduce-only", action="store_true")
     check.add_argument("--order-id", default="", help="default: a fresh uuid")
     check.set_defaults(handler=_check)
@@ -81,10 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     controls = client("controls", "change an account's controls; fields not given keep their current value")
     controls.add_argument("--account", required=True)
     controls.add_argument("--restriction", choices=["none", "reduce-only", "frozen"])
-    controls.add_argument("--kyc-level", type=int)
+    controls.add_argument("--kyc-level", type=_count)
     controls.add_argument("--qualified", choices=["yes", "no"])
-    controls.add_argument("--max-leverage", type=int, help="0 = no account cap")
-    controls.add_argument("--max-orders-per-second", type=int, help="0 = the service default")
+    controls.add_argument("--max-leverage", type=_count, help="0 = no account cap")
+    controls.add_argument("--max-orders-per-second", type=_count, help="0 = the service default")
     controls.add_argument("--max-gross-notional", help="'' = no limit")
     controls.add_argument("--create", action="store_true",
                           help="the account has no controls yet: start from the defaults")
@@ -104,47 +196,186 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
-    from riskgate.api.server import RiskgateService
     from riskgate.config import ConfigError, apply_overrides, load_config
-    from riskgate.store.embedded import EmbeddedRedis
+    from riskgate.store.datadir import DataDirBusy, DataDirError, DataDirLock, refuse_if_redis_running
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir)
     except ConfigError as exc:
-        print(f"riskgate: {exc}", file=sys.stderr)
-        return 2
-    embedded = None
-    redis_url = config.server.redis_url
-    if not redis_url:
-        embedded = EmbeddedRedis(config.server.data_dir).start()
-        redis_url = embedded.url
-        logging.getLogger("riskgate").info("embedded redis-server on %s, data in %s", redis_url, embedded.data_dir)
-
-    async def run() -> None:
-        service = RiskgateService(config, redis_url)
-        await service.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        print(f"riskgate ready on {config.server.listen}", flush=True)
-        await stop.wait()
-        await service.stop()
-
+        return _fail(exc, 2)
+    if problem := _listen_syntax_problem(config.server.listen):
+        return _fail(problem, 2)
+    # One data dir, one owner: lock it before anything else, so a second process on the same
+    # dir starts nothing (no listener, no redis-server) and writes nothing.
+    lock: DataDirLock | None = None
+    if not config.server.redis_url:
+        try:
+            lock = DataDirLock.acquire(config.server.data_dir)
+            refuse_if_redis_running(lock.data_dir)
+        except DataDirError as exc:
+            if lock is not None:
+                lock.release()
+            return _fail(exc, 1 if isinstance(exc, DataDirBusy) else 2)
     if config.server.event_loop == "uvloop":
         import uvloop
 
         uvloop.install()
+    saved = _signal_handlers()
     try:
-        asyncio.run(run())
+        return asyncio.run(_Serving(config, lock).run())
     except (ValueError, RuntimeError, OSError, RedisError) as exc:
-        print(f"riskgate: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1)
     finally:
-        if embedded is not None:
-            embedded.stop()
-    return 0
+        # A late signal during the last steps must not interrupt them with a traceback.
+        _set_signal_handlers(dict.fromkeys(saved, signal.SIG_IGN))
+        if lock is not None:
+            lock.release()
+        _set_signal_handlers(saved)
+
+
+def _split_listen(listen: str) -> tuple[str, int] | None:
+    """(host, port) of a HOST:PORT listen address ("[v6]:port" too); None for other forms
+    gRPC takes (unix:path, ...), which are left to it."""
+    if listen.startswith(("unix:", "unix-abstract:")) or "://" in listen:
+        return None
+    host, _, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port) if port.isdigit() else -1
+
+
+def _listen_syntax_problem(listen: str) -> str | None:
+    split = _split_listen(listen)
+    if split is not None and not 0 <= split[1] <= 65535:
+        # gRPC would read port 99999 as 99999 % 65536 and serve on another port than asked.
+        return f"listen address {listen!r}: expected HOST:PORT with a port between 0 and 65535"
+    return None
+
+
+def _probe_listen(listen: str) -> None:
+    """Raises ListenError naming the reason when listen cannot be bound, found with a plain
+    socket before gRPC tries (gRPC's own error says only that it failed, on several lines)."""
+    from riskgate.api.server import ListenError
+
+    split = _split_listen(listen)
+    if split is None:
+        return
+    host, port = split
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {listen}: {exc.strerror}") from None
+    failure: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+                probe.bind(address)
+            return  # gRPC serves if it can bind at least one of the addresses
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise ListenError(f"cannot listen on {listen}: {failure.strerror or failure}") from None
+
+
+def _fail(exc: BaseException | str, code: int) -> int:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"riskgate: {message}", file=sys.stderr)
+    return code
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _signal_handlers() -> dict[signal.Signals, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+
+def _set_signal_handlers(handlers: dict[signal.Signals, Any]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+class _Serving:
+    """One run of `riskgate serve`: bind, start the embedded Redis, start, wait for SIGTERM or
+    SIGINT, stop. Nothing is written before the listener is bound, so a start that cannot
+    listen leaves the data dir as it was."""
+
+    def __init__(self, config: Config, lock: DataDirLock | None) -> None:
+        self.config = config
+        self.lock = lock
+        self.service: RiskgateService | None = None
+        self.embedded: EmbeddedRedis | None = None
+        self.log = logging.getLogger("riskgate")
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            # Stays installed until the loop closes: a second signal during shutdown is a no-op.
+            loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.ensure_future(self._start())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                port = starting.result()  # raises what made the start fail
+                print(f"riskgate ready on {_with_port(self.config.server.listen, port)}", flush=True)
+                await stopping
+            else:
+                self.log.info("stop requested during start-up")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            self.log.info("stopping")
+        finally:
+            stopping.cancel()
+            code = await self._stop()
+        return code
+
+    async def _start(self) -> int:
+        from riskgate.api.server import RiskgateService
+
+        self.service = RiskgateService(self.config, redis_url="")
+        _probe_listen(self.config.server.listen)
+        await self.service.bind()
+        redis_url = self.config.server.redis_url
+        if self.lock is not None:
+            from riskgate.store.embedded import EmbeddedRedis
+
+            # Started here, on the main thread, blocking the loop briefly: the kernel kills the
+            # server when the thread that started it ends, and this thread lasts as long as we do.
+            self.embedded = EmbeddedRedis(self.lock.data_dir)
+            self.embedded.start()
+            redis_url = self.embedded.url
+            self.log.info("embedded redis-server pid %s on %s, data in %s", self.embedded.pid, redis_url,
+                          self.lock.data_dir)
+        return await self.service.start(redis_url)
+
+    async def _stop(self) -> int:
+        code = 0
+        try:
+            if self.service is not None:
+                report = await self.service.stop()
+                if not report.clean:
+                    self.log.error("shutdown not clean; unfinished: %s", ", ".join(report.unfinished) or "?")
+                    code = 1
+        except Exception as exc:  # the embedded Redis must still be stopped
+            self.log.error("shutdown failed: %s", exc)
+            code = 1
+        finally:
+            if self.embedded is not None:
+                self.embedded.stop()
+                self.embedded = None
+        return code
+
+
+def _with_port(listen: str, port: int) -> str:
+    host, _, _ = listen.rpartition(":")
+    return f"{host}:{port}" if host else listen
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:

