@@ -198,6 +198,24 @@ def test_serve_when_sigterm_twice_then_exits_zero_and_releases_everything(tmp_pa
         assert (data_dir / "appendonly.aof").exists()  # the data stays
 
 
+def test_serve_when_sigterm_during_start_then_exits_zero_and_leaves_no_redis(tmp_path) -> None:
+    data_dir = tmp_path / "data"
+    stderr_path = tmp_path / "serve.err"
+    process = _riskgate("serve", "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(data_dir),
+                        stderr_path=stderr_path)
+    try:
+        # As soon as its redis-server runs, riskgate is past bind and still loading (or just ready).
+        assert _until(lambda: bool(_redis_servers_in(data_dir)), START_BOUND_S), stderr_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=EXIT_BOUND_S) == 0
+        assert "Traceback" not in stderr_path.read_text()
+        assert _until(lambda: not _redis_servers_in(data_dir), REDIS_GONE_BOUND_S)
+    finally:
+        _stop(process)
+        for pid in _redis_servers_in(data_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_serve_when_port_taken_then_starts_no_redis_and_writes_nothing(tmp_path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -327,3 +345,5 @@ def test_lock_when_data_dir_under_a_file_then_refused_with_its_path(tmp_path) ->
     regular.write_text("")
     with pytest.raises(DataDirError, match="under-it"):
         DataDirLock.acquire(regular / "under-it")
+    with pytest.raises(DataDirError, match="not a directory"):
+        DataDirLock.acquire(regular)

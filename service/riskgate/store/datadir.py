@@ -91,6 +91,8 @@ def _make_dirs(path: Path) -> list[Path]:
         missing.append(probe)
         probe = probe.parent
     missing.reverse()
+    if path.exists() and not path.is_dir():
+        raise DataDirError(f"cannot use data dir {path}: not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
