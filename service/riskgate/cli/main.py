@@ -280,9 +280,13 @@ def _probe_listen(listen: str) -> None:
 
 
 def _fail(exc: BaseException | str, code: int) -> int:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    print(f"riskgate: {message}", file=sys.stderr)
+    print(f"riskgate: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
     return code
+
+
+def _one_line(text: str | None) -> str:
+    """Errors are one line on stderr, whatever the text they carry."""
+    return " ".join((text or "").split())
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -394,7 +398,7 @@ def _call(function: object) -> int:
     try:
         _print(function())  # type: ignore[operator]
     except grpc.RpcError as exc:
-        print(f"riskgate: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
         return 1
     return 0
 
@@ -449,7 +453,7 @@ def _controls(args: argparse.Namespace) -> int:
             if exc.code() != grpc.StatusCode.NOT_FOUND or not args.create:  # type: ignore[attr-defined]
                 # Without the current controls, a partial change would reset the rest (and a
                 # shard that does not own the account cannot see them): refuse.
-                print(f"riskgate: {exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+                print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}"  # type: ignore[attr-defined]
                       + (" (use --create for a new account, or the owning shard)"
                          if exc.code() == grpc.StatusCode.NOT_FOUND else ""), file=sys.stderr)  # type: ignore[attr-defined]
                 return 1
