@@ -50,10 +50,14 @@ class Authenticator:
         self._tokens = [(bytes.fromhex(t.token_sha256), Principal(t.name, frozenset(t.roles))) for t in tokens]
 
     def authenticate(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Principal:
-        header = ""
-        for key, value in metadata or ():
-            if key == "authorization":
-                header = value.decode() if isinstance(value, bytes) else value
+        headers = [value for key, value in metadata or () if key == "authorization"]
+        if len(headers) > 1:
+            # Which one counts would be up to whichever proxy or library looks at them: none does.
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                            f"ambiguous credentials: {len(headers)} authorization headers")
+        header = headers[0] if headers else ""
+        if isinstance(header, bytes):
+            header = header.decode("utf-8", "replace")
         if not header.startswith("Bearer ") or len(header) <= len("Bearer "):
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata")
         digest = hashlib.sha256(header[len("Bearer "):].encode()).digest()
