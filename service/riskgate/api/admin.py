@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
-from riskgate.api.echo import clip, echo
+from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.apply import apply_account_snapshot, apply_breaker, apply_controls, apply_mark, apply_symbol
 from riskgate.book.ratelimit import TokenBucket
@@ -65,7 +65,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         except AuthError as exc:
             self._audit(exc.actor, method, request, f"denied: {exc}",
                         authenticated=exc.status == grpc.StatusCode.PERMISSION_DENIED)
-            await context.abort(exc.status, str(exc))
+            await context.abort(exc.status, details(str(exc)))
         if not self.lifecycle.serving or self.store is None:
             self._audit(principal.name, method, request, f"unavailable: {self.lifecycle.why_not}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
@@ -98,10 +98,10 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             kind, field, record, apply = build(principal)
         except SpecError as exc:
             self._audit(principal.name, method, request, f"invalid: {exc}")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         except _Refused as exc:
             self._audit(principal.name, method, request, f"refused: {exc}")
-            await context.abort(exc.status, str(exc))
+            await context.abort(exc.status, details(str(exc)))
         budget = _budget(context)
         if budget <= 0:
             self._audit(principal.name, method, request, "expired: deadline passed before Redis was asked")
@@ -116,7 +116,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                 stored = await self.store.commit(kind, field, record, audit, apply, deadline_ms)
         except StoreUnavailable as exc:
             self._audit(principal.name, method, request, f"unavailable: {exc}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not applied: {exc}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"not applied: {exc}"))
         except TimeoutError:
             # The writer audits what became of it (abandoned, expired at Redis, or ok).
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -125,7 +125,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         except StoreConflict as exc:
             # Redis holds an "ok" entry from the same transaction; this one says it did not take.
             self._audit(principal.name, method, request, f"aborted: {exc}")
-            await context.abort(grpc.StatusCode.ABORTED, str(exc))
+            await context.abort(grpc.StatusCode.ABORTED, details(str(exc)))
         return respond(stored)
 
     async def UpsertSymbol(self, request: admin.SymbolSpec, context: grpc.aio.ServicerContext) -> admin.SymbolSpec:
@@ -156,7 +156,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             if not price:
                 raise SpecError("price", "must be positive")
             if request.symbol not in self.book.symbols:
-                raise SpecError("symbol", f"unknown symbol {request.symbol!r}")
+                raise SpecError("symbol", f"unknown symbol {echo(request.symbol)}")
             mark = MarkSpec(symbol=request.symbol, price=price, timestamp_ms=time.time_ns() // 1_000_000)
             return "mark", mark.symbol, mark, lambda stored: apply_mark(self.book, stored)
 
@@ -167,7 +167,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         def build(principal: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             state = convert.breaker_state(request.state)
             if request.symbol and request.symbol not in self.book.symbols:
-                raise SpecError("symbol", f"unknown symbol {request.symbol!r} (empty = the whole platform)")
+                raise SpecError("symbol", f"unknown symbol {echo(request.symbol)} (empty = the whole platform)")
             if state != BreakerState.NORMAL and not request.reason.strip():
                 raise SpecError("reason", "say why the breaker is tripped")
             breaker = BreakerSpec(symbol=request.symbol, state=state, reason=request.reason[:500],

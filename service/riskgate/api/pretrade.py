@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from riskgate.api.convert import check_response, invalid_response
+from riskgate.api.echo import details
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
@@ -108,7 +109,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                 quantity = parse_non_negative(request.quantity)
                 price = parse_non_negative(request.price)
             except DecimalFormatError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fill quantity and price: {exc}")
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(f"fill quantity and price: {exc}"))
             if not quantity or not price:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "fill quantity and price must be positive")
         try:
@@ -117,14 +118,14 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             symbol, remaining = reservation.symbol, reservation.remaining
         except ExecutionError as exc:
             if kind != ExecutionKind.FILL or not request.symbol:
-                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+                await context.abort(grpc.StatusCode.NOT_FOUND, details(str(exc)))
             try:
                 apply_unreserved_fill(self.book, request.account_id, request.order_id, request.symbol,
                                       request.side, request.leverage, quantity, price)
             except ExecutionError as unknown:
                 status = (grpc.StatusCode.INVALID_ARGUMENT if unknown.code == "INVALID_ARGUMENT"
                           else grpc.StatusCode.NOT_FOUND)
-                await context.abort(status, str(unknown))
+                await context.abort(status, details(str(unknown)))
             log.warning("fill of %s/%s with no reservation applied to the position", request.account_id,
                         request.order_id)
             symbol, remaining = request.symbol, ZERO

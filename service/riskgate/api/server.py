@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import grpc
 import msgspec
 import redis.asyncio as aioredis
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
+from riskgate.api import handlers
 from riskgate.api.admin import RiskAdminServicer
 from riskgate.api.auth import Authenticator
 from riskgate.api.lifecycle import Lifecycle
@@ -27,7 +28,7 @@ from riskgate.engine.spec_rules import validate_account, validate_controls, vali
 from riskgate.store.keys import Keys
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters, setup_metrics
-from riskgate.v1 import admin_pb2, admin_pb2_grpc, pretrade_pb2, pretrade_pb2_grpc
+from riskgate.v1 import admin_pb2, pretrade_pb2
 
 SERVICE_NAMES = (
     pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,
@@ -86,12 +87,12 @@ class RiskgateService:
         max_rpcs = server_config.max_concurrent_rpcs or None
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
         pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
-        pretrade_pb2_grpc.add_PreTradeRiskServicer_to_server(pretrade, server)
+        handlers.add_servicer(server, handlers.PRE_TRADE_RISK, pretrade)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
-        admin_pb2_grpc.add_RiskAdminServicer_to_server(self.admin, server)
+        handlers.add_servicer(server, handlers.RISK_ADMIN, self.admin)
         self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        handlers.add_servicer(server, handlers.HEALTH, self.health)
+        handlers.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             port = server.add_insecure_port(server_config.listen)
         except RuntimeError as exc:
