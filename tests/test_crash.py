@@ -1,5 +1,6 @@
-"""A riskgate process that dies: what Redis keeps after a SIGKILL is a consistent prefix (no
-reservation of an order whose fill it already counts: no zombies after the restart)."""
+"""A riskgate process that dies: what Redis keeps after a SIGKILL holds every acknowledged
+fill and is a consistent prefix (no reservation of an order whose fill it already counts:
+no zombies after the restart)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ async def _orders_and_position(url: str) -> tuple[set[str], Decimal]:
         await redis.aclose()
 
 
-async def _trade_back_to_back(client: Client) -> None:
-    """One at a time: order n is checked only after order n-1 filled."""
+async def _trade_back_to_back(client: Client) -> int:
+    """One at a time: order n is checked only after order n-1 filled. Returns how many fills
+    were acknowledged."""
     for n in range(1_000_000):
         order_id = f"o{n}"
         try:
@@ -49,10 +51,11 @@ async def _trade_back_to_back(client: Client) -> None:
                 account="demo-alice", quantity="0.001", price="60000", leverage=20, order_id=order_id), timeout=5)
             await client.fill("demo-alice", order_id, "0.001", "60000")
         except AioRpcError:
-            return
+            return n
+    return n
 
 
-async def test_sigkill_when_orders_fill_back_to_back_then_redis_never_keeps_a_filled_orders_reservation(
+async def test_sigkill_when_orders_fill_back_to_back_then_acknowledged_fills_kept_and_no_zombie_reservation(
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     rng = random.Random(11)
     for round_ in range(5):
@@ -67,11 +70,38 @@ async def test_sigkill_when_orders_fill_back_to_back_then_redis_never_keeps_a_fi
             await asyncio.sleep(rng.uniform(0.2, 0.6))
             process.send_signal(signal.SIGKILL)
             process.wait()
-            await trader
+            acknowledged = await trader
             orders, position = await _orders_and_position(redis_server.url)
             filled = int(position / LOT)
+            # An acknowledged fill is in Redis: the sender will not report it again.
+            assert filled >= acknowledged > 0
             # Redis holds a prefix: fills 0..filled-1, and at most the next order still open.
             assert orders <= {f"o{filled}"}, (filled, sorted(orders))
+        finally:
+            await client.close()
+            end(process)
+
+
+async def test_sigkill_when_right_after_a_fill_is_acknowledged_then_redis_already_has_it(
+        redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for round_ in range(5):
+        await _flush(redis_server.url)
+        port = free_port()
+        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
+        client = Client(port)
+        try:
+            await ready(process)
+            fills = rng.randint(1, 30)
+            for n in range(fills):
+                await client.pretrade.CheckOrder(client.request(
+                    account="demo-alice", quantity="0.001", price="60000", leverage=20, order_id=f"o{n}"), timeout=5)
+                await client.fill("demo-alice", f"o{n}", "0.001", "60000")
+            # Well inside the write-behind window of the last fill.
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            orders, position = await _orders_and_position(redis_server.url)
+            assert (position, orders) == (fills * LOT, set())
         finally:
             await client.close()
             end(process)

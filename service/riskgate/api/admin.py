@@ -37,8 +37,8 @@ from riskgate.v1 import admin_pb2_grpc as admin_grpc
 log = logging.getLogger(__name__)
 Response = TypeVar("Response", bound=Message)
 
-# A change waits at most this long for Redis when its caller set no deadline.
-DEFAULT_COMMIT_TIMEOUT_S = 5.0
+# A change waits for Redis at most the staleness bound (Redis that has not confirmed by then
+# counts as unavailable, as it does for orders), or the caller's deadline if that is sooner.
 # Redis refuses a change this long before the caller's deadline, so that a change Redis took
 # is answered before the caller gives up (unless Redis stalls between doing and answering).
 COMMIT_DEADLINE_MARGIN_S = 0.05
@@ -102,7 +102,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         except _Refused as exc:
             self._audit(principal.name, method, request, f"refused: {exc}")
             await context.abort(exc.status, details(str(exc)))
-        budget = _budget(context)
+        budget = self._budget(context)
         if budget <= 0:
             self._audit(principal.name, method, request, "expired: deadline passed before Redis was asked")
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed: not applied")
@@ -260,7 +260,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         released = _reservation_message(request.account_id, reservation, time.time_ns() // 1_000_000)
         # The entry travels in the same batch as the release itself.
         self._audit(principal.name, "ReleaseReservation", request, "ok")
-        budget = _budget(context)
+        budget = self._budget(context)
         try:
             async with asyncio.timeout(max(budget, 0.0)):
                 await self.store.barrier()
@@ -270,6 +270,12 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                                 "answers; ListReservations shows it gone")
         return released
 
+    def _budget(self, context: grpc.aio.ServicerContext) -> float:
+        assert self.store is not None
+        remaining = context.time_remaining()
+        bound = self.store.stale_after_s
+        return bound if remaining is None else min(remaining, bound)
+
     def _unknown_account(self, account_id: str) -> str:
         owner_hint = "" if self.book.owns(account_id) else f" (not owned by {self.book.shard_label})"
         return f"unknown account {echo(account_id)}{owner_hint}"
@@ -278,9 +284,6 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 DEFAULT_LIST_LIMIT = 100
 
 
-def _budget(context: grpc.aio.ServicerContext) -> float:
-    remaining = context.time_remaining()
-    return DEFAULT_COMMIT_TIMEOUT_S if remaining is None else min(remaining, DEFAULT_COMMIT_TIMEOUT_S)
 
 
 def _reservation_message(account_id: str, reservation: Reservation, now_ms: int) -> admin.OpenReservation:

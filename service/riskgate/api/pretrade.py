@@ -7,6 +7,7 @@ released when the call ends, so margin is never held for an order the gateway ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from riskgate.engine.reservations import (
     reserve,
 )
 from riskgate.engine.result import Reason
+from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
@@ -42,6 +44,8 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         self.book = book
         self.counters = counters
         self.lifecycle = lifecycle
+        # Set once the store is started; executions are acknowledged after it has them.
+        self.store: RedisStore | None = None
 
     def check(self, request: pb.CheckOrderRequest) -> tuple[pb.CheckOrderResponse, Reservation | None]:
         order = parse_order(request.order_id, request.account_id, request.symbol, request.side, request.order_type,
@@ -132,10 +136,30 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         account = self.book.accounts[request.account_id]
         position = account.positions.get(symbol)
         valuation = value_account(self.book, account)
-        return pb.ExecutionAck(
+        # The state as this execution left it, before anything else can move it.
+        ack = pb.ExecutionAck(
             order_id=request.order_id,
             remaining_quantity=fmt(remaining),
             position_quantity=fmt(position.quantity if position is not None else ZERO),
             balance=fmt(account.balance),
             available_margin=fmt(round_down(valuation.available)) if valuation.missing_mark is None else "",
         )
+        await self._durable(context)
+        return ack
+
+    async def _durable(self, context: grpc.aio.ServicerContext) -> None:
+        """Acknowledges an execution once Redis has it, so that a crash right after the ack
+        cannot lose a fill (and keep its order's reservation) that the sender will not resend.
+        If Redis does not confirm within the staleness bound the ack goes anyway: the
+        execution is applied here and written when Redis answers, and telling the sender to
+        retry would apply a partial fill twice."""
+        store = self.store
+        if store is None:
+            return
+        remaining = context.time_remaining()
+        bound = store.stale_after_s if remaining is None else min(store.stale_after_s, remaining * 0.9)
+        try:
+            async with asyncio.timeout(max(bound, 0.0)):
+                await store.barrier()
+        except TimeoutError:
+            log.warning("execution acknowledged before Redis confirmed it (Redis slow or away)")

@@ -74,6 +74,7 @@ class RiskgateService:
         self.server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
         self.admin: RiskAdminServicer | None = None
+        self.pretrade: PreTradeRiskServicer | None = None
         self.port = 0
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopped: StopReport | None = None
@@ -86,7 +87,7 @@ class RiskgateService:
         server_config = self.config.server
         max_rpcs = server_config.max_concurrent_rpcs or None
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
-        pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
+        self.pretrade = pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
         handlers.add_servicer(server, handlers.PRE_TRADE_RISK, pretrade)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
         handlers.add_servicer(server, handlers.RISK_ADMIN, self.admin)
@@ -119,14 +120,15 @@ class RiskgateService:
             self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
                                     server_config.write_behind_ms, on_health=self._on_link_health)
-            assert self.admin is not None
+            assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
+            self.pretrade.store = self.store
             await self._seed(self.store)
             await self.store.start()
         except BaseException:
             await self.stop()
             raise
-        setup_metrics(self.counters)
+        setup_metrics(self.counters, book=self.book)
         # Start-up objects live for the whole process: keep them out of the collector's scans.
         gc.collect()
         gc.freeze()
