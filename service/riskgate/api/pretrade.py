@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from riskgate.api.convert import check_response, invalid_response
-from riskgate.api.echo import details
+from riskgate.api.echo import details, echo
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
@@ -130,8 +130,8 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                 status = (grpc.StatusCode.INVALID_ARGUMENT if unknown.code == "INVALID_ARGUMENT"
                           else grpc.StatusCode.NOT_FOUND)
                 await context.abort(status, details(str(unknown)))
-            log.warning("fill of %s/%s with no reservation applied to the position", request.account_id,
-                        request.order_id)
+            log.warning("fill of %s/%s with no reservation applied to the position", echo(request.account_id),
+                        echo(request.order_id))
             symbol, remaining = request.symbol, ZERO
         account = self.book.accounts[request.account_id]
         position = account.positions.get(symbol)

@@ -81,7 +81,7 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
     account = book.accounts.get(account_id)
     reservation = account.orders.get(order_id) if account is not None else None
     if account is None or reservation is None:
-        raise ExecutionError("NOT_FOUND", f"no open order {order_id!r} for account {account_id!r}")
+        raise ExecutionError("NOT_FOUND", f"no open order {order_id[:64]!r} for account {account_id[:64]!r}")
     open_orders = symbol_open_orders(account, reservation.symbol)
     _hold(account, open_orders, reservation, book, -1)
     if kind == ExecutionKind.FILL:
@@ -144,11 +144,11 @@ def apply_unreserved_fill(book: Book, account_id: str, order_id: str, symbol_nam
     symbol = book.symbols.get(symbol_name)
     if account is None or symbol is None or side not in (Side.BUY, Side.SELL):
         raise ExecutionError("NOT_FOUND", f"no open order, and no known account, symbol and side to apply "
-                                          f"the fill to ({account_id!r}, {symbol_name!r})")
+                                          f"the fill to ({account_id[:64]!r}, {symbol_name[:64]!r})")
     if order_id in account.recent_order_ids:
         # Most likely a retry of a report already applied; without an execution id it cannot be
         # told from a late over-fill, and counting a fill twice is the worse mistake.
-        raise ExecutionError("NOT_FOUND", f"order {order_id!r} is closed: its fills were applied")
+        raise ExecutionError("NOT_FOUND", f"order {order_id[:64]!r} is closed: its fills were applied")
     if not 0 <= leverage <= MAX_LEVERAGE:
         raise ExecutionError("INVALID_ARGUMENT", f"leverage must be in [0, {MAX_LEVERAGE}]")
     position = account.positions.get(symbol_name)
