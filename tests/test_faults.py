@@ -4,6 +4,7 @@ hang; health through load, outage, recovery and stop; overload."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -90,7 +91,15 @@ class _Flow:
         return [sent - moment for sent, outcome in self.results if sent > moment and outcome == "DECISION_ACCEPT"]
 
 
-@pytest.mark.parametrize("fault", ["hung", "dead"])
+async def _redis_command(url: str, *command: object) -> None:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        await redis.execute_command(*command)
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("fault", ["hung", "dead", "writes paused", "writes refused"])
 async def test_redis_fault_when_orders_flow_then_no_increasing_accept_after_bound_and_recovery(
         own_redis: EmbeddedRedis, fault: str) -> None:
     services = Services(own_redis.url)
@@ -106,8 +115,12 @@ async def test_redis_fault_when_orders_flow_then_no_increasing_accept_after_boun
             if fault == "hung":
                 os.kill(pid, signal.SIGSTOP)
                 _wait_stopped(pid)
-            else:
+            elif fault == "dead":
                 own_redis.kill()
+            elif fault == "writes paused":  # as during a failover: answers reads, holds writes
+                await _redis_command(own_redis.url, "CLIENT", "PAUSE", 3000, "WRITE")
+            else:  # as a demoted master or a full disk: answers, refuses writes
+                await _redis_command(own_redis.url, "CONFIG", "SET", "min-replicas-to-write", 1)
             faulted_at = time.monotonic()
             await asyncio.sleep(BOUND_MS / 1000 * 4)
             # An order sent after the bound was evaluated after it: none may add risk.
@@ -115,8 +128,12 @@ async def test_redis_fault_when_orders_flow_then_no_increasing_accept_after_boun
             assert any(outcome == "DECISION_REJECT" for sent, outcome in flow.results if sent > faulted_at)
             if fault == "hung":
                 os.kill(pid, signal.SIGCONT)
-            else:
+            elif fault == "dead":
                 restarted = EmbeddedRedis(own_redis.data_dir, port=own_redis.port).start()
+            elif fault == "writes paused":
+                await _redis_command(own_redis.url, "CLIENT", "UNPAUSE")
+            else:
+                await _redis_command(own_redis.url, "CONFIG", "SET", "min-replicas-to-write", 0)
             recovered_from = time.monotonic()
             assert await _until(lambda: asyncio.sleep(0, bool(flow.accepted_after(recovered_from))))
     finally:
@@ -311,3 +328,74 @@ async def test_check_when_deadline_passed_before_server_could_answer_then_no_res
     assert decision(await client.check(quantity="0.001", order_id="fresh")) == "DECISION_ACCEPT"
     listed = await client.admin.ListReservations(admin.ListReservationsRequest(), metadata=client.auth())
     assert [r.order_id for r in listed.reservations] == ["fresh"]
+
+
+async def test_stop_when_redis_holds_writes_then_reports_what_was_not_written(own_redis: EmbeddedRedis) -> None:
+    service = RiskgateService(test_config(), own_redis.url)
+    client = Client(await service.start())
+    try:
+        await client.upsert_symbol(mark="50000")
+        await client.trader()
+        await _redis_command(own_redis.url, "CLIENT", "PAUSE", 5000, "WRITE")
+        assert decision(await client.check(quantity="0.01")) == "DECISION_ACCEPT"
+        report = await service.stop(grace_s=0.2, drain_s=0.5)
+        # Never "clean" while an acknowledged reservation is not in Redis.
+        assert not report.clean
+        assert any("write-behind not drained" in line for line in report.unfinished), report.unfinished
+    finally:
+        await _redis_command(own_redis.url, "CLIENT", "UNPAUSE")
+        await client.close()
+        await service.stop()
+
+
+async def test_reconnect_when_redis_lost_what_it_was_written_then_memory_is_written_back(
+        services: Services, redis_server: EmbeddedRedis) -> None:
+    service, client = await services.start()
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="10000")
+    await client.check(quantity="0.1", order_id="kept")
+    await client.check(quantity="0.1", order_id="filled")
+    await client.fill("acct-1", "filled", "0.1", "50000")
+    redis = aioredis.Redis.from_url(redis_server.url)
+    try:
+        keys = Keys("rg")
+        # As after a failover to a replica that missed the last writes: the reservation and
+        # the fill are gone from Redis, and a reservation closed here is back.
+        await redis.hdel(keys.orders, "acct-1\x1fkept")
+        await redis.hdel(keys.accounts, "acct-1")
+        await redis.hset(keys.orders, "acct-1\x1fghost", json.dumps({
+            "order_id": "ghost", "account_id": "acct-1", "symbol": "BTCUSDT", "side": 1, "price": "50000",
+            "leverage": 10, "remaining": "0.1", "reducing_left": "0", "increasing_left": "0.1",
+            "cost_left": "500", "created_ms": 1}))
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # the link drops; riskgate reloads
+
+        async def written_back() -> bool:
+            orders = {f.decode().split("\x1f")[1] for f in await redis.hkeys(keys.orders)}
+            account = await redis.hget(keys.accounts, "acct-1")
+            return orders == {"kept"} and account is not None and json.loads(account)["d"]["positions"] != []
+
+        assert await _until(written_back)
+    finally:
+        await redis.aclose()
+    assert service.book.accounts["acct-1"].orders.keys() == {"kept"}
+
+
+async def test_start_when_redis_holds_an_inconsistent_reservation_then_it_is_skipped_and_orders_flow(
+        flushed_redis: EmbeddedRedis) -> None:
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        await redis.hset(Keys("rg").orders, "acct-1\x1fpoison", json.dumps({
+            "order_id": "poison", "account_id": "acct-1", "symbol": "BTCUSDT", "side": 2, "price": "50000",
+            "leverage": 0, "remaining": "1", "reducing_left": "1", "increasing_left": "0", "cost_left": "0",
+            "created_ms": 1}))
+    finally:
+        await redis.aclose()
+    services = Services(flushed_redis.url)
+    try:
+        service, client = await services.start()
+        await client.upsert_symbol(mark="50000")
+        await client.trader()
+        assert decision(await client.check(quantity="0.01")) == "DECISION_ACCEPT"
+        assert "poison" not in service.book.accounts["acct-1"].orders
+    finally:
+        await services.stop_all()

@@ -30,7 +30,7 @@ from riskgate.engine.money import fmt
 from riskgate.engine.reservations import ExecutionError, release_reservation
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import SpecError, validate_account, validate_controls, validate_symbol
-from riskgate.store.redis_store import RedisStore, StoreConflict, StoreUnavailable
+from riskgate.store.redis_store import RedisStore, StoreUnavailable
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 
@@ -122,10 +122,6 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"Redis did not confirm within {budget:.1f} s: not applied (Redis refuses "
                                 "it past its deadline); read the state back before retrying")
-        except StoreConflict as exc:
-            # Redis holds an "ok" entry from the same transaction; this one says it did not take.
-            self._audit(principal.name, method, request, f"aborted: {exc}")
-            await context.abort(grpc.StatusCode.ABORTED, details(str(exc)))
         return respond(stored)
 
     async def UpsertSymbol(self, request: admin.SymbolSpec, context: grpc.aio.ServicerContext) -> admin.SymbolSpec:

@@ -26,7 +26,7 @@ from riskgate.config import AccountSeed, Config
 from riskgate.engine.codes import Restriction
 from riskgate.engine.spec_rules import validate_account, validate_controls, validate_symbol
 from riskgate.store.keys import Keys
-from riskgate.store.redis_store import RedisStore
+from riskgate.store.redis_store import DRAIN_TIMEOUT_S, RedisStore
 from riskgate.telemetry import DecisionCounters, setup_metrics
 from riskgate.v1 import admin_pb2, pretrade_pb2
 
@@ -157,7 +157,7 @@ class RiskgateService:
         assert self.server is not None
         await self.server.wait_for_termination()
 
-    async def stop(self, grace_s: float = 1.0) -> StopReport:
+    async def stop(self, grace_s: float = 1.0, drain_s: float = DRAIN_TIMEOUT_S) -> StopReport:
         """Refuses new work at once, lets calls in flight finish within grace_s, writes what
         they left dirty, and ends every task; each step is bounded. Idempotent."""
         if self._stopped is not None:
@@ -172,7 +172,7 @@ class RiskgateService:
             if not done:
                 report.unfinished.append("gRPC server did not stop")
         if self.store is not None:
-            report.unfinished += await self.store.close()
+            report.unfinished += await self.store.close(drain_s)
         for line in report.unfinished:
             log.error("stop: %s", line)
         return report

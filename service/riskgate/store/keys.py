@@ -16,6 +16,8 @@ class Keys:
         self.orders = f"{tag}:orders"
         self.audit = f"{tag}:audit"
         self.changes = f"{tag}:changes"
+        # Written by every health round: proves Redis takes writes, and reads its clock.
+        self.probe = f"{tag}:probe"
 
     def hash_for(self, kind: str) -> str:
         return {

@@ -37,34 +37,51 @@ from redis.exceptions import RedisError
 from riskgate.book.apply import ensure_account
 from riskgate.book.specs import ReservationSpec
 from riskgate.book.state import Book, Reservation
+from riskgate.engine.codes import Side
 from riskgate.engine.reservations import rebalance_reducing, restore
+from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.keys import Keys, order_field
 
 log = logging.getLogger(__name__)
 
+# Every versioned write first lifts the counter to the highest version the writer has seen
+# (its floor): a Redis that lost its tail (AOF everysec, failover to a lagging replica) can
+# then never hand out a version older than one already applied.
+_LIFT_SEQ = """
+local floor = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < floor then redis.call('SET', KEYS[1], floor) end
+"""
+
 # KEYS: seq, record hash, audit stream.
-# ARGV: field, record, channel, kind, 'nx' or '', deadline (ms since epoch by Redis's clock,
-# 0 = none), audit maxlen, audit field/value pairs...
+# ARGV: version floor, field, record, channel, kind, 'nx' or '', deadline (ms since epoch by
+# Redis's clock, 0 = none), audit maxlen, audit field/value pairs...
 # Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed.
-_PUT_SCRIPT = """
-if ARGV[5] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
-local deadline = tonumber(ARGV[6])
+_PUT_SCRIPT = _LIFT_SEQ + """
+if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
+local deadline = tonumber(ARGV[7])
 if deadline > 0 then
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
 end
 local v = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], ARGV[1], '{"v":' .. v .. ',"d":' .. ARGV[2] .. '}')
-if ARGV[3] ~= '' then
-  redis.call('PUBLISH', ARGV[3], '{"k":"' .. ARGV[4] .. '","v":' .. v .. ',"d":' .. ARGV[2] .. '}')
+redis.call('HSET', KEYS[2], ARGV[2], '{"v":' .. v .. ',"d":' .. ARGV[3] .. '}')
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[4], '{"k":"' .. ARGV[5] .. '","v":' .. v .. ',"d":' .. ARGV[3] .. '}')
 end
 local entry = {}
-for i = 8, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'version'
 entry[#entry + 1] = tostring(v)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 return v
+"""
+
+# KEYS: probe key. ARGV: value, expiry ms. A write (so a Redis refusing writes fails it) that
+# also returns Redis's clock, against which admin deadlines are set.
+_PROBE_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('TIME')
 """
 EXPIRED = -1
 
@@ -82,8 +99,8 @@ _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyErro
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes. Per-command overhead in the client,
 # not Redis, is what write-behind costs the event loop.
-_FLUSH_SCRIPT = """
-local i = 1
+_FLUSH_SCRIPT = _LIFT_SEQ + """
+local i = 2
 local versions = {}
 local accounts = tonumber(ARGV[i]); i = i + 1
 for k = 1, accounts do
@@ -110,6 +127,9 @@ _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
 SEED_BATCH = 500
+# How long start() waits for the first snapshot before giving up.
+LOAD_TIMEOUT_S = 120.0
+PROBE_EXPIRY_MS = 60_000
 # Audit entries of reads and refusals wait in memory while Redis is away; past this many the
 # oldest are dropped and counted (the count is itself audited once Redis is back).
 AUDIT_BACKLOG_MAX = 100_000
@@ -125,10 +145,6 @@ class StoreUnavailable(RuntimeError):
 
 class StoreExpired(StoreUnavailable):
     """The caller's deadline passed before Redis took the change; it was not applied."""
-
-
-class StoreConflict(RuntimeError):
-    """Redis took the change under a version older than one already applied."""
 
 
 class _AdminChange:
@@ -159,6 +175,10 @@ class RedisStore:
         self._put = client.register_script(_PUT_SCRIPT)
         self._flush = client.register_script(_FLUSH_SCRIPT)
         self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
+        self._probe = client.register_script(_PROBE_SCRIPT)
+        # Redis's clock minus ours (ms), and how unsure that is (half the probe's round trip).
+        self._clock_offset_ms = 0
+        self._clock_uncertainty_ms = 0
         self._admin_queue: deque[_AdminChange] = deque()
         self._audit_backlog: deque[dict[str, str]] = deque()
         self.audit_dropped = 0
@@ -172,6 +192,9 @@ class RedisStore:
         self._pubsub_proven = 0.0
         self._pong = asyncio.Event()
         self._write_failing_since: float | None = None
+        # Send time of the batch now awaiting Redis's answer: nothing after it is proven.
+        self._inflight_since: float | None = None
+        self._drain_deadline = float("inf")
         self._max_version = 0
         self._repairs: set[asyncio.Task[None]] = set()
         self._loaded_once = asyncio.Event()
@@ -189,33 +212,34 @@ class RedisStore:
             asyncio.create_task(self._writer(), name="riskgate-writer"),
             asyncio.create_task(self._health(), name="riskgate-health"),
         ]
-        await self._loaded_once.wait()
+        try:
+            async with asyncio.timeout(LOAD_TIMEOUT_S):
+                await self._loaded_once.wait()
+        except TimeoutError:
+            raise StoreUnavailable(f"state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
         # Orders are answered the moment start returns: prove the link once now, rather than
         # refusing risk until the health task's first round.
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self._prove_link()
 
     def pending_writes(self) -> bool:
+        """Whether anything acknowledged is not yet in Redis (the batch in flight included)."""
         book = self.book
-        return bool(book.dirty_accounts or book.dirty_orders or self._admin_queue or self._audit_backlog)
+        return bool(book.dirty_accounts or book.dirty_orders or self._admin_queue or self._audit_backlog
+                    or self._inflight_since is not None)
 
     async def close(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> list[str]:
         """Drains write-behind, then ends the background tasks; never waits longer than the
         bounds. Returns what did not finish (empty when everything was written and stopped)."""
+        self._drain_deadline = time.monotonic() + drain_timeout_s
         self._closing = True
         self._stopping.set()
         self._wake.set()
         unfinished: list[str] = []
         writer = self._tasks[1] if len(self._tasks) > 1 else None
         if writer is not None:
-            await asyncio.wait({writer}, timeout=drain_timeout_s)
-        if self.pending_writes():
-            book = self.book
-            unfinished.append(f"write-behind not drained: {len(book.dirty_accounts)} accounts, "
-                              f"{len(book.dirty_orders)} orders, {len(self._admin_queue)} admin changes, "
-                              f"{len(self._audit_backlog)} audit entries")
-        for change in self._admin_queue:
-            _settle(change.future, StoreUnavailable("riskgate is stopping"))
+            # The writer bounds its own attempts by the drain deadline and then ends.
+            await asyncio.wait({writer}, timeout=drain_timeout_s + CANCEL_TIMEOUT_S)
         pending = {task for task in self._tasks if not task.done()}
         for task in pending:
             task.cancel()
@@ -224,6 +248,15 @@ class RedisStore:
             # A task still running here absorbed its cancellation; it sees _closing and ends
             # at its next step. It is reported, never awaited without a bound.
             unfinished += [f"task {task.get_name()} did not end" for task in still]
+        # Judged only now: a batch the cancellation interrupted has been put back by then.
+        if self.pending_writes():
+            book = self.book
+            unfinished.append(f"write-behind not drained: {len(book.dirty_accounts)} accounts, "
+                              f"{len(book.dirty_orders)} orders, {len(self._admin_queue)} admin changes, "
+                              f"{len(self._audit_backlog)} audit entries"
+                              + (", a batch still in flight" if self._inflight_since is not None else ""))
+        for change in self._admin_queue:
+            _settle(change.future, StoreUnavailable("riskgate is stopping"))
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 unfinished.append(f"task {task.get_name()} failed: {task.exception()!r}")
@@ -254,8 +287,8 @@ class RedisStore:
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit],
-                                    args=[field, payload, self.keys.changes, kind, "nx", 0, self.audit_maxlen,
-                                          *_pairs(audit)], client=pipe)
+                                    args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
+                                          self.audit_maxlen, *_pairs(audit)], client=pipe)
                 versions = await pipe.execute()
             written += sum(1 for version in versions if int(version) > 0)
         return written
@@ -295,15 +328,10 @@ class RedisStore:
         return future
 
     async def _writer(self) -> None:
-        drain_deadline: float | None = None
         while True:
-            if self._closing:
-                if not self.pending_writes():
-                    return
-                drain_deadline = drain_deadline or time.monotonic() + DRAIN_TIMEOUT_S
-                if time.monotonic() > drain_deadline:
-                    return
-            else:
+            if self._closing and (not self.pending_writes() or time.monotonic() >= self._drain_deadline):
+                return
+            if not self._closing:
                 await self._wake.wait()
                 if self.write_behind_s and not self._admin_queue and not self._closing:
                     # Gather the orders of the next few milliseconds into one round trip: one
@@ -311,7 +339,13 @@ class RedisStore:
                     await self._pause(self.write_behind_s)
             self._wake.clear()
             try:
-                flushed = await self._flush_once()
+                # While stopping, no attempt may outlast the drain deadline.
+                async with asyncio.timeout(self._drain_deadline - time.monotonic() if self._closing else None):
+                    flushed = await self._flush_once()
+            except TimeoutError:
+                log.error("write-behind batch not confirmed by Redis before the stop's drain deadline")
+                flushed = False
+                self._note_write_failure()
             except Exception:  # a dead writer would stop persistence while health stayed green
                 log.exception("write-behind batch failed unexpectedly; retrying")
                 flushed = False
@@ -354,59 +388,68 @@ class RedisStore:
         accounts, book.dirty_accounts = book.dirty_accounts, set()
         orders, book.dirty_orders = book.dirty_orders, set()
         audits = [self._audit_backlog.popleft() for _ in range(min(AUDIT_BATCH, len(self._audit_backlog)))]
-        if self.audit_dropped:
-            audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
-                           "action": "audit_backlog_overflow", "target": "", "outcome": "dropped",
-                           "request": f"{self.audit_dropped} audit entries dropped while Redis was away"})
         dropped, self.audit_dropped = self.audit_dropped, 0
         barriers, self._barriers = self._barriers, []
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._take_admin_change()
-        # A new version at or below one already seen means Redis's counter went backwards.
-        seen_before = self._max_version
-        snapshots: list[tuple[str, bytes]] = []
-        for account_id in accounts:
-            account = book.accounts.get(account_id)
-            if account is not None:
-                snapshots.append((account_id, encode(account.snapshot())))
-        upserts: list[tuple[str, bytes]] = []
-        deletes: list[str] = []
-        for account_id, order_id in orders:
-            account = book.accounts.get(account_id)
-            reservation = account.orders.get(order_id) if account is not None else None
-            if reservation is None:
-                deletes.append(order_field(account_id, order_id))
-            else:
-                # Set before the write is sent: a close racing with it then deletes it again.
-                reservation.persisted = True
-                upserts.append((order_field(account_id, order_id),
-                                _reservation_encoder.encode(reservation.to_spec(account_id))))
-        sent = time.monotonic()
+        # Every version this batch takes lies above this one: the scripts lift the counter first.
+        floor = self._max_version
         answered = False
         try:
+            if dropped:
+                audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
+                               "action": "audit_backlog_overflow", "target": "", "outcome": "dropped",
+                               "request": f"{dropped} audit entries dropped while Redis was away"})
+            snapshots: list[tuple[str, bytes]] = []
+            for account_id in accounts:
+                account = book.accounts.get(account_id)
+                if account is not None:
+                    snapshots.append((account_id, encode(account.snapshot())))
+            upserts: list[tuple[str, bytes]] = []
+            deletes: list[str] = []
+            for account_id, order_id in orders:
+                account = book.accounts.get(account_id)
+                reservation = account.orders.get(order_id) if account is not None else None
+                if reservation is None:
+                    deletes.append(order_field(account_id, order_id))
+                else:
+                    # Set before the write is sent: a close racing with it then deletes it again.
+                    reservation.persisted = True
+                    upserts.append((order_field(account_id, order_id),
+                                    _reservation_encoder.encode(reservation.to_spec(account_id))))
             # One MULTI: a batch lands whole or not at all, so a crash can never keep a
             # reservation whose fill (in the same batch) was lost, nor the reverse.
             async with self.client.pipeline(transaction=True) as pipe:
                 calls = 0
                 for start in range(0, max(len(snapshots), len(upserts), len(deletes)), FLUSH_CHUNK):
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders],
-                                      args=_flush_args(snapshots[start:start + FLUSH_CHUNK],
-                                                       upserts[start:start + FLUSH_CHUNK],
-                                                       deletes[start:start + FLUSH_CHUNK]), client=pipe)
+                                      args=[floor, *_flush_args(snapshots[start:start + FLUSH_CHUNK],
+                                                                upserts[start:start + FLUSH_CHUNK],
+                                                                deletes[start:start + FLUSH_CHUNK])], client=pipe)
                     calls += 1
                 for entry in audits:
                     pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind), self.keys.audit],
-                                    args=[change.field, encode(change.record), self.keys.changes, change.kind, "",
-                                          change.deadline_ms, self.audit_maxlen, *_pairs(audit)], client=pipe)
+                                    args=[floor, change.field, encode(change.record), self.keys.changes,
+                                          change.kind, "", self._redis_deadline(change.deadline_ms),
+                                          self.audit_maxlen, *_pairs(audit)], client=pipe)
                 round_trip = bool(calls or audits or change is not None)
-                results = await pipe.execute() if round_trip else []
+                sent = time.monotonic()
+                if round_trip:
+                    self._inflight_since = sent
+                    try:
+                        results = await pipe.execute()
+                    finally:
+                        self._inflight_since = None
+                else:
+                    results = []
                 answered = True
         except BaseException as exc:
-            # Whatever stops this batch (a Redis error, a cancellation mid-flight) puts it back:
-            # each batch is serialised afresh from the book, so writing it again is harmless.
+            # Whatever stops this batch (a Redis error, a cancellation mid-flight, a record
+            # that will not serialise) puts it back: each batch is serialised afresh from the
+            # book, so writing it again is harmless.
             if not answered:
                 book.dirty_accounts |= accounts
                 book.dirty_orders |= orders
@@ -439,23 +482,22 @@ class RedisStore:
         for barrier in barriers:
             _settle(barrier, None)
         if change is not None:
-            self._finish_change(change, int(results[-1]), seen_before)
+            self._finish_change(change, int(results[-1]))
         return True
 
-    def _finish_change(self, change: _AdminChange, version: int, seen_before: int) -> None:
+    def _redis_deadline(self, local_deadline_ms: int) -> int:
+        """A deadline on our wall clock, on Redis's clock, erring early by the offset's
+        uncertainty: clocks that disagree must not let a change land after its caller left."""
+        if not local_deadline_ms:
+            return 0
+        return local_deadline_ms + self._clock_offset_ms - self._clock_uncertainty_ms - 1
+
+    def _finish_change(self, change: _AdminChange, version: int) -> None:
         if version == EXPIRED:
             self.enqueue_audit({**change.audit, "outcome": "expired: Redis refused it past its deadline"})
             _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
             return
         stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
-        if version <= seen_before:
-            _settle(change.future, StoreConflict(
-                f"Redis stored version {version}, but this process already holds a newer one: "
-                "the version counter went backwards and is being repaired; retry"))
-            repair = asyncio.get_running_loop().create_task(self._repair_version_counter())
-            self._repairs.add(repair)  # a reference, so the task is not collected mid-way
-            repair.add_done_callback(self._repairs.discard)
-            return
         try:
             # False is fine here: the subscriber may have applied the published copy first,
             # or the record concerns accounts another shard owns.
@@ -469,39 +511,63 @@ class RedisStore:
 
     # ---- reads -----------------------------------------------------------------------
 
-    async def _load_snapshot(self, with_orders: bool) -> None:
+    async def _load_snapshot(self, first: bool) -> None:
+        """Loads every record. The first load also restores this process's reservations; a
+        reload after a lost link keeps memory for the accounts this process owns (it is their
+        only writer, fills included) and writes back whatever Redis has lost meanwhile (a
+        Redis that lost its AOF tail, or a failover to a lagging replica)."""
         book = self.book
+        stored_versions: dict[str, int] = {}
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
             rows = await self.client.hgetall(self.keys.hash_for(kind))
             for field, data in rows.items():
-                if kind == "account" and not with_orders and book.owns(field.decode()):
-                    # After a reconnect this process's memory is the newer truth for the
-                    # accounts it owns: it is their only writer, fills included.
-                    continue
                 try:
                     record = decode_stored(kind, data)
-                except _BAD_RECORD as exc:
-                    log.error("ignoring unreadable %s record %r in Redis: %s", kind, field, exc)
+                    if kind == "account" and not first and book.owns(record.account_id):
+                        stored_versions[record.account_id] = record.version
+                        continue
+                    self._apply(kind, record)
+                except Exception as exc:  # one bad record must not stop the load
+                    log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
+        rows = await self.client.hgetall(self.keys.orders)
+        in_redis: set[tuple[str, str]] = set()
+        for field, data in rows.items():
+            try:
+                spec = _reservation_decoder.decode(data)
+                if not book.owns(spec.account_id):
                     continue
-                self._apply(kind, record)
-        if with_orders:
-            rows = await self.client.hgetall(self.keys.orders)
-            for field, data in rows.items():
-                try:
-                    spec = _reservation_decoder.decode(data)
-                    reservation = Reservation.from_spec(spec)
-                    account_id = spec.account_id
-                except _BAD_RECORD as exc:
-                    log.error("ignoring unreadable reservation %r in Redis: %s", field, exc)
+                problem = _reservation_problem(spec)
+                if problem is not None:
+                    log.error("ignoring inconsistent reservation %r in Redis: %s", field[:100], problem)
                     continue
-                if not book.owns(account_id):
-                    continue
-                account = ensure_account(book, account_id)
-                if reservation.order_id not in account.orders:
-                    restore(book, account, reservation)
+                in_redis.add((spec.account_id, spec.order_id))
+                if first:
+                    account = ensure_account(book, spec.account_id)
+                    if spec.order_id not in account.orders:
+                        restore(book, account, Reservation.from_spec(spec))
+                elif spec.order_id not in (book.accounts[spec.account_id].orders
+                                           if spec.account_id in book.accounts else ()):
+                    # Closed here while the link was down, or its delete lost: delete it.
+                    book.mark_order_dirty(spec.account_id, spec.order_id)
+            except Exception as exc:  # one bad record must not stop the load
+                log.error("ignoring unreadable reservation %r in Redis: %r", field[:100], exc)
+        if first:
             for account in book.accounts.values():
                 for symbol in {r.symbol for r in account.orders.values()}:
-                    rebalance_reducing(book, account, symbol)
+                    try:
+                        rebalance_reducing(book, account, symbol)
+                    except Exception as exc:  # one account must not stop the load of all
+                        log.error("could not rebalance %r on %s after the load: %r", account.account_id[:100],
+                                  symbol, exc)
+        else:
+            for account in book.accounts.values():
+                if not book.owns(account.account_id):
+                    continue
+                if stored_versions.get(account.account_id, 0) < account.snapshot_version:
+                    book.mark_account_dirty(account.account_id)
+                for order_id in account.orders:
+                    if (account.account_id, order_id) not in in_redis:
+                        book.mark_order_dirty(account.account_id, order_id)
         await self._repair_version_counter()
 
     async def _repair_version_counter(self) -> None:
@@ -531,7 +597,7 @@ class RedisStore:
                 if confirmation is None or confirmation.get("type") != "subscribe":
                     raise RedisConnectionError("no subscribe confirmation from Redis")
                 subscribed_at = time.monotonic()
-                await self._load_snapshot(with_orders=first)
+                await self._load_snapshot(first)
                 first = False
                 self._pubsub_pings.clear()
                 # The feed is proven from the moment Redis confirmed it, not from before.
@@ -541,25 +607,14 @@ class RedisStore:
                 backoff = RETRY_BACKOFF_S
                 while not self._closing:
                     message = await pubsub.get_message(timeout=None)
-                    if message is None:
-                        continue
-                    kind_of_message = message.get("type")
-                    if kind_of_message == "pong":
-                        if self._pubsub_pings:
-                            self._pubsub_proven = self._pubsub_pings.popleft()
-                            self._pong.set()
-                        continue
-                    if kind_of_message != "message":
-                        continue
-                    try:
-                        kind, record = decode_change(message["data"])
-                    except _BAD_RECORD as exc:
-                        log.error("ignoring malformed change message: %s", exc)
-                        continue
-                    self._apply(kind, record)
-            except (RedisError, OSError) as exc:
-                if self._pubsub is not None:
-                    log.warning("change subscription lost (%s); resubscribing and reloading", exc)
+                    if message is not None:
+                        self._on_message(message)
+            except Exception as exc:
+                if isinstance(exc, (RedisError, OSError)):
+                    if self._pubsub is not None:
+                        log.warning("change subscription lost (%s); resubscribing and reloading", exc)
+                else:  # not the link: a defect, but the feed must come back rather than stay dead
+                    log.exception("change subscription failed; resubscribing and reloading")
                 self._pubsub = None
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
@@ -570,16 +625,34 @@ class RedisStore:
                     async with asyncio.timeout(CANCEL_TIMEOUT_S):
                         await pubsub.aclose()
 
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind_of_message = message.get("type")
+        if kind_of_message == "pong":
+            if self._pubsub_pings:
+                self._pubsub_proven = self._pubsub_pings.popleft()
+                self._pong.set()
+            return
+        if kind_of_message != "message":
+            return
+        try:
+            kind, record = decode_change(message["data"])
+            self._apply(kind, record)
+        except Exception as exc:  # one bad message must not end the feed
+            log.error("ignoring malformed change message: %r", exc)
+
     # ---- health ----------------------------------------------------------------------
 
     def _proven(self, sent: float) -> None:
-        """Redis answered a round trip sent at `sent`: state is proven up to then."""
+        """Redis answered a round trip sent at `sent`: state is proven up to then, but no
+        later than the change feed's last answer, a batch still awaiting its answer, or the
+        first of a run of failed writes."""
         book = self.book
         limit = min(sent, self._pubsub_proven if self._pubsub is not None else 0.0)
+        if self._inflight_since is not None:
+            limit = min(limit, self._inflight_since)
         if self._write_failing_since is not None:
             limit = min(limit, self._write_failing_since)
-        writer = self._tasks[1] if len(self._tasks) > 1 else None
-        if writer is not None and writer.done():
+        if any(task.done() for task in self._tasks):  # a dead writer or feed proves nothing
             limit = 0.0
         fresh_until = limit + self.stale_after_s if limit else 0.0
         if fresh_until > book.fresh_until:
@@ -588,13 +661,22 @@ class RedisStore:
             book.fresh_until = fresh_until
 
     async def _prove_link(self) -> None:
-        """One round trip on each connection; callers bound it with a timeout."""
+        """One round trip on each connection; callers bound it with a timeout. The probe is a
+        write, so a Redis that answers but refuses writes proves nothing."""
         sent = time.monotonic()
         pubsub = self._pubsub
         if pubsub is not None:
             self._pubsub_pings.append(sent)
             await pubsub.ping()
-        await self.client.ping()
+        sent_ns = time.time_ns()
+        seconds, micros = await self._probe(keys=[self.keys.probe], args=[sent_ns, PROBE_EXPIRY_MS])
+        received_ns = time.time_ns()
+        redis_ms = int(seconds) * 1000 + int(micros) // 1000
+        self._clock_offset_ms = redis_ms - (sent_ns + received_ns) // 2_000_000
+        self._clock_uncertainty_ms = (received_ns - sent_ns) // 2_000_000 + 1
+        if not self.pending_writes():
+            # Writes are taken again, and no batch is waiting to prove it itself.
+            self._write_failing_since = None
         # The change feed's answer is read by the subscriber task: wait for it to arrive.
         while pubsub is not None and pubsub is self._pubsub and self._pubsub_proven < sent:
             self._pong.clear()
@@ -602,8 +684,9 @@ class RedisStore:
         self._proven(sent)
 
     async def _health(self) -> None:
-        """Healthy means: Redis answers, the change subscription answers its own pings (a
-        half-open link would otherwise go unnoticed), and write-behind is not failing."""
+        """Healthy means: Redis answers and takes a write, the change subscription answers its
+        own pings (a half-open link would otherwise go unnoticed), and write-behind is not
+        failing or stuck."""
         interval = max(0.02, self.stale_after_s / 5)
         await self._loaded_once.wait()
         while not self._closing:
@@ -615,13 +698,8 @@ class RedisStore:
             try:
                 async with asyncio.timeout(budget):
                     await self._prove_link()
-                if not self.pending_writes():
-                    # Nothing left to retry: a failure in the past no longer holds anything back.
-                    self._write_failing_since = None
-            except (RedisError, OSError, TimeoutError) as exc:
-                if self._pubsub_pings and self._pubsub is None:
-                    self._pubsub_pings.clear()
-                book.unavailable_cause = f"Redis unreachable ({type(exc).__name__})"
+            except (RedisError, OSError) as exc:
+                book.unavailable_cause = f"Redis unreachable or refusing writes ({type(exc).__name__})"
             now = time.monotonic()
             fresh = now <= book.fresh_until
             if not fresh and self._serving_reported is not False:
@@ -635,6 +713,19 @@ class RedisStore:
             self._serving_reported = serving
             if self.on_health is not None:
                 self.on_health(serving)
+
+
+def _reservation_problem(spec: ReservationSpec) -> str | None:
+    """Why a stored reservation cannot be right, or None."""
+    if spec.side not in (Side.BUY, Side.SELL):
+        return f"side {spec.side}"
+    if not 1 <= spec.leverage <= MAX_LEVERAGE:
+        return f"leverage {spec.leverage}"
+    if min(spec.reducing_left, spec.increasing_left, spec.cost_left) < 0 or spec.remaining <= 0:
+        return "negative or empty quantities"
+    if spec.remaining != spec.reducing_left + spec.increasing_left:
+        return "remaining is not reducing + increasing"
+    return None
 
 
 def _pairs(entry: dict[str, str]) -> Iterable[str]:
