@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,10 @@ from riskgate.api.server import RiskgateService
 from riskgate.config import Config
 from riskgate.store.embedded import EmbeddedRedis
 from tests.support import Client, test_config
+
+# `riskgate serve` processes the tests start take the sample configuration, whose operators'
+# listener has a fixed port: give them an ephemeral one instead.
+os.environ.setdefault("RISKGATE_ADMIN_LISTEN", "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")

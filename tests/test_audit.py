@@ -95,3 +95,19 @@ async def test_audit_when_redis_hangs_then_reads_answer_and_refusals_are_written
     finally:
         await services.stop_all()
         server.stop()
+
+
+async def test_audit_when_a_token_without_the_role_floods_then_entries_are_small_and_rate_limited(
+        client: Client, redis_server) -> None:
+    huge = "y" * 100_000
+    for _ in range(200):
+        with pytest.raises(AioRpcError) as error:
+            await client.admin.SetCircuitBreaker(admin.CircuitBreaker(symbol=huge, reason=huge),
+                                                 metadata=client.auth(VIEWER_TOKEN))
+        assert error.value.code() == StatusCode.PERMISSION_DENIED
+    entries = await _entries(redis_server.url, "SetCircuitBreaker", 1)
+    await asyncio.sleep(0.2)  # let the last batch land
+    entries = await _entries(redis_server.url, "SetCircuitBreaker", len(entries))
+    assert all(len(e["request"]) <= AUDIT_REQUEST_MAX_DENIED + 100 for e in entries)
+    # A burst well above the denied-caller rate keeps only about one second's worth.
+    assert len(entries) < 200

@@ -399,3 +399,80 @@ async def test_start_when_redis_holds_an_inconsistent_reservation_then_it_is_ski
         assert "poison" not in service.book.accounts["acct-1"].orders
     finally:
         await services.stop_all()
+
+
+async def test_operators_when_order_port_is_saturated_then_their_own_listener_still_answers(
+        services: Services) -> None:
+    service, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="100000000")
+    held = [client.pretrade.CheckOrders() for _ in range(4)]
+    for stream in held:
+        await stream.write(client.request(quantity="0.001"))
+        await stream.read()
+    operator = Client(service.admin_port)
+    try:
+        with pytest.raises(AioRpcError) as error:
+            await client.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        halted = await operator.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
+        assert halted.state == admin.BREAKER_HALTED
+        assert await _health(operator.channel) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        for stream in held:
+            await stream.done_writing()
+        await operator.close()
+    assert [r.code for r in (await client.check(quantity="0.001")).reasons][:1] == [300]  # PLATFORM_HALTED
+
+
+async def test_stop_when_an_execution_waits_for_a_slow_redis_then_it_is_acknowledged_not_refused(
+        own_redis: EmbeddedRedis) -> None:
+    service = RiskgateService(test_config(redis_stale_after_ms=3000), own_redis.url)
+    client = Client(await service.start())
+    try:
+        await client.upsert_symbol(mark="50000")
+        await client.trader()
+        await client.check(quantity="1", order_id="o-1")
+        await _redis_command(own_redis.url, "CLIENT", "PAUSE", 2500, "WRITE")
+        fill = asyncio.get_running_loop().create_task(client.fill("acct-1", "o-1", "0.4", "50000"))
+        await asyncio.sleep(0.2)  # the fill is applied and waits for its batch
+        assert not fill.done()
+        report = await service.stop(grace_s=0.5, drain_s=5.0)
+        # Applied, so acknowledged: an UNAVAILABLE here would have the engine report it again.
+        ack = await fill
+        assert (ack.remaining_quantity, ack.position_quantity) == ("0.6", "0.4")
+        assert report.clean, report.unfinished
+    finally:
+        await _redis_command(own_redis.url, "CLIENT", "UNPAUSE")
+        await client.close()
+        await service.stop()
+
+
+async def test_release_when_caller_deadline_passes_during_hang_then_not_released_anywhere(
+        own_redis: EmbeddedRedis) -> None:
+    services = Services(own_redis.url)
+    redis = aioredis.Redis.from_url(own_redis.url)
+    try:
+        service, client = await services.start(redis_stale_after_ms=2000)
+        await client.upsert_symbol(mark="50000")
+        await client.trader()
+        await client.check(quantity="0.01", order_id="kept")
+        assert await _until(lambda: redis.hexists(Keys("rg").orders, "acct-1\x1fkept"))
+        pid = own_redis.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+        with pytest.raises(AioRpcError) as error:
+            await client.admin.ReleaseReservation(
+                admin.ReleaseReservationRequest(account_id="acct-1", order_id="kept", reason="drill"),
+                metadata=client.auth(), timeout=0.3)
+        assert error.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+        await asyncio.sleep(0.5)
+        os.kill(pid, signal.SIGCONT)
+        await asyncio.sleep(0.5)
+        # Not acknowledged, so not applied: still held here and still in Redis.
+        assert "kept" in service.book.accounts["acct-1"].orders
+        assert await redis.hexists(Keys("rg").orders, "acct-1\x1fkept")
+    finally:
+        await redis.aclose()
+        await services.stop_all()

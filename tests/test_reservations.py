@@ -112,3 +112,29 @@ async def test_fill_when_unknown_order_names_an_impossible_leverage_then_invalid
             order_id="x", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="1", price="50000",
             symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=5000))
     assert error.value.code() == StatusCode.INVALID_ARGUMENT
+
+
+async def test_not_sent_when_gateway_never_got_the_answer_then_released_and_id_usable_again(btc: Client) -> None:
+    await btc.check(quantity="1", price="50000", leverage=10, order_id="unanswered")
+    ack = await btc.close_order("acct-1", "unanswered", kind=pb.EXECUTION_KIND_NOT_SENT)
+    assert (ack.remaining_quantity, ack.available_margin) == ("0", "100000")
+    risk = await btc.risk("acct-1")
+    assert (risk.open_orders, risk.reserved_order_cost) == (0, "0")
+    # The order never existed for the matching engine: its id is not spent.
+    assert decision(await btc.check(quantity="1", price="50000", leverage=10, order_id="unanswered")) == (
+        "DECISION_ACCEPT")
+
+
+async def test_not_sent_when_nothing_was_reserved_then_ok_and_nothing_changes(btc: Client) -> None:
+    ack = await btc.close_order("acct-1", "never-checked", kind=pb.EXECUTION_KIND_NOT_SENT)
+    assert ack.remaining_quantity == "0"
+    assert (await btc.risk("acct-1")).reserved_order_cost == "0"
+
+
+async def test_not_sent_when_order_has_fills_then_failed_precondition_and_reservation_kept(btc: Client) -> None:
+    await btc.check(quantity="1", price="50000", leverage=10, order_id="half")
+    await btc.fill("acct-1", "half", "0.5", "50000")
+    with pytest.raises(AioRpcError) as error:
+        await btc.close_order("acct-1", "half", kind=pb.EXECUTION_KIND_NOT_SENT)
+    assert error.value.code() == StatusCode.FAILED_PRECONDITION
+    assert (await btc.risk("acct-1")).reserved_order_cost == "2500"

@@ -39,6 +39,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Calls in progress at once (a stream counts as one); past it, RESOURCE_EXHAUSTED at once
     # rather than a queue that grows until callers time out. 0 = unbounded.
     max_concurrent_rpcs: int = 256
+    # HOST:PORT of a second listener for RiskAdmin, health and reflection, outside that limit,
+    # so order traffic cannot lock operators out; empty = none (they share the order port).
+    admin_listen: str = ""
 
 
 class AdminToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -103,10 +106,13 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from exc
 
 
-def apply_overrides(config: Config, listen: str | None, redis_url: str | None, data_dir: str | None) -> Config:
+def apply_overrides(config: Config, listen: str | None, redis_url: str | None, data_dir: str | None,
+                    admin_listen: str | None = None) -> Config:
     """Flags win over the environment, which wins over the file."""
     server = config.server
     server.listen = listen or os.environ.get("RISKGATE_LISTEN") or server.listen
+    chosen = admin_listen if admin_listen is not None else os.environ.get("RISKGATE_ADMIN_LISTEN")
+    server.admin_listen = server.admin_listen if chosen is None else chosen
     server.redis_url = redis_url or os.environ.get("RISKGATE_REDIS_URL") or server.redis_url
     server.data_dir = data_dir or os.environ.get("RISKGATE_DATA_DIR") or server.data_dir
     return config

@@ -30,7 +30,8 @@ from riskgate.engine.money import fmt
 from riskgate.engine.reservations import ExecutionError, release_reservation
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import SpecError, validate_account, validate_controls, validate_symbol
-from riskgate.store.redis_store import RedisStore, StoreUnavailable
+from riskgate.store.keys import order_field
+from riskgate.store.redis_store import RELEASE, RedisStore, StoreUnavailable
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 
@@ -46,6 +47,8 @@ COMMIT_DEADLINE_MARGIN_S = 0.05
 # megabytes. Callers refused before authenticating get less, and a rate.
 AUDIT_REQUEST_MAX = 4096
 AUDIT_REQUEST_MAX_DENIED = 256
+AUDIT_REQUEST_MAX_READ = 512
+READ_METHODS = frozenset({"ListCircuitBreakers", "GetAccountRisk", "ListReservations"})
 DENIED_AUDITS_PER_S = 20
 
 
@@ -63,35 +66,35 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             principal = self.auth.authenticate(context.invocation_metadata())
             self.auth.authorize(principal, method)
         except AuthError as exc:
-            self._audit(exc.actor, method, request, f"denied: {exc}",
-                        authenticated=exc.status == grpc.StatusCode.PERMISSION_DENIED)
+            # Refused callers, with or without a valid token, get the small cap and a rate.
+            self._audit(exc.actor, method, request, f"denied: {exc}", denied=True)
             await context.abort(exc.status, details(str(exc)))
         if not self.lifecycle.serving or self.store is None:
             self._audit(principal.name, method, request, f"unavailable: {self.lifecycle.why_not}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
         return principal
 
-    def _audit(self, actor: str, method: str, request: Message, outcome: str, authenticated: bool = True) -> None:
+    def _audit(self, actor: str, method: str, request: Message, outcome: str, denied: bool = False) -> None:
         """Queues the entry; it reaches Redis with the next write-behind batch, in order, and
         waits in memory while Redis is away. The caller never waits on it."""
         if self.store is None:
             log.warning("not audited (no store yet): %s by %s: %s", method, actor, outcome)
             return
-        cap = AUDIT_REQUEST_MAX
-        if not authenticated:
+        cap = AUDIT_REQUEST_MAX_READ if method in READ_METHODS else AUDIT_REQUEST_MAX
+        if denied:
             cap = AUDIT_REQUEST_MAX_DENIED
             if not self._denied_bucket.try_take(time.monotonic()):
                 self._denied_suppressed += 1
                 return
         entry = {"actor": actor[:200], "action": method, "target": clip(_target(request)), "outcome": outcome[:1000],
                  **_request_fields(request, cap)}
-        if not authenticated and self._denied_suppressed:
+        if denied and self._denied_suppressed:
             entry["suppressed_before"] = str(self._denied_suppressed)
             self._denied_suppressed = 0
         self.store.enqueue_audit(entry)
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
-                      build: Callable[[Principal], tuple[str, str, msgspec.Struct, Callable[[Any], bool]]],
+                      build: Callable[[Principal], tuple[str, str, msgspec.Struct | None, Callable[[Any], Any]]],
                       respond: Callable[[Any], Response]) -> Response:
         principal = await self._guard(method, request, context)
         try:
@@ -114,6 +117,9 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         try:
             async with asyncio.timeout(budget):
                 stored = await self.store.commit(kind, field, record, audit, apply, deadline_ms)
+        except _Refused as exc:
+            self._audit(principal.name, method, request, f"refused: {exc}")
+            await context.abort(exc.status, details(str(exc)))
         except StoreUnavailable as exc:
             self._audit(principal.name, method, request, f"unavailable: {exc}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"not applied: {exc}"))
@@ -237,34 +243,26 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def ReleaseReservation(self, request: admin.ReleaseReservationRequest,
                                  context: grpc.aio.ServicerContext) -> admin.OpenReservation:
-        principal = await self._guard("ReleaseReservation", request, context)
-        assert self.store is not None
-        if not request.reason.strip():
-            self._audit(principal.name, "ReleaseReservation", request, "invalid: reason required")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "reason: say why the order is gone")
-        now_mono = time.monotonic()
-        if now_mono > self.book.fresh_until:
-            message = self.book.unavailable_message(now_mono)
-            self._audit(principal.name, "ReleaseReservation", request, f"unavailable: {message}")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not released: {message}")
-        try:
-            reservation = release_reservation(self.book, request.account_id, request.order_id, now_mono)
-        except ExecutionError:
-            self._audit(principal.name, "ReleaseReservation", request, "not found")
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no open order {echo(request.order_id)} for account {echo(request.account_id)}")
-        released = _reservation_message(request.account_id, reservation, time.time_ns() // 1_000_000)
-        # The entry travels in the same batch as the release itself.
-        self._audit(principal.name, "ReleaseReservation", request, "ok")
-        budget = self._budget(context)
-        try:
-            async with asyncio.timeout(max(budget, 0.0)):
-                await self.store.barrier()
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                "released in this process, not yet confirmed by Redis: it is written when Redis "
-                                "answers; ListReservations shows it gone")
-        return released
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct | None, Callable[[Any], Any]]:
+            if not request.reason.strip():
+                raise SpecError("reason", "say why the order is gone from the matching engine")
+            account = self.book.accounts.get(request.account_id)
+            if account is None or request.order_id not in account.orders:
+                raise _Refused(grpc.StatusCode.NOT_FOUND,
+                               f"no open order {echo(request.order_id)} for account {echo(request.account_id)}")
+
+            def apply(_: Any) -> admin.OpenReservation:
+                # Only once Redis has the release: then it is the book's too.
+                try:
+                    released = release_reservation(self.book, request.account_id, request.order_id,
+                                                   time.monotonic())
+                except ExecutionError as exc:
+                    raise _Refused(grpc.StatusCode.NOT_FOUND, f"{exc} (it closed meanwhile)") from None
+                return _reservation_message(request.account_id, released, time.time_ns() // 1_000_000)
+
+            return RELEASE, order_field(request.account_id, request.order_id), None, apply
+
+        return await self._change("ReleaseReservation", request, context, build, lambda released: released)
 
     def _budget(self, context: grpc.aio.ServicerContext) -> float:
         assert self.store is not None

@@ -27,6 +27,7 @@ from riskgate.engine.reservations import (
     ExecutionError,
     apply_execution,
     apply_unreserved_fill,
+    release_not_sent,
     release_undelivered,
     reserve,
 )
@@ -105,8 +106,11 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             # before the process ends, so nothing new is; the sender retries elsewhere.
             await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
         if request.kind not in ExecutionKind._value2member_map_:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kind must be FILL, CANCELED, EXPIRED or REJECTED")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "kind must be FILL, CANCELED, EXPIRED, REJECTED or NOT_SENT")
         kind = ExecutionKind(request.kind)
+        if kind == ExecutionKind.NOT_SENT:
+            return await self._not_sent(request, context)
         quantity = price = ZERO
         if kind == ExecutionKind.FILL:
             try:
@@ -144,6 +148,20 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             balance=fmt(account.balance),
             available_margin=fmt(round_down(valuation.available)) if valuation.missing_mark is None else "",
         )
+        await self._durable(context)
+        return ack
+
+    async def _not_sent(self, request: pb.ExecutionReport, context: grpc.aio.ServicerContext) -> pb.ExecutionAck:
+        try:
+            release_not_sent(self.book, request.account_id, request.order_id)
+        except ExecutionError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, details(str(exc)))
+        account = self.book.accounts.get(request.account_id)
+        ack = pb.ExecutionAck(order_id=request.order_id, remaining_quantity="0")
+        if account is not None:
+            valuation = value_account(self.book, account)
+            ack.balance = fmt(account.balance)
+            ack.available_margin = fmt(round_down(valuation.available)) if valuation.missing_mark is None else ""
         await self._durable(context)
         return ack
 

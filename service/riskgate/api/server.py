@@ -72,6 +72,10 @@ class RiskgateService:
         self.lifecycle = Lifecycle()
         self.store: RedisStore | None = None
         self.server: grpc.aio.Server | None = None
+        # RiskAdmin, health and reflection on a listener of their own (admin_listen), outside
+        # the order port's admission limit: order traffic cannot lock operators out.
+        self.admin_server: grpc.aio.Server | None = None
+        self.admin_port = 0
         self.health: health.aio.HealthServicer | None = None
         self.admin: RiskAdminServicer | None = None
         self.pretrade: PreTradeRiskServicer | None = None
@@ -86,25 +90,32 @@ class RiskgateService:
             return self.port
         server_config = self.config.server
         max_rpcs = server_config.max_concurrent_rpcs or None
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
-        self.pretrade = pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
-        handlers.add_servicer(server, handlers.PRE_TRADE_RISK, pretrade)
+        self.pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
-        handlers.add_servicer(server, handlers.RISK_ADMIN, self.admin)
         self.health = health.aio.HealthServicer()
-        handlers.add_servicer(server, handlers.HEALTH, self.health)
-        handlers.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        try:
-            port = server.add_insecure_port(server_config.listen)
-        except RuntimeError as exc:
-            raise ListenError(f"cannot listen on {server_config.listen}: {exc}") from None
-        if not port:
-            raise ListenError(f"cannot listen on {server_config.listen}")
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
+        handlers.add_servicer(server, handlers.PRE_TRADE_RISK, self.pretrade)
+        self._add_operator_services(server)
+        port = _listen(server, server_config.listen)
+        admin_server = None
+        if server_config.admin_listen:
+            admin_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            self._add_operator_services(admin_server)
+            self.admin_port = _listen(admin_server, server_config.admin_listen)
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self.server, self.port = server, port
+        if admin_server is not None:
+            await admin_server.start()
+            self.admin_server = admin_server
         return port
+
+    def _add_operator_services(self, server: grpc.aio.Server) -> None:
+        assert self.admin is not None and self.health is not None
+        handlers.add_servicer(server, handlers.RISK_ADMIN, self.admin)
+        handlers.add_servicer(server, handlers.HEALTH, self.health)
+        handlers.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     async def start(self, redis_url: str = "") -> int:
         """Loads the book from Redis (seeding it first) and serves; returns the port."""
@@ -164,13 +175,19 @@ class RiskgateService:
             return self._stopped
         self._stopped = report = StopReport()
         self.lifecycle.begin_stop()
+        if self.store is not None:
+            # Executions waiting for their batch are answered before the grace cuts them off
+            # (an UNAVAILABLE would have the sender report an applied fill again).
+            self.store.release_waiters()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
-        if self.server is not None:
-            stopping = asyncio.get_running_loop().create_task(self.server.stop(grace_s))
-            done, _ = await asyncio.wait({stopping}, timeout=grace_s + SERVER_STOP_MARGIN_S)
-            if not done:
-                report.unfinished.append("gRPC server did not stop")
+        servers = [server for server in (self.server, self.admin_server) if server is not None]
+        if servers:
+            loop = asyncio.get_running_loop()
+            stopping = {loop.create_task(server.stop(grace_s)) for server in servers}
+            _, late = await asyncio.wait(stopping, timeout=grace_s + SERVER_STOP_MARGIN_S)
+            if late:
+                report.unfinished.append(f"{len(late)} gRPC server(s) did not stop")
         if self.store is not None:
             report.unfinished += await self.store.close(drain_s)
         for line in report.unfinished:
@@ -200,6 +217,16 @@ class RiskgateService:
             records += [("account", seed.account_id, snapshot), ("controls", seed.account_id, controls)]
         written = await store.seed(records, "config")
         log.info("seeded %d of %d records from the configuration", written, len(records))
+
+def _listen(server: grpc.aio.Server, address: str) -> int:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ListenError(f"cannot listen on {address}: {exc}") from None
+    if not port:
+        raise ListenError(f"cannot listen on {address}")
+    return port
+
 
 def _account_records(seed: AccountSeed) -> tuple[AccountSnapshot, ControlsSpec]:
     snapshot = AccountSnapshot(

@@ -98,3 +98,5 @@ class ReservationSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     increasing_left: Decimal
     cost_left: Decimal
     created_ms: int
+    # Whether any fill was reported: the order then certainly reached the matching engine.
+    filled: bool = False

@@ -77,6 +77,7 @@ class Reservation:
     __slots__ = (
         "cost_left",
         "created_ms",
+        "filled",
         "increasing_left",
         "leverage",
         "order_id",
@@ -110,6 +111,7 @@ class Reservation:
         self.remaining = reducing + increasing
         self.cost_left = cost
         self.created_ms = created_ms
+        self.filled = False
         # Whether Redis may hold it: one opened and closed between two write-behind batches
         # never needs to be written at all.
         self.persisted = False
@@ -127,6 +129,7 @@ class Reservation:
             increasing_left=self.increasing_left,
             cost_left=self.cost_left,
             created_ms=self.created_ms,
+            filled=self.filled,
         )
 
     @classmethod
@@ -143,6 +146,7 @@ class Reservation:
             spec.created_ms,
         )
         reservation.remaining = spec.remaining
+        reservation.filled = spec.filled
         reservation.persisted = True
         return reservation
 

@@ -130,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the service (embedded Redis unless --redis-url is given)")
     serve.add_argument("--config", help="TOML configuration (default: the bundled sample configuration)")
     serve.add_argument("--listen", help="HOST:PORT to serve gRPC on (default from config: 127.0.0.1:50051)")
+    serve.add_argument("--admin-listen",
+                       help="HOST:PORT of the operators' own listener (RiskAdmin, health), outside the order "
+                            "port's admission limit; '' = none (env RISKGATE_ADMIN_LISTEN; sample config: "
+                            "127.0.0.1:50052)")
     serve.add_argument("--redis-url", help="production Redis, e.g. redis://host:6379/0 (env RISKGATE_REDIS_URL)")
     serve.add_argument("--data-dir", help="data folder of the embedded Redis, locked while serving "
                                           "(env RISKGATE_DATA_DIR)")
@@ -157,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
 
     execution = client("execution", "report a fill, cancel, expiry or reject of an accepted order")
-    execution.add_argument("kind", choices=["fill", "canceled", "expired", "rejected"])
+    execution.add_argument("kind", choices=["fill", "canceled", "expired", "rejected", "not-sent"])
     execution.add_argument("--account", required=True)
     execution.add_argument("--order-id", required=True)
     execution.add_argument("--quantity", default="")
@@ -201,11 +205,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir)
+        config = apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir,
+                                 args.admin_listen)
     except ConfigError as exc:
         return _fail(exc, 2)
-    if problem := _listen_syntax_problem(config.server.listen):
-        return _fail(problem, 2)
+    for listen in filter(None, (config.server.listen, config.server.admin_listen)):
+        if problem := _listen_syntax_problem(listen):
+            return _fail(problem, 2)
     # One data dir, one owner: lock it before anything else, so a second process on the same
     # dir starts nothing (no listener, no redis-server) and writes nothing.
     lock: DataDirLock | None = None
@@ -327,7 +333,10 @@ class _Serving:
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
                 port = starting.result()  # raises what made the start fail
-                print(f"riskgate ready on {_with_port(self.config.server.listen, port)}", flush=True)
+                admin_port = self.service.admin_port if self.service is not None else 0
+                operators = (f" (operators also on {_with_port(self.config.server.admin_listen, admin_port)})"
+                             if admin_port else "")
+                print(f"riskgate ready on {_with_port(self.config.server.listen, port)}{operators}", flush=True)
                 await stopping
             else:
                 self.log.info("stop requested during start-up")
@@ -345,6 +354,8 @@ class _Serving:
 
         self.service = RiskgateService(self.config, redis_url="")
         _probe_listen(self.config.server.listen)
+        if self.config.server.admin_listen:
+            _probe_listen(self.config.server.admin_listen)
         await self.service.bind()
         redis_url = self.config.server.redis_url
         if self.lock is not None:
@@ -421,7 +432,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _execution(args: argparse.Namespace) -> int:
     kinds = {"fill": pb.EXECUTION_KIND_FILL, "canceled": pb.EXECUTION_KIND_CANCELED,
-             "expired": pb.EXECUTION_KIND_EXPIRED, "rejected": pb.EXECUTION_KIND_REJECTED}
+             "expired": pb.EXECUTION_KIND_EXPIRED, "rejected": pb.EXECUTION_KIND_REJECTED,
+             "not-sent": pb.EXECUTION_KIND_NOT_SENT}
     request = pb.ExecutionReport(order_id=args.order_id, account_id=args.account, kind=kinds[args.kind],
                                  quantity=args.quantity, price=args.price)
     with _channel(args) as channel:

@@ -39,6 +39,7 @@ class ExecutionKind(IntEnum):
     CANCELED = 2
     EXPIRED = 3
     REJECTED = 4
+    NOT_SENT = 5
 
 
 class ReasonCode(IntEnum):

@@ -115,6 +115,21 @@ def release_undelivered(book: Book, account_id: str, reservation: Reservation) -
     return True
 
 
+def release_not_sent(book: Book, account_id: str, order_id: str) -> bool:
+    """The gateway's word that it never sent an order whose check answer it did not get:
+    whatever the check reserved is released and the id stays usable. False when nothing was
+    reserved (the check was refused, never evaluated, or already released)."""
+    account = book.accounts.get(account_id)
+    reservation = account.orders.get(order_id) if account is not None else None
+    if account is None or reservation is None:
+        return False
+    if reservation.filled:
+        raise ExecutionError("FAILED_PRECONDITION", f"order {order_id[:64]!r} has fills, so it was sent: "
+                                                    "report CANCELED, EXPIRED or REJECTED")
+    _drop(book, account, reservation)
+    return True
+
+
 def release_reservation(book: Book, account_id: str, order_id: str, now_mono: float) -> Reservation:
     """An operator's release of an order the matching engine no longer holds (its closing
     report was lost). The id then counts as closed for the duplicate window."""
@@ -179,6 +194,7 @@ def _fill(book: Book, account: Account, reservation: Reservation, quantity: Deci
     reservation.increasing_left -= increasing_used
     reservation.remaining -= used
     reservation.cost_left -= released
+    reservation.filled = True
     signed = quantity if reservation.side == Side.BUY else -quantity
     move_position(book, account, reservation.symbol, signed, price, reservation.leverage)
 

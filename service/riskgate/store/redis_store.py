@@ -85,6 +85,22 @@ return redis.call('TIME')
 """
 EXPIRED = -1
 
+# KEYS: orders hash, audit stream. ARGV: field, deadline (as for _PUT_SCRIPT), audit maxlen,
+# audit field/value pairs... An operator's release of a reservation: 1, or -1 past the deadline.
+_RELEASE_SCRIPT = """
+local deadline = tonumber(ARGV[2])
+if deadline > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local entry = {}
+for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(entry))
+return 1
+"""
+RELEASE = "release"
+
 _RAISE_SEQ_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < tonumber(ARGV[1]) then
@@ -133,6 +149,7 @@ PROBE_EXPIRY_MS = 60_000
 # Audit entries of reads and refusals wait in memory while Redis is away; past this many the
 # oldest are dropped and counted (the count is itself audited once Redis is back).
 AUDIT_BACKLOG_MAX = 100_000
+AUDIT_BACKLOG_MAX_BYTES = 64 * 1024 * 1024
 AUDIT_BATCH = 500
 # How long a stop waits for the writer to drain, and then for any task to end once cancelled.
 DRAIN_TIMEOUT_S = 5.0
@@ -150,7 +167,7 @@ class StoreExpired(StoreUnavailable):
 class _AdminChange:
     __slots__ = ("apply", "audit", "deadline_ms", "field", "future", "kind", "record")
 
-    def __init__(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
+    def __init__(self, kind: str, field: str, record: msgspec.Struct | None, audit: dict[str, str],
                  apply: Callable[[Any], bool], deadline_ms: int) -> None:
         self.kind = kind
         self.field = field
@@ -176,6 +193,12 @@ class RedisStore:
         self._flush = client.register_script(_FLUSH_SCRIPT)
         self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
         self._probe = client.register_script(_PROBE_SCRIPT)
+        self._release = client.register_script(_RELEASE_SCRIPT)
+        self._audit_backlog_bytes = 0
+        # Set when a stop begins: executions waiting for their batch are answered at once (the
+        # stop's drain writes them), since a stop cuts off calls still waiting.
+        self._waiters_released = False
+        self._batch_barriers: list[asyncio.Future[None]] = []  # those of the batch in flight
         # Redis's clock minus ours (ms), and how unsure that is (half the probe's round trip).
         self._clock_offset_ms = 0
         self._clock_uncertainty_ms = 0
@@ -293,7 +316,7 @@ class RedisStore:
             written += sum(1 for version in versions if int(version) > 0)
         return written
 
-    async def commit(self, kind: str, field: str, record: msgspec.Struct, audit: dict[str, str],
+    async def commit(self, kind: str, field: str, record: msgspec.Struct | None, audit: dict[str, str],
                      apply: Callable[[Any], bool], deadline_ms: int = 0) -> Any:
         """Stores, publishes and audits one admin change; applies it once Redis has it.
 
@@ -313,19 +336,35 @@ class RedisStore:
         return await change.future
 
     def enqueue_audit(self, entry: dict[str, str]) -> None:
-        """Queues an audit entry for the next batch: callers never wait on Redis for it."""
-        if len(self._audit_backlog) >= AUDIT_BACKLOG_MAX:
-            self._audit_backlog.popleft()
+        """Queues an audit entry for the next batch: callers never wait on Redis for it. The
+        backlog is bounded in entries and in bytes; past either, the oldest are dropped and
+        counted."""
+        entry = {"ts_ms": str(time.time_ns() // 1_000_000), **entry}
+        self._audit_backlog.append(entry)
+        self._audit_backlog_bytes += _entry_size(entry)
+        while (len(self._audit_backlog) > AUDIT_BACKLOG_MAX
+               or self._audit_backlog_bytes > AUDIT_BACKLOG_MAX_BYTES) and len(self._audit_backlog) > 1:
+            self._audit_backlog_bytes -= _entry_size(self._audit_backlog.popleft())
             self.audit_dropped += 1
-        self._audit_backlog.append({"ts_ms": str(time.time_ns() // 1_000_000), **entry})
         self._wake.set()
 
     def barrier(self) -> asyncio.Future[None]:
         """Resolves once everything dirty now has reached Redis (the next successful batch)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters_released:
+            future.set_result(None)
+            return future
         self._barriers.append(future)
         self._wake.set()
         return future
+
+    def release_waiters(self) -> None:
+        """A stop has begun: callers waiting for their batch are answered now, since the stop
+        cuts off calls that are still waiting; the drain writes what they were waiting for."""
+        self._waiters_released = True
+        for barrier in (*self._barriers, *self._batch_barriers):
+            _settle(barrier, None)
+        self._barriers.clear()
 
     async def _writer(self) -> None:
         while True:
@@ -388,8 +427,10 @@ class RedisStore:
         accounts, book.dirty_accounts = book.dirty_accounts, set()
         orders, book.dirty_orders = book.dirty_orders, set()
         audits = [self._audit_backlog.popleft() for _ in range(min(AUDIT_BATCH, len(self._audit_backlog)))]
+        self._audit_backlog_bytes -= sum(_entry_size(entry) for entry in audits)
         dropped, self.audit_dropped = self.audit_dropped, 0
         barriers, self._barriers = self._barriers, []
+        self._batch_barriers = barriers
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._take_admin_change()
         # Every version this batch takes lies above this one: the scripts lift the counter first.
@@ -429,7 +470,12 @@ class RedisStore:
                     calls += 1
                 for entry in audits:
                     pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
-                if change is not None:
+                if change is not None and change.kind == RELEASE:
+                    audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
+                    await self._release(keys=[self.keys.orders, self.keys.audit],
+                                        args=[change.field, self._redis_deadline(change.deadline_ms),
+                                              self.audit_maxlen, *_pairs(audit)], client=pipe)
+                elif change is not None:
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind), self.keys.audit],
                                     args=[floor, change.field, encode(change.record), self.keys.changes,
@@ -453,9 +499,15 @@ class RedisStore:
             if not answered:
                 book.dirty_accounts |= accounts
                 book.dirty_orders |= orders
-                self._audit_backlog.extendleft(reversed(audits[:len(audits) - (1 if dropped else 0)]))
+                restored = audits[:len(audits) - (1 if dropped else 0)]
+                self._audit_backlog.extendleft(reversed(restored))
+                self._audit_backlog_bytes += sum(_entry_size(entry) for entry in restored)
                 self.audit_dropped += dropped
-                self._barriers[:0] = barriers
+                if self._waiters_released:
+                    for barrier in barriers:
+                        _settle(barrier, None)
+                else:
+                    self._barriers[:0] = barriers
                 if change is not None:
                     # The MULTI may or may not have run: Redis refuses it past its deadline,
                     # and if it ran before, its own "ok" entry (with the version) says so.
@@ -496,6 +548,12 @@ class RedisStore:
         if version == EXPIRED:
             self.enqueue_audit({**change.audit, "outcome": "expired: Redis refused it past its deadline"})
             _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
+            return
+        if change.kind == RELEASE:
+            try:
+                _settle(change.future, change.apply(None))
+            except Exception as exc:  # e.g. the order closed while the release was on its way
+                _settle(change.future, exc)
             return
         stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
         try:
@@ -726,6 +784,10 @@ def _reservation_problem(spec: ReservationSpec) -> str | None:
     if spec.remaining != spec.reducing_left + spec.increasing_left:
         return "remaining is not reducing + increasing"
     return None
+
+
+def _entry_size(entry: dict[str, str]) -> int:
+    return sum(len(key) + len(value) for key, value in entry.items())
 
 
 def _pairs(entry: dict[str, str]) -> Iterable[str]:

@@ -79,6 +79,7 @@ class ExecutionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXECUTION_KIND_CANCELED: _ClassVar[ExecutionKind]
     EXECUTION_KIND_EXPIRED: _ClassVar[ExecutionKind]
     EXECUTION_KIND_REJECTED: _ClassVar[ExecutionKind]
+    EXECUTION_KIND_NOT_SENT: _ClassVar[ExecutionKind]
 SIDE_UNSPECIFIED: Side
 SIDE_BUY: Side
 SIDE_SELL: Side
@@ -137,6 +138,7 @@ EXECUTION_KIND_FILL: ExecutionKind
 EXECUTION_KIND_CANCELED: ExecutionKind
 EXECUTION_KIND_EXPIRED: ExecutionKind
 EXECUTION_KIND_REJECTED: ExecutionKind
+EXECUTION_KIND_NOT_SENT: ExecutionKind
 
 class Reason(_message.Message):
     __slots__ = ("code", "message", "limit", "value")
