@@ -133,3 +133,16 @@ def test_serve_command_when_listen_port_out_of_range_then_one_line_and_exit_2(tm
     assert main(["serve", "--listen", "127.0.0.1:70000", "--data-dir", str(tmp_path / "data")]) == 2
     assert "127.0.0.1:70000" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "data").exists()
+
+
+async def test_reservations_and_release_commands_when_order_open_then_listed_and_released(btc: Client,
+                                                                                         capsys) -> None:
+    await btc.check(quantity="0.01", order_id="stuck")
+    code, out, _ = await _run(capsys, "reservations", "--account", "acct-1", "--target", btc.target,
+                              "--token", ADMIN_TOKEN)
+    assert code == 0 and [r["order_id"] for r in json.loads(out)["reservations"]] == ["stuck"]
+    code, out, _ = await _run(capsys, "release", "--account", "acct-1", "--order-id", "stuck", "--reason",
+                              "cancel report lost", "--target", btc.target, "--token", ADMIN_TOKEN)
+    assert code == 0 and json.loads(out)["order_id"] == "stuck"
+    code, out, _ = await _run(capsys, "reservations", "--target", btc.target, "--token", ADMIN_TOKEN)
+    assert code == 0 and json.loads(out).get("reservations", []) == []

@@ -194,6 +194,18 @@ def _parser() -> argparse.ArgumentParser:
     risk = client("account-risk", "show an account's balance, positions and margin")
     risk.add_argument("account")
     risk.set_defaults(handler=_account_risk)
+
+    reservations = client("reservations", "list open reservations, oldest first (orders whose close may be lost)")
+    reservations.add_argument("--account", default="", help="default: every account of the service")
+    reservations.add_argument("--min-age-ms", type=_count, default=0)
+    reservations.add_argument("--limit", type=_count, default=0, help="0 = 100")
+    reservations.set_defaults(handler=_reservations)
+
+    release = client("release", "release the reservation of an order the matching engine no longer holds")
+    release.add_argument("--account", required=True)
+    release.add_argument("--order-id", required=True)
+    release.add_argument("--reason", required=True, help="why the order is known to be gone")
+    release.set_defaults(handler=_release)
     return parser
 
 
@@ -499,6 +511,20 @@ def _account_risk(args: argparse.Namespace) -> int:
     request = admin.GetAccountRiskRequest(account_id=args.account)
     with _channel(args) as channel:
         return _call(lambda: admin_grpc.RiskAdminStub(channel).GetAccountRisk(
+            request, metadata=_metadata(args), timeout=5))
+
+
+def _reservations(args: argparse.Namespace) -> int:
+    request = admin.ListReservationsRequest(account_id=args.account, min_age_ms=args.min_age_ms, limit=args.limit)
+    with _channel(args) as channel:
+        return _call(lambda: admin_grpc.RiskAdminStub(channel).ListReservations(
+            request, metadata=_metadata(args), timeout=5))
+
+
+def _release(args: argparse.Namespace) -> int:
+    request = admin.ReleaseReservationRequest(account_id=args.account, order_id=args.order_id, reason=args.reason)
+    with _channel(args) as channel:
+        return _call(lambda: admin_grpc.RiskAdminStub(channel).ReleaseReservation(
             request, metadata=_metadata(args), timeout=5))
 
 
