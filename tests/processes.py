@@ -1,4 +1,5 @@
-"""`riskgate serve` as a real child process, for tests that signal or kill it."""
+"""`riskgate serve` as a real child process, for tests that signal or kill it, and what they
+read back from Redis afterwards."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from riskgate.store.embedded import free_port
+from riskgate.store.keys import Keys
+from tests.support import Client
 
 
 def serve(redis_url: str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -27,3 +36,34 @@ def end(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
+
+
+@asynccontextmanager
+async def serving(redis_url: str, log: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], Client]]:
+    """A ready `riskgate serve` on an emptied Redis, and a client of it; both ended after."""
+    await flush(redis_url)
+    port = free_port()
+    process = serve(redis_url, port, log)
+    client = Client(port)
+    try:
+        await ready(process)
+        yield process, client
+    finally:
+        await client.close()
+        end(process)
+
+
+async def flush(url: str) -> None:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        await redis.flushall()
+    finally:
+        await redis.aclose()
+
+
+async def order_ids_in_redis(url: str) -> set[str]:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        return {field.decode().split("\x1f")[1] for field in await redis.hkeys(Keys("rg").orders)}
+    finally:
+        await redis.aclose()

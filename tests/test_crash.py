@@ -14,26 +14,18 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from grpc.aio import AioRpcError
 
-from riskgate.store.embedded import EmbeddedRedis, free_port
+from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys
-from tests.processes import end, ready, serve
+from tests.processes import order_ids_in_redis, serving
 from tests.support import Client
 
 LOT = Decimal("0.001")
 
 
-async def _flush(url: str) -> None:
-    redis = aioredis.Redis.from_url(url)
-    try:
-        await redis.flushall()
-    finally:
-        await redis.aclose()
-
-
 async def _orders_and_position(url: str) -> tuple[set[str], Decimal]:
+    orders = await order_ids_in_redis(url)
     redis = aioredis.Redis.from_url(url)
     try:
-        orders = {f.decode().split("\x1f")[1] for f in await redis.hkeys(Keys("rg").orders)}
         account = json.loads(await redis.hget(Keys("rg").accounts, "demo-alice"))["d"]
         btc = [p for p in account["positions"] if p["symbol"] == "BTCUSDT"]
         return orders, Decimal(btc[0]["quantity"]) if btc else Decimal(0)
@@ -59,13 +51,7 @@ async def test_sigkill_when_orders_fill_back_to_back_then_acknowledged_fills_kep
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     rng = random.Random(11)
     for round_ in range(5):
-        await _flush(redis_server.url)
-        port = free_port()
-        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
-        client = Client(port)
-        try:
-            await ready(process)
-
+        async with serving(redis_server.url, tmp_path / f"serve-{round_}.log") as (process, client):
             trader = asyncio.get_running_loop().create_task(_trade_back_to_back(client))
             await asyncio.sleep(rng.uniform(0.2, 0.6))
             process.send_signal(signal.SIGKILL)
@@ -77,21 +63,13 @@ async def test_sigkill_when_orders_fill_back_to_back_then_acknowledged_fills_kep
             assert filled >= acknowledged > 0
             # Redis holds a prefix: fills 0..filled-1, and at most the next order still open.
             assert orders <= {f"o{filled}"}, (filled, sorted(orders))
-        finally:
-            await client.close()
-            end(process)
 
 
 async def test_sigkill_when_right_after_a_fill_is_acknowledged_then_redis_already_has_it(
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     rng = random.Random(5)
     for round_ in range(5):
-        await _flush(redis_server.url)
-        port = free_port()
-        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
-        client = Client(port)
-        try:
-            await ready(process)
+        async with serving(redis_server.url, tmp_path / f"serve-{round_}.log") as (process, client):
             fills = rng.randint(1, 30)
             for n in range(fills):
                 await client.pretrade.CheckOrder(client.request(
@@ -102,6 +80,3 @@ async def test_sigkill_when_right_after_a_fill_is_acknowledged_then_redis_alread
             process.wait()
             orders, position = await _orders_and_position(redis_server.url)
             assert (position, orders) == (fills * LOT, set())
-        finally:
-            await client.close()
-            end(process)

@@ -231,16 +231,22 @@ async def test_health_when_loading_failing_closed_recovered_and_stopping_then_fo
         await service.stop()
 
 
-async def test_check_orders_when_offered_beyond_admission_then_resource_exhausted_at_once_and_recovers(
-        services: Services) -> None:
-    _, client = await services.start(max_concurrent_rpcs=4)
+async def _saturate(client: Client, slots: int) -> list[grpc.aio.StreamStreamCall]:
+    """Opens `slots` order streams and keeps them open: they occupy the in-flight slots, as a
+    burst of slow calls would."""
     await client.upsert_symbol(mark="50000")
     await client.trader(balance="100000000")
-    # Streams held open occupy the in-flight slots, as a burst of slow calls would.
-    held = [client.pretrade.CheckOrders() for _ in range(4)]
+    held = [client.pretrade.CheckOrders() for _ in range(slots)]
     for stream in held:
         await stream.write(client.request(quantity="0.001"))
         await stream.read()
+    return held
+
+
+async def test_check_orders_when_offered_beyond_admission_then_resource_exhausted_at_once_and_recovers(
+        services: Services) -> None:
+    _, client = await services.start(max_concurrent_rpcs=4)
+    held = await _saturate(client, 4)
     with pytest.raises(AioRpcError) as error:
         await client.check(quantity="0.001")
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -404,12 +410,7 @@ async def test_start_when_redis_holds_an_inconsistent_reservation_then_it_is_ski
 async def test_operators_when_order_port_is_saturated_then_their_own_listener_still_answers(
         services: Services) -> None:
     service, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
-    await client.upsert_symbol(mark="50000")
-    await client.trader(balance="100000000")
-    held = [client.pretrade.CheckOrders() for _ in range(4)]
-    for stream in held:
-        await stream.write(client.request(quantity="0.001"))
-        await stream.read()
+    held = await _saturate(client, 4)
     operator = Client(service.admin_port)
     try:
         with pytest.raises(AioRpcError) as error:

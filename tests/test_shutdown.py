@@ -11,34 +11,16 @@ import signal
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from grpc.aio import AioRpcError
 
 from riskgate.api.server import RiskgateService
-from riskgate.store.embedded import EmbeddedRedis, free_port
-from riskgate.store.keys import Keys
-from tests.processes import end, ready, serve
+from riskgate.store.embedded import EmbeddedRedis
+from tests.processes import flush, order_ids_in_redis, serving
 from tests.support import Client, decision, test_config
 
 ROUNDS = 20
 SENDERS = 4
 EXIT_BOUND_S = 15.0
-
-
-async def _redis_order_ids(url: str) -> set[str]:
-    redis = aioredis.Redis.from_url(url)
-    try:
-        return {field.decode().split("\x1f")[1] for field in await redis.hkeys(Keys("rg").orders)}
-    finally:
-        await redis.aclose()
-
-
-async def _flush(url: str) -> None:
-    redis = aioredis.Redis.from_url(url)
-    try:
-        await redis.flushall()
-    finally:
-        await redis.aclose()
 
 
 async def _send_until_refused(client: Client, prefix: str, account: str, price: str, acked: set[str]) -> None:
@@ -59,7 +41,7 @@ async def test_stop_when_orders_in_flight_then_bounded_and_every_acknowledged_re
         redis_server: EmbeddedRedis) -> None:
     rng = random.Random(7)
     for round_ in range(ROUNDS):
-        await _flush(redis_server.url)
+        await flush(redis_server.url)
         service = RiskgateService(test_config(), redis_server.url)
         client = Client(await service.start())
         try:
@@ -74,7 +56,7 @@ async def test_stop_when_orders_in_flight_then_bounded_and_every_acknowledged_re
             assert report.clean, report.unfinished
             await asyncio.gather(*senders)
             assert acked, "the load never got going"
-            stored = await _redis_order_ids(redis_server.url)
+            stored = await order_ids_in_redis(redis_server.url)
             assert acked <= stored, f"round {round_}: acknowledged but not in Redis: {sorted(acked - stored)[:5]}"
         finally:
             await client.close()
@@ -84,12 +66,8 @@ async def test_stop_when_orders_in_flight_then_bounded_and_every_acknowledged_re
 async def test_sigterm_when_serve_is_loaded_then_exits_in_bound_with_write_behind_flushed(
         redis_server: EmbeddedRedis, tmp_path: Path) -> None:
     for round_ in range(ROUNDS):
-        await _flush(redis_server.url)
-        port = free_port()
-        process = serve(redis_server.url, port, tmp_path / f"serve-{round_}.log")
-        client = Client(port)
-        try:
-            await ready(process)
+        log = tmp_path / f"serve-{round_}.log"
+        async with serving(redis_server.url, log) as (process, client):
             acked: set[str] = set()
             # The bundled sample configuration: demo-alice, BTCUSDT marked at 60,000.
             senders = [asyncio.get_running_loop().create_task(
@@ -100,10 +78,7 @@ async def test_sigterm_when_serve_is_loaded_then_exits_in_bound_with_write_behin
             signalled = time.monotonic()
             code = await asyncio.to_thread(process.wait, EXIT_BOUND_S)
             assert time.monotonic() - signalled < EXIT_BOUND_S
-            assert code == 0, (tmp_path / f"serve-{round_}.log").read_text()
+            assert code == 0, log.read_text()
             await asyncio.gather(*senders)
-            stored = await _redis_order_ids(redis_server.url)
+            stored = await order_ids_in_redis(redis_server.url)
             assert acked <= stored, f"round {round_}: acknowledged but not in Redis: {sorted(acked - stored)[:5]}"
-        finally:
-            await client.close()
-            end(process)
