@@ -86,8 +86,11 @@ class Client:
             await self.set_mark(stored.symbol, mark)
         return stored
 
-    async def set_mark(self, symbol: str, price: str) -> admin.MarkPrice:
-        return await self.admin.SetMarkPrice(admin.MarkPrice(symbol=symbol, price=price), metadata=self.auth())
+    async def set_mark(self, symbol: str, price: str, confirmed: bool = False) -> admin.MarkPrice:
+        """confirmed: the move is real even beyond the symbol's max_mark_move (a scenario's
+        jump to another price level, not a test of the bound)."""
+        return await self.admin.SetMarkPrice(admin.MarkPrice(symbol=symbol, price=price, confirmed_move=confirmed),
+                                             metadata=self.auth())
 
     async def upsert_account(self, account_id: str, balance: str,
                              positions: Sequence[tuple[str, str, str, int]] = ()) -> admin.AccountState:

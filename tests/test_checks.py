@@ -353,7 +353,7 @@ async def test_check_order_when_sell_price_below_band_then_rejects_price_below_b
 
 
 async def test_check_order_when_band_follows_a_new_mark_then_limits_move_with_it(btc: Client) -> None:
-    await btc.set_mark("BTCUSDT", "40000")
+    await btc.set_mark("BTCUSDT", "40000", confirmed=True)
     assert_rejected(await btc.check(side="buy", price="42000.1", quantity="0.1"), "REASON_PRICE_ABOVE_BAND",
                     limit="42000", value="42000.1")
     assert_accepted(await btc.check(side="buy", price="42000", quantity="0.1"))
@@ -679,7 +679,7 @@ async def test_check_order_when_buy_above_mark_then_open_loss_counts_in_cost(btc
 async def test_check_order_when_sell_below_mark_then_binance_open_loss_counts_in_cost(btc: Client) -> None:
     # Binance's published example: sell 1 BTC at 9,253.30, 20x, mark 9,259.84: IM 462.665, open loss 6.54.
     await replace_btc(btc, tick_size="0.01")
-    await btc.set_mark("BTCUSDT", "9259.84")
+    await btc.set_mark("BTCUSDT", "9259.84", confirmed=True)
     await btc.trader("poor", balance="469.2")
     response = await btc.check(account="poor", side="sell", quantity="1", price="9253.3", leverage=20)
     assert_rejected(response, "REASON_INSUFFICIENT_MARGIN", limit="469.2", value="469.205")
@@ -692,7 +692,7 @@ async def test_check_order_when_sell_below_mark_then_binance_open_loss_counts_in
 
 async def test_check_order_when_buy_below_mark_then_no_open_loss_in_cost(btc: Client) -> None:
     await replace_btc(btc, tick_size="0.01")
-    await btc.set_mark("BTCUSDT", "9259.84")
+    await btc.set_mark("BTCUSDT", "9259.84", confirmed=True)
     response = await btc.check(side="buy", quantity="1", price="9253.3", leverage=20)
     assert_accepted(response, "1")
     assert response.order_cost == "462.665"

@@ -80,7 +80,7 @@ async def test_second_process_when_mark_and_controls_change_then_applies_them(se
         return codes(await second.check(quantity="0.1", price="50000")) == ["REASON_ACCOUNT_FROZEN"]
 
     assert await _wait_for(frozen)
-    await first.set_mark("BTCUSDT", "60000")
+    await first.set_mark("BTCUSDT", "60000", confirmed=True)
 
     async def repriced() -> bool:
         risk = await second.risk("acct-1")

@@ -29,7 +29,13 @@ from riskgate.engine.codes import BreakerState
 from riskgate.engine.money import fmt
 from riskgate.engine.reservations import ExecutionError, release_reservation
 from riskgate.engine.risk_report import account_risk
-from riskgate.engine.spec_rules import SpecError, validate_account, validate_controls, validate_symbol
+from riskgate.engine.spec_rules import (
+    SpecError,
+    mark_move_beyond_bound,
+    validate_account,
+    validate_controls,
+    validate_symbol,
+)
 from riskgate.store.keys import order_field
 from riskgate.store.redis_store import RELEASE, RedisStore, StoreUnavailable
 from riskgate.v1 import admin_pb2 as admin
@@ -157,8 +163,16 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             price = convert.decimal_field("price", request.price)
             if not price:
                 raise SpecError("price", "must be positive")
-            if request.symbol not in self.book.symbols:
+            symbol = self.book.symbols.get(request.symbol)
+            if symbol is None:
                 raise SpecError("symbol", f"unknown symbol {echo(request.symbol)}")
+            if not request.confirmed_move and symbol.mark is not None:
+                move = mark_move_beyond_bound(symbol.mark.price, price, symbol.spec.max_mark_move)
+                if move is not None:
+                    raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"mark {fmt(price)} moves {move:.2%} from {fmt(symbol.mark.price)}, more than "
+                                   f"the symbol's max_mark_move {symbol.spec.max_mark_move:%}: not applied; send it "
+                                   "again with confirmed_move if the move is real")
             mark = MarkSpec(symbol=request.symbol, price=price, timestamp_ms=time.time_ns() // 1_000_000)
             return "mark", mark.symbol, mark, lambda stored: apply_mark(self.book, stored)
 

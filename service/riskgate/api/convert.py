@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.specs import (
+    DEFAULT_MAX_MARK_MOVE,
     AccountSnapshot,
     BreakerSpec,
     ControlsSpec,
@@ -89,6 +90,8 @@ def symbol_spec(message: admin.SymbolSpec) -> SymbolSpec:
         max_leverage_unqualified=message.max_leverage_unqualified,
         qualified_only=message.qualified_only,
         default_leverage=message.default_leverage,
+        max_mark_move=(DEFAULT_MAX_MARK_MOVE if not message.max_mark_move
+                       else _required("max_mark_move", message.max_mark_move)),
     )
 
 
@@ -121,6 +124,7 @@ def symbol_message(spec: SymbolSpec, tiers: TierTable) -> admin.SymbolSpec:
         mark_price_max_age_ms=spec.mark_price_max_age_ms,
         default_leverage=spec.default_leverage,
         version=spec.version,
+        max_mark_move=fmt(spec.max_mark_move),
     )
 
 

@@ -18,6 +18,11 @@ class TierSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     maintenance_margin_rate: Decimal
 
 
+# A mark that moves more than this from the last one in one update is not applied without
+# confirmation (as venues bound order prices around the mark; see the reference's bands).
+DEFAULT_MAX_MARK_MOVE = Decimal("0.1")
+
+
 class SymbolSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     symbol: str
     tick_size: Decimal
@@ -37,6 +42,8 @@ class SymbolSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     qualified_only: bool = False
     default_leverage: int = 0
     version: int = 0
+    # Largest move of the mark (fraction of the last) applied without confirmation; 0 = none.
+    max_mark_move: Decimal = DEFAULT_MAX_MARK_MOVE
 
 
 class PositionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

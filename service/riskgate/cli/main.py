@@ -189,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     mark = client("mark", "set a symbol's mark price")
     mark.add_argument("symbol")
     mark.add_argument("price")
+    mark.add_argument("--confirm-move", action="store_true",
+                      help="the move from the last mark is real: apply it beyond the symbol's max_mark_move")
     mark.set_defaults(handler=_mark)
 
     risk = client("account-risk", "show an account's balance, positions and margin")
@@ -501,7 +503,7 @@ def _controls(args: argparse.Namespace) -> int:
         return _call(lambda: stub.SetAccountControls(request, metadata=_metadata(args), timeout=5))
 
 def _mark(args: argparse.Namespace) -> int:
-    request = admin.MarkPrice(symbol=args.symbol, price=args.price)
+    request = admin.MarkPrice(symbol=args.symbol, price=args.price, confirmed_move=args.confirm_move)
     with _channel(args) as channel:
         return _call(lambda: admin_grpc.RiskAdminStub(channel).SetMarkPrice(
             request, metadata=_metadata(args), timeout=5))

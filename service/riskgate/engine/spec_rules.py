@@ -52,6 +52,8 @@ def validate_symbol(spec: SymbolSpec) -> TierTable:
     if not ZERO < spec.price_band < ONE:
         raise SpecError("price_band", f"must be in (0, 1), got {spec.price_band}")
     _rate("taker_fee_rate", spec.taker_fee_rate)
+    if not ZERO <= spec.max_mark_move < ONE:
+        raise SpecError("max_mark_move", f"must be in [0, 1) (0 = no bound), got {spec.max_mark_move}")
     if spec.mark_price_max_age_ms <= 0:
         raise SpecError("mark_price_max_age_ms", "must be positive: a mark is never trusted forever")
     for field in ("max_position_notional", "open_interest_cap"):
@@ -121,3 +123,13 @@ def validate_controls(controls: ControlsSpec) -> None:
         raise SpecError("max_orders_per_second", "must not be negative")
     if controls.max_gross_notional is not None:
         _positive("max_gross_notional", controls.max_gross_notional)
+
+
+def mark_move_beyond_bound(last: Decimal, new: Decimal, bound: Decimal) -> Decimal | None:
+    """The relative move from the last mark when it exceeds the bound (0 = no bound), else None.
+    A mark off by orders of magnitude (a feed's unit error, a fat finger) would otherwise turn
+    into unrealised profit that funds new risk at once."""
+    if not bound or not last:
+        return None
+    move = abs(new - last) / last
+    return move if move > bound else None

@@ -44,7 +44,7 @@ class Tier(_message.Message):
     def __init__(self, notional_cap: _Optional[str] = ..., max_leverage: _Optional[int] = ..., maintenance_margin_rate: _Optional[str] = ..., notional_floor: _Optional[str] = ..., maintenance_amount: _Optional[str] = ...) -> None: ...
 
 class SymbolSpec(_message.Message):
-    __slots__ = ("symbol", "tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_order_notional", "price_band", "taker_fee_rate", "tiers", "max_position_notional", "open_interest_cap", "min_kyc_level", "max_leverage_unqualified", "qualified_only", "mark_price_max_age_ms", "default_leverage", "version")
+    __slots__ = ("symbol", "tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_order_notional", "price_band", "taker_fee_rate", "tiers", "max_position_notional", "open_interest_cap", "min_kyc_level", "max_leverage_unqualified", "qualified_only", "mark_price_max_age_ms", "default_leverage", "version", "max_mark_move")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class SymbolSpec(_message.Message):
     MARK_PRICE_MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAX_MARK_MOVE_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     tick_size: str
     lot_size: str
@@ -81,7 +82,8 @@ class SymbolSpec(_message.Message):
     mark_price_max_age_ms: int
     default_leverage: int
     version: int
-    def __init__(self, symbol: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., min_notional: _Optional[str] = ..., max_order_notional: _Optional[str] = ..., price_band: _Optional[str] = ..., taker_fee_rate: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., max_position_notional: _Optional[str] = ..., open_interest_cap: _Optional[str] = ..., min_kyc_level: _Optional[int] = ..., max_leverage_unqualified: _Optional[int] = ..., qualified_only: _Optional[bool] = ..., mark_price_max_age_ms: _Optional[int] = ..., default_leverage: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    max_mark_move: str
+    def __init__(self, symbol: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., min_notional: _Optional[str] = ..., max_order_notional: _Optional[str] = ..., price_band: _Optional[str] = ..., taker_fee_rate: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., max_position_notional: _Optional[str] = ..., open_interest_cap: _Optional[str] = ..., min_kyc_level: _Optional[int] = ..., max_leverage_unqualified: _Optional[int] = ..., qualified_only: _Optional[bool] = ..., mark_price_max_age_ms: _Optional[int] = ..., default_leverage: _Optional[int] = ..., version: _Optional[int] = ..., max_mark_move: _Optional[str] = ...) -> None: ...
 
 class Position(_message.Message):
     __slots__ = ("symbol", "quantity", "entry_price", "leverage")
@@ -108,16 +110,18 @@ class AccountState(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class MarkPrice(_message.Message):
-    __slots__ = ("symbol", "price", "timestamp_ms", "version")
+    __slots__ = ("symbol", "price", "timestamp_ms", "version", "confirmed_move")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_MOVE_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     price: str
     timestamp_ms: int
     version: int
-    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    confirmed_move: bool
+    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., version: _Optional[int] = ..., confirmed_move: _Optional[bool] = ...) -> None: ...
 
 class CircuitBreaker(_message.Message):
     __slots__ = ("symbol", "state", "reason", "set_by", "updated_ms", "version")
