@@ -111,3 +111,23 @@ async def test_audit_when_a_token_without_the_role_floods_then_entries_are_small
     assert all(len(e["request"]) <= AUDIT_REQUEST_MAX_DENIED + 100 for e in entries)
     # A burst well above the denied-caller rate keeps only about one second's worth.
     assert len(entries) < 200
+
+
+async def test_audit_when_refusals_exceed_the_rate_then_the_rest_are_counted_in_the_audit(
+        client: Client, redis_server) -> None:
+    for _ in range(100):
+        with pytest.raises(AioRpcError):
+            await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"))
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        for _ in range(500):
+            rows = [f for _, f in await redis.xrange(Keys("rg").audit)]
+            audited = sum(1 for f in rows if f["action"] == "SetCircuitBreaker")
+            counted = sum(int(f["request"].split()[0]) for f in rows if f["action"] == "audit_rate_limited")
+            if audited + counted == 100:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await redis.aclose()
+    # Every refusal is in the audit: one by one up to the rate, the rest as a count.
+    assert audited + counted == 100 and counted > 0

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -18,8 +19,8 @@ import redis.asyncio as aioredis
 from grpc.aio import AioRpcError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from riskgate.api.server import RiskgateService
-from riskgate.store.embedded import EmbeddedRedis
+from riskgate.api.server import ListenError, RiskgateService
+from riskgate.store.embedded import EmbeddedRedis, free_port
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import pretrade_pb2_grpc as pretrade_grpc
@@ -477,3 +478,57 @@ async def test_release_when_caller_deadline_passes_during_hang_then_not_released
     finally:
         await redis.aclose()
         await services.stop_all()
+
+
+async def test_reconnect_when_redis_holds_a_reservation_as_it_was_before_a_fill_then_it_is_rewritten(
+        services: Services, redis_server: EmbeddedRedis) -> None:
+    _, client = await services.start()
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
+    await client.check(quantity="1", order_id="o-1")
+    redis = aioredis.Redis.from_url(redis_server.url)
+    keys = Keys("rg")
+    try:
+        async def persisted() -> bool:
+            return await redis.hexists(keys.orders, "acct-1\x1fo-1")
+
+        assert await _until(persisted)
+        before_fill = await redis.hget(keys.orders, "acct-1\x1fo-1")
+        await client.fill("acct-1", "o-1", "0.6", "50000")
+        # As after a failover to a replica that missed the fill's batch for the order only.
+        await redis.hset(keys.orders, "acct-1\x1fo-1", before_fill)
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+        async def rewritten() -> bool:
+            stored = await redis.hget(keys.orders, "acct-1\x1fo-1")
+            return stored is not None and json.loads(stored)["remaining"] == "0.4"
+
+        assert await _until(rewritten)
+    finally:
+        await redis.aclose()
+
+
+async def test_list_reservations_when_limit_given_then_oldest_first_and_total_counts_all(client: Client) -> None:
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
+    for n in range(3):
+        await client.check(quantity="0.01", order_id=f"o-{n}")
+        await asyncio.sleep(0.002)  # distinct creation times
+    listed = await client.admin.ListReservations(admin.ListReservationsRequest(limit=2), metadata=client.auth())
+    assert ([r.order_id for r in listed.reservations], listed.total) == (["o-0", "o-1"], 3)
+
+
+async def test_start_when_operators_address_is_taken_then_fails_and_frees_the_order_port(
+        flushed_redis: EmbeddedRedis) -> None:
+    order_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin_address = f"127.0.0.1:{taken.getsockname()[1]}"
+        service = RiskgateService(test_config(listen=f"127.0.0.1:{order_port}", admin_listen=admin_address),
+                                  flushed_redis.url)
+        with pytest.raises(ListenError):
+            await service.start()
+        await service.stop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", order_port))  # free again: nothing of the failed start holds it

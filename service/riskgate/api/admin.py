@@ -7,9 +7,10 @@ it (with its audit entry, in the same transaction); then it is already in this p
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -37,7 +38,7 @@ from riskgate.engine.spec_rules import (
     validate_symbol,
 )
 from riskgate.store.keys import order_field
-from riskgate.store.redis_store import RELEASE, RedisStore, StoreUnavailable
+from riskgate.store.redis_store import RELEASE, RedisStore, StoreExpired, StoreUnavailable, StoreUnconfirmed
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 
@@ -65,7 +66,6 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         self.auth = auth
         self.lifecycle = lifecycle
         self._denied_bucket = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
-        self._denied_suppressed = 0
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -90,13 +90,11 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         if denied:
             cap = AUDIT_REQUEST_MAX_DENIED
             if not self._denied_bucket.try_take(time.monotonic()):
-                self._denied_suppressed += 1
+                self.store.audit_suppressed += 1  # its count is audited with the next batch
+                self.store.wake()
                 return
         entry = {"actor": actor[:200], "action": method, "target": clip(_target(request)), "outcome": outcome[:1000],
                  **_request_fields(request, cap)}
-        if denied and self._denied_suppressed:
-            entry["suppressed_before"] = str(self._denied_suppressed)
-            self._denied_suppressed = 0
         self.store.enqueue_audit(entry)
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
@@ -126,14 +124,17 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         except _Refused as exc:
             self._audit(principal.name, method, request, f"refused: {exc}")
             await context.abort(exc.status, details(str(exc)))
+        except (StoreExpired, StoreUnconfirmed) as exc:  # the writer has audited these
+            await context.abort(grpc.StatusCode.UNAVAILABLE, details(str(exc)))
         except StoreUnavailable as exc:
             self._audit(principal.name, method, request, f"unavailable: {exc}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"not applied: {exc}"))
         except TimeoutError:
             # The writer audits what became of it (abandoned, expired at Redis, or ok).
             await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"Redis did not confirm within {budget:.1f} s: not applied (Redis refuses "
-                                "it past its deadline); read the state back before retrying")
+                                f"Redis did not confirm within {budget:.1f} s: Redis refuses the change past "
+                                "its deadline, and the audit says whether it ran before; read the state back "
+                                "before retrying")
         return respond(stored)
 
     async def UpsertSymbol(self, request: admin.SymbolSpec, context: grpc.aio.ServicerContext) -> admin.SymbolSpec:
@@ -243,17 +244,29 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             if account is None:
                 self._audit(principal.name, "ListReservations", request, "not found")
                 await context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_account(request.account_id))
-            accounts: Iterable[Account] = (account,)
+            accounts: list[Account] = [account]
         else:
-            accounts = self.book.accounts.values()
+            accounts = list(self.book.accounts.values())
         self._audit(principal.name, "ListReservations", request, "ok")
         now_ms = time.time_ns() // 1_000_000
         horizon = now_ms - request.min_age_ms
-        found = sorted(((r.created_ms, a.account_id, r) for a in accounts for r in a.orders.values()
-                        if r.created_ms <= horizon), key=lambda item: item[:2])
-        limit = request.limit or DEFAULT_LIST_LIMIT
-        return admin.ReservationList(reservations=[_reservation_message(account_id, r, now_ms)
-                                                   for _, account_id, r in found[:limit]], total=len(found))
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        oldest: list[tuple[int, str, str]] = []
+        total = 0
+        for start in range(0, len(accounts), LIST_SCAN_CHUNK):
+            found = [(r.created_ms, a.account_id, r.order_id) for a in accounts[start:start + LIST_SCAN_CHUNK]
+                     for r in a.orders.values() if r.created_ms <= horizon]
+            total += len(found)
+            oldest = heapq.nsmallest(limit, [*oldest, *found])
+            # A scan of a large book must not hold up order checks: let them in between chunks.
+            await asyncio.sleep(0)
+        listed = []
+        for _, account_id, order_id in oldest:
+            reservation = self.book.accounts[account_id].orders.get(order_id) if account_id in self.book.accounts \
+                else None
+            if reservation is not None:  # not closed while the scan yielded
+                listed.append(_reservation_message(account_id, reservation, now_ms))
+        return admin.ReservationList(reservations=listed, total=total)
 
     async def ReleaseReservation(self, request: admin.ReleaseReservationRequest,
                                  context: grpc.aio.ServicerContext) -> admin.OpenReservation:
@@ -290,6 +303,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
 
 DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+LIST_SCAN_CHUNK = 2000
 
 
 

@@ -96,12 +96,21 @@ class RiskgateService:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
         handlers.add_servicer(server, handlers.PRE_TRADE_RISK, self.pretrade)
         self._add_operator_services(server)
-        port = _listen(server, server_config.listen)
         admin_server = None
-        if server_config.admin_listen:
-            admin_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            self._add_operator_services(admin_server)
-            self.admin_port = _listen(admin_server, server_config.admin_listen)
+        try:
+            port = _listen(server, server_config.listen)
+            if server_config.admin_listen:
+                admin_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+                self._add_operator_services(admin_server)
+                self.admin_port = _listen(admin_server, server_config.admin_listen)
+        except ListenError:
+            # Neither address stays taken by a start that failed.
+            for bound in (server, admin_server):
+                if bound is not None:
+                    # gRPC releases a port only from a server that was started.
+                    await bound.start()
+                    await bound.stop(None)
+            raise
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()

@@ -18,6 +18,11 @@ class Keys:
         self.changes = f"{tag}:changes"
         # Written by every health round: proves Redis takes writes, and reads its clock.
         self.probe = f"{tag}:probe"
+        self._tag = tag
+
+    def outcome(self, change_id: str) -> str:
+        """What became of one admin change (its version), kept for a while."""
+        return f"{self._tag}:outcome:{change_id}"
 
     def hash_for(self, kind: str) -> str:
         return {

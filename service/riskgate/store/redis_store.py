@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -53,29 +54,46 @@ local floor = tonumber(ARGV[1])
 if tonumber(redis.call('GET', KEYS[1]) or '0') < floor then redis.call('SET', KEYS[1], floor) end
 """
 
-# KEYS: seq, record hash, audit stream.
-# ARGV: version floor, field, record, channel, kind, 'nx' or '', deadline (ms since epoch by
-# Redis's clock, 0 = none), audit maxlen, audit field/value pairs...
-# Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed.
-_PUT_SCRIPT = _LIFT_SEQ + """
-if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
+# Admin changes (_PUT_SCRIPT, _RELEASE_SCRIPT) share one layout.
+# KEYS: seq, record hash, audit stream, outcome key.
+# ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
+# since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
+# outcome), 10... audit field/value pairs.
+# Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed. The
+# outcome key holds the version for a while, so a change whose answer was lost can be told
+# applied or not once the deadline has passed (after it, Redis refuses the change).
+_DEADLINE_GUARD = """
 local deadline = tonumber(ARGV[7])
 if deadline > 0 then
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
 end
 local v = redis.call('INCR', KEYS[1])
+"""
+_AUDIT_AND_OUTCOME = """
+local entry = {}
+for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
+if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[4], v, 'PX', ARGV[9]) end
+return v
+"""
+_PUT_SCRIPT = _LIFT_SEQ + """
+if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
+""" + _DEADLINE_GUARD + """
 redis.call('HSET', KEYS[2], ARGV[2], '{"v":' .. v .. ',"d":' .. ARGV[3] .. '}')
 if ARGV[4] ~= '' then
   redis.call('PUBLISH', ARGV[4], '{"k":"' .. ARGV[5] .. '","v":' .. v .. ',"d":' .. ARGV[3] .. '}')
 end
-local entry = {}
-for i = 9, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
-return v
-"""
+""" + _AUDIT_AND_OUTCOME
+# An operator's release of a reservation (record hash: the orders hash).
+_RELEASE_SCRIPT = _LIFT_SEQ + _DEADLINE_GUARD + """
+redis.call('HDEL', KEYS[2], ARGV[2])
+""" + _AUDIT_AND_OUTCOME
+RELEASE = "release"
+EXPIRED = -1
+OUTCOME_EXPIRY_MS = 3_600_000
 
 # KEYS: probe key. ARGV: value, expiry ms. A write (so a Redis refusing writes fails it) that
 # also returns Redis's clock, against which admin deadlines are set.
@@ -83,23 +101,6 @@ _PROBE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('TIME')
 """
-EXPIRED = -1
-
-# KEYS: orders hash, audit stream. ARGV: field, deadline (as for _PUT_SCRIPT), audit maxlen,
-# audit field/value pairs... An operator's release of a reservation: 1, or -1 past the deadline.
-_RELEASE_SCRIPT = """
-local deadline = tonumber(ARGV[2])
-if deadline > 0 then
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
-end
-redis.call('HDEL', KEYS[1], ARGV[1])
-local entry = {}
-for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(entry))
-return 1
-"""
-RELEASE = "release"
 
 _RAISE_SEQ_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -146,6 +147,8 @@ SEED_BATCH = 500
 # How long start() waits for the first snapshot before giving up.
 LOAD_TIMEOUT_S = 120.0
 PROBE_EXPIRY_MS = 60_000
+# How long past a lost change's deadline before its outcome is read: Redis refuses it by then.
+RESOLVE_MARGIN_MS = 100
 # Audit entries of reads and refusals wait in memory while Redis is away; past this many the
 # oldest are dropped and counted (the count is itself audited once Redis is back).
 AUDIT_BACKLOG_MAX = 100_000
@@ -164,8 +167,13 @@ class StoreExpired(StoreUnavailable):
     """The caller's deadline passed before Redis took the change; it was not applied."""
 
 
+class StoreUnconfirmed(StoreUnavailable):
+    """Redis's answer was lost: the store finds out once the deadline has passed and audits
+    "resolved: applied" or "resolved: not applied" (and applies it to the book if it was)."""
+
+
 class _AdminChange:
-    __slots__ = ("apply", "audit", "deadline_ms", "field", "future", "kind", "record")
+    __slots__ = ("apply", "audit", "change_id", "deadline_ms", "field", "future", "kind", "record")
 
     def __init__(self, kind: str, field: str, record: msgspec.Struct | None, audit: dict[str, str],
                  apply: Callable[[Any], bool], deadline_ms: int) -> None:
@@ -175,6 +183,7 @@ class _AdminChange:
         self.audit = audit
         self.apply = apply
         self.deadline_ms = deadline_ms
+        self.change_id = uuid.uuid4().hex
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
@@ -205,6 +214,8 @@ class RedisStore:
         self._admin_queue: deque[_AdminChange] = deque()
         self._audit_backlog: deque[dict[str, str]] = deque()
         self.audit_dropped = 0
+        # Refused calls over their audit rate: counted, and the count is audited.
+        self.audit_suppressed = 0
         self._barriers: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -215,6 +226,8 @@ class RedisStore:
         self._pubsub_proven = 0.0
         self._pong = asyncio.Event()
         self._write_failing_since: float | None = None
+        # Admin changes whose answer was lost: resolved from their outcome keys.
+        self._unresolved: list[_AdminChange] = []
         # Send time of the batch now awaiting Redis's answer: nothing after it is proven.
         self._inflight_since: float | None = None
         self._drain_deadline = float("inf")
@@ -249,7 +262,7 @@ class RedisStore:
         """Whether anything acknowledged is not yet in Redis (the batch in flight included)."""
         book = self.book
         return bool(book.dirty_accounts or book.dirty_orders or self._admin_queue or self._audit_backlog
-                    or self._inflight_since is not None)
+                    or self.audit_dropped or self.audit_suppressed or self._inflight_since is not None)
 
     async def close(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> list[str]:
         """Drains write-behind, then ends the background tasks; never waits longer than the
@@ -280,6 +293,9 @@ class RedisStore:
                               + (", a batch still in flight" if self._inflight_since is not None else ""))
         for change in self._admin_queue:
             _settle(change.future, StoreUnavailable("riskgate is stopping"))
+        if self._unresolved:
+            unfinished.append(f"{len(self._unresolved)} admin changes whose answer was lost are unresolved: "
+                              "their outcome keys (and audit 'ok' entries) in Redis say whether they were applied")
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 unfinished.append(f"task {task.get_name()} failed: {task.exception()!r}")
@@ -309,9 +325,10 @@ class RedisStore:
                     payload = encode(record)
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit],
+                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
+                                          self.keys.outcome("seed")],
                                     args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
-                                          self.audit_maxlen, *_pairs(audit)], client=pipe)
+                                          self.audit_maxlen, 0, *_pairs(audit)], client=pipe)
                 versions = await pipe.execute()
             written += sum(1 for version in versions if int(version) > 0)
         return written
@@ -346,6 +363,10 @@ class RedisStore:
                or self._audit_backlog_bytes > AUDIT_BACKLOG_MAX_BYTES) and len(self._audit_backlog) > 1:
             self._audit_backlog_bytes -= _entry_size(self._audit_backlog.popleft())
             self.audit_dropped += 1
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Something new to write: the writer takes it with its next batch."""
         self._wake.set()
 
     def barrier(self) -> asyncio.Future[None]:
@@ -429,18 +450,26 @@ class RedisStore:
         audits = [self._audit_backlog.popleft() for _ in range(min(AUDIT_BATCH, len(self._audit_backlog)))]
         self._audit_backlog_bytes -= sum(_entry_size(entry) for entry in audits)
         dropped, self.audit_dropped = self.audit_dropped, 0
+        suppressed, self.audit_suppressed = self.audit_suppressed, 0
         barriers, self._barriers = self._barriers, []
         self._batch_barriers = barriers
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._take_admin_change()
         # Every version this batch takes lies above this one: the scripts lift the counter first.
         floor = self._max_version
+        counts = 0  # entries for what was counted, not audited one by one: last in `audits`
+        if dropped:
+            counts += 1
+            audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
+                           "action": "audit_backlog_overflow", "target": "", "outcome": "dropped",
+                           "request": f"{dropped} audit entries dropped while Redis was away"})
+        if suppressed:
+            counts += 1
+            audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
+                           "action": "audit_rate_limited", "target": "", "outcome": "suppressed",
+                           "request": f"{suppressed} refused calls over the audit rate not audited one by one"})
         answered = False
         try:
-            if dropped:
-                audits.append({"ts_ms": str(time.time_ns() // 1_000_000), "actor": "riskgate",
-                               "action": "audit_backlog_overflow", "target": "", "outcome": "dropped",
-                               "request": f"{dropped} audit entries dropped while Redis was away"})
             snapshots: list[tuple[str, bytes]] = []
             for account_id in accounts:
                 account = book.accounts.get(account_id)
@@ -470,17 +499,16 @@ class RedisStore:
                     calls += 1
                 for entry in audits:
                     pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
-                if change is not None and change.kind == RELEASE:
+                if change is not None:
+                    script = self._release if change.kind == RELEASE else self._put
+                    record_hash = self.keys.orders if change.kind == RELEASE else self.keys.hash_for(change.kind)
+                    payload = encode(change.record) if change.record is not None else b""
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
-                    await self._release(keys=[self.keys.orders, self.keys.audit],
-                                        args=[change.field, self._redis_deadline(change.deadline_ms),
-                                              self.audit_maxlen, *_pairs(audit)], client=pipe)
-                elif change is not None:
-                    audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(change.kind), self.keys.audit],
-                                    args=[floor, change.field, encode(change.record), self.keys.changes,
-                                          change.kind, "", self._redis_deadline(change.deadline_ms),
-                                          self.audit_maxlen, *_pairs(audit)], client=pipe)
+                    await script(keys=[self.keys.seq, record_hash, self.keys.audit,
+                                       self.keys.outcome(change.change_id)],
+                                 args=[floor, change.field, payload, self.keys.changes, change.kind, "",
+                                       self._redis_deadline(change.deadline_ms), self.audit_maxlen,
+                                       OUTCOME_EXPIRY_MS, *_pairs(audit)], client=pipe)
                 round_trip = bool(calls or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
@@ -499,21 +527,26 @@ class RedisStore:
             if not answered:
                 book.dirty_accounts |= accounts
                 book.dirty_orders |= orders
-                restored = audits[:len(audits) - (1 if dropped else 0)]
+                restored = audits[:len(audits) - counts]
                 self._audit_backlog.extendleft(reversed(restored))
                 self._audit_backlog_bytes += sum(_entry_size(entry) for entry in restored)
                 self.audit_dropped += dropped
+                self.audit_suppressed += suppressed
                 if self._waiters_released:
                     for barrier in barriers:
                         _settle(barrier, None)
                 else:
                     self._barriers[:0] = barriers
                 if change is not None:
-                    # The MULTI may or may not have run: Redis refuses it past its deadline,
-                    # and if it ran before, its own "ok" entry (with the version) says so.
-                    self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; not applied unless "
-                                        "an 'ok' entry with a version follows"})
-                    _settle(change.future, StoreUnavailable(f"Redis did not confirm the change: {exc!r}"))
+                    # The MULTI may or may not have run. Once its deadline has passed Redis will
+                    # never run it, and its outcome key says whether it did: resolved then.
+                    self._unresolved.append(change)
+                    self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; riskgate resolves "
+                                        "it once Redis answers and the deadline has passed"})
+                    _settle(change.future, StoreUnconfirmed(
+                        f"Redis did not confirm the change ({exc!r}): riskgate finds out once Redis answers and "
+                        "audits 'resolved: applied' or 'resolved: not applied'; read the state back before "
+                        "retrying"))
             if not isinstance(exc, (RedisError, OSError)):
                 raise
             log.warning("write to Redis failed (%s); will retry", exc)
@@ -549,23 +582,50 @@ class RedisStore:
             self.enqueue_audit({**change.audit, "outcome": "expired: Redis refused it past its deadline"})
             _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
             return
-        if change.kind == RELEASE:
-            try:
-                _settle(change.future, change.apply(None))
-            except Exception as exc:  # e.g. the order closed while the release was on its way
-                _settle(change.future, exc)
-            return
-        stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
         try:
-            # False is fine here: the subscriber may have applied the published copy first,
-            # or the record concerns accounts another shard owns.
-            change.apply(stored)
-        except Exception as exc:  # the writer task must outlive one bad change
-            log.exception("applying %s %r failed", change.kind, change.field)
+            _settle(change.future, self._apply_change(change, version)[0])
+        except Exception as exc:  # e.g. the order released closed while the release was on its way
+            if change.kind != RELEASE:
+                log.exception("applying %s %r failed", change.kind, change.field)
             _settle(change.future, exc)
-            return
+
+    def _apply_change(self, change: _AdminChange, version: int) -> tuple[Any, bool]:
+        """Applies a change Redis took (under `version`) to the book; returns what its caller
+        is answered, and whether the book took it (False: it already held something newer)."""
         self._max_version = max(self._max_version, version)
-        _settle(change.future, stored)
+        if change.kind == RELEASE:
+            return change.apply(None), True
+        stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
+        # False is fine for a live answer: the subscriber may have applied the published copy
+        # first, or the record concerns accounts another shard owns.
+        return stored, bool(change.apply(stored))
+
+    async def _resolve_unconfirmed(self) -> None:
+        """Finds out what became of changes whose answer was lost, once Redis can no longer
+        run them (their deadline has passed), applies those it did, and audits either way."""
+        now_ms = time.time_ns() // 1_000_000
+        for change in [c for c in self._unresolved
+                       if now_ms > c.deadline_ms + self._clock_uncertainty_ms + RESOLVE_MARGIN_MS]:
+            outcome = await self.client.get(self.keys.outcome(change.change_id))
+            self._unresolved.remove(change)
+            if outcome is None:
+                self.enqueue_audit({**change.audit, "outcome": "resolved: not applied"})
+                continue
+            version = int(outcome)
+            taken = False
+            try:
+                _, taken = self._apply_change(change, version)
+            except Exception as exc:  # e.g. a released order that closed meanwhile
+                log.error("applying %s %r resolved as applied failed: %r", change.kind, change.field, exc)
+            if taken or change.kind != "account":
+                # Not taken for another kind: a newer change of the same record already holds.
+                self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version})"})
+            else:
+                # This process wrote the account's later state (fills) over it meanwhile.
+                self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version}) but "
+                                    "superseded by this process's later state of the account: send it again"})
+            log.warning("admin change %s %r whose answer was lost was applied by Redis (version %d): "
+                        "applied here too", change.kind, change.field[:100], version)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -582,13 +642,16 @@ class RedisStore:
                 try:
                     record = decode_stored(kind, data)
                     if kind == "account" and not first and book.owns(record.account_id):
+                        # Memory is the newer truth for the accounts this process owns (it is
+                        # their only writer, fills included; its own admin changes whose answer
+                        # was lost are resolved from their outcome keys).
                         stored_versions[record.account_id] = record.version
                         continue
                     self._apply(kind, record)
                 except Exception as exc:  # one bad record must not stop the load
                     log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
         rows = await self.client.hgetall(self.keys.orders)
-        in_redis: set[tuple[str, str]] = set()
+        in_redis: dict[tuple[str, str], bytes] = {}
         for field, data in rows.items():
             try:
                 spec = _reservation_decoder.decode(data)
@@ -598,7 +661,7 @@ class RedisStore:
                 if problem is not None:
                     log.error("ignoring inconsistent reservation %r in Redis: %s", field[:100], problem)
                     continue
-                in_redis.add((spec.account_id, spec.order_id))
+                in_redis[(spec.account_id, spec.order_id)] = data
                 if first:
                     account = ensure_account(book, spec.account_id)
                     if spec.order_id not in account.orders:
@@ -623,8 +686,10 @@ class RedisStore:
                     continue
                 if stored_versions.get(account.account_id, 0) < account.snapshot_version:
                     book.mark_account_dirty(account.account_id)
-                for order_id in account.orders:
-                    if (account.account_id, order_id) not in in_redis:
+                for order_id, reservation in account.orders.items():
+                    # Missing, or as it was before fills Redis lost: written again.
+                    stored = in_redis.get((account.account_id, order_id))
+                    if stored != _reservation_encoder.encode(reservation.to_spec(account.account_id)):
                         book.mark_order_dirty(account.account_id, order_id)
         await self._repair_version_counter()
 
@@ -756,6 +821,8 @@ class RedisStore:
             try:
                 async with asyncio.timeout(budget):
                     await self._prove_link()
+                    if self._unresolved:
+                        await self._resolve_unconfirmed()
             except (RedisError, OSError) as exc:
                 book.unavailable_cause = f"Redis unreachable or refusing writes ({type(exc).__name__})"
             now = time.monotonic()
