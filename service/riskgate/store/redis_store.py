@@ -825,6 +825,12 @@ class RedisStore:
                         await self._resolve_unconfirmed()
             except (RedisError, OSError) as exc:
                 book.unavailable_cause = f"Redis unreachable or refusing writes ({type(exc).__name__})"
+            except Exception as exc:
+                # Not the link itself (e.g. redis-py reconnecting the change feed's connection
+                # while the subscriber closes it): this round proves nothing, and the task
+                # must live on, or nothing would ever prove the link again.
+                log.warning("health round failed: %r", exc)
+                book.unavailable_cause = f"health round failed ({type(exc).__name__})"
             now = time.monotonic()
             fresh = now <= book.fresh_until
             if not fresh and self._serving_reported is not False:
