@@ -251,17 +251,19 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         now_ms = time.time_ns() // 1_000_000
         horizon = now_ms - request.min_age_ms
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        oldest: list[tuple[int, str, str]] = []
+        oldest: list[tuple[int, int, str, str]] = []
         total = 0
         for start in range(0, len(accounts), LIST_SCAN_CHUNK):
-            found = [(r.created_ms, a.account_id, r.order_id) for a in accounts[start:start + LIST_SCAN_CHUNK]
-                     for r in a.orders.values() if r.created_ms <= horizon]
+            # Ties of the same millisecond keep the book's order (reservations in order made).
+            found = [(r.created_ms, total + n, a.account_id, r.order_id) for n, (a, r) in enumerate(
+                (a, r) for a in accounts[start:start + LIST_SCAN_CHUNK] for r in a.orders.values()
+                if r.created_ms <= horizon)]
             total += len(found)
             oldest = heapq.nsmallest(limit, [*oldest, *found])
             # A scan of a large book must not hold up order checks: let them in between chunks.
             await asyncio.sleep(0)
         listed = []
-        for _, account_id, order_id in oldest:
+        for _, _, account_id, order_id in oldest:
             reservation = self.book.accounts[account_id].orders.get(order_id) if account_id in self.book.accounts \
                 else None
             if reservation is not None:  # not closed while the scan yielded
