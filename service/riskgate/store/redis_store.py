@@ -788,6 +788,11 @@ class RedisStore:
         write, so a Redis that answers but refuses writes proves nothing."""
         sent = time.monotonic()
         pubsub = self._pubsub
+        connection = pubsub.connection if pubsub is not None else None
+        if pubsub is not None and not (pubsub.subscribed and connection is not None and connection.is_connected):
+            # Going down: redis-py would reconnect it (or check its health) by reading from
+            # the connection the subscriber task reads, which two tasks must never do.
+            pubsub = None
         if pubsub is not None:
             self._pubsub_pings.append(sent)
             await pubsub.ping()
