@@ -1,6 +1,5 @@
 """RiskAdmin: authentication, authorisation, audit, validation, acknowledgement after Redis."""
 
-import asyncio
 import json
 
 import pytest
@@ -10,29 +9,15 @@ from grpc.aio import AioRpcError
 
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
+from tests.audit_trail import audit_of
 from tests.support import OPERATOR_TOKEN, VIEWER_TOKEN, Client, codes, symbol_spec
-
-
-async def _audit(redis_server, action: str, count: int = 1) -> list[dict[str, str]]:
-    """The audit stream once it holds `count` entries of `action` (reads and refusals are
-    written behind, with the next batch)."""
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        for _ in range(500):
-            entries = [fields for _, fields in await client.xrange(Keys("rg").audit)]
-            if sum(1 for e in entries if e["action"] == action) >= count:
-                return entries
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no {count} audit entries of {action} in {entries}")
-    finally:
-        await client.aclose()
 
 
 async def test_admin_call_when_token_missing_then_unauthenticated_and_audited(client: Client, redis_server) -> None:
     with pytest.raises(AioRpcError) as error:
         await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"))
     assert error.value.code() == StatusCode.UNAUTHENTICATED
-    entries = await _audit(redis_server, "SetCircuitBreaker")
+    entries = await audit_of(redis_server.url, "SetCircuitBreaker")
     assert entries[-1]["actor"] == "anonymous"
     assert entries[-1]["action"] == "SetCircuitBreaker"
     assert entries[-1]["outcome"].startswith("denied")
@@ -53,7 +38,7 @@ async def test_breaker_change_when_viewer_calls_then_permission_denied_nothing_c
     breakers = await client.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(),
                                                       metadata=client.auth(VIEWER_TOKEN))
     assert [b.state for b in breakers.breakers] == [admin.BREAKER_NORMAL]
-    assert (await _audit(redis_server, "SetCircuitBreaker"))[-1]["actor"] == "test-viewer"
+    assert (await audit_of(redis_server.url, "SetCircuitBreaker"))[-1]["actor"] == "test-viewer"
 
 
 async def test_upsert_symbol_when_operator_calls_then_permission_denied(client: Client) -> None:
@@ -70,7 +55,7 @@ async def test_breaker_change_when_operator_sets_it_then_audited_with_actor_and_
         metadata=client.auth(OPERATOR_TOKEN))
     assert (stored.set_by, stored.state) == ("test-operator", admin.BREAKER_REDUCE_ONLY)
     assert stored.version > 0 and stored.updated_ms > 0
-    entry = (await _audit(redis_server, "SetCircuitBreaker"))[-1]
+    entry = (await audit_of(redis_server.url, "SetCircuitBreaker"))[-1]
     assert (entry["actor"], entry["action"], entry["target"], entry["outcome"]) == (
         "test-operator", "SetCircuitBreaker", "BTCUSDT", "ok")
     assert json.loads(entry["request"])["reason"] == "volatility"
@@ -159,6 +144,6 @@ async def test_read_calls_when_made_then_audited_with_actor(client: Client, redi
     await client.risk("acct-1")
     with pytest.raises(AioRpcError):
         await client.risk("ghost")
-    entries = [e for e in await _audit(redis_server, "GetAccountRisk", 2) if e["action"] == "GetAccountRisk"]
+    entries = [e for e in await audit_of(redis_server.url, "GetAccountRisk", 2) if e["action"] == "GetAccountRisk"]
     assert [(e["actor"], e["target"], e["outcome"]) for e in entries] == [
         ("test-viewer", "acct-1", "ok"), ("test-viewer", "ghost", "not found")]

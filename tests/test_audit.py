@@ -8,29 +8,15 @@ import os
 import signal
 
 import pytest
-import redis.asyncio as aioredis
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
 from riskgate.api.admin import AUDIT_REQUEST_MAX, AUDIT_REQUEST_MAX_DENIED
 from riskgate.store.embedded import EmbeddedRedis
-from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
+from tests.audit_trail import audit_entries, audit_of
 from tests.conftest import Services
 from tests.support import VIEWER_TOKEN, Client
-
-
-async def _entries(url: str, action: str, count: int) -> list[dict[str, str]]:
-    redis = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        for _ in range(1000):
-            entries = [f for _, f in await redis.xrange(Keys("rg").audit) if f["action"] == action]
-            if len(entries) >= count:
-                return entries
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"only {len(entries)} of {count} {action} entries")
-    finally:
-        await redis.aclose()
 
 
 async def test_audit_when_unauthenticated_caller_sends_megabyte_fields_then_entries_stay_small(
@@ -40,7 +26,7 @@ async def test_audit_when_unauthenticated_caller_sends_megabyte_fields_then_entr
         with pytest.raises(AioRpcError) as error:
             await client.admin.SetCircuitBreaker(admin.CircuitBreaker(symbol=huge, reason=huge))
         assert error.value.code() == StatusCode.UNAUTHENTICATED
-    entries = await _entries(redis_server.url, "SetCircuitBreaker", 5)
+    entries = await audit_of(redis_server.url, "SetCircuitBreaker", 5)
     for entry in entries:
         assert sum(len(k) + len(v) for k, v in entry.items()) < AUDIT_REQUEST_MAX_DENIED + 1000
         assert entry["outcome"].startswith("denied")
@@ -52,7 +38,7 @@ async def test_audit_when_authenticated_request_is_large_then_kept_truncated_wit
     with pytest.raises(AioRpcError):
         await client.admin.SetAccountControls(admin.AccountControls(account_id="acct-1", max_gross_notional="9" * 9000),
                                               metadata=client.auth())
-    entry = (await _entries(redis_server.url, "SetAccountControls", 2))[-1]
+    entry = (await audit_of(redis_server.url, "SetAccountControls", 2))[-1]
     assert entry["outcome"].startswith("invalid")
     assert len(entry["request"]) == AUDIT_REQUEST_MAX
     assert int(entry["request_truncated_from"]) > AUDIT_REQUEST_MAX
@@ -80,15 +66,7 @@ async def test_audit_when_redis_hangs_then_reads_answer_and_refusals_are_written
                                                   metadata=client.auth(VIEWER_TOKEN), timeout=1.0)
         finally:
             os.kill(server.pid, signal.SIGCONT)
-        redis = aioredis.Redis.from_url(server.url, decode_responses=True)
-        try:
-            for _ in range(1000):
-                rows = [f for _, f in await redis.xrange(Keys("rg").audit) if f["actor"] == "test-viewer"]
-                if len(rows) >= 3:
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            await redis.aclose()
+        rows = await audit_entries(server.url, lambda e: e["actor"] == "test-viewer", lambda rows: len(rows) >= 3)
         assert [(r["action"], r["target"], r["outcome"].split(":")[0]) for r in rows] == [
             ("GetAccountRisk", "acct-1", "ok"), ("SetCircuitBreaker", "", "denied"),
             ("GetAccountRisk", "ghost", "not found")]
@@ -105,9 +83,9 @@ async def test_audit_when_a_token_without_the_role_floods_then_entries_are_small
             await client.admin.SetCircuitBreaker(admin.CircuitBreaker(symbol=huge, reason=huge),
                                                  metadata=client.auth(VIEWER_TOKEN))
         assert error.value.code() == StatusCode.PERMISSION_DENIED
-    entries = await _entries(redis_server.url, "SetCircuitBreaker", 1)
+    entries = await audit_of(redis_server.url, "SetCircuitBreaker", 1)
     await asyncio.sleep(0.2)  # let the last batch land
-    entries = await _entries(redis_server.url, "SetCircuitBreaker", len(entries))
+    entries = await audit_of(redis_server.url, "SetCircuitBreaker", len(entries))
     assert all(len(e["request"]) <= AUDIT_REQUEST_MAX_DENIED + 100 for e in entries)
     # A burst well above the denied-caller rate keeps only about one second's worth.
     assert len(entries) < 200
@@ -118,16 +96,13 @@ async def test_audit_when_refusals_exceed_the_rate_then_the_rest_are_counted_in_
     for _ in range(100):
         with pytest.raises(AioRpcError):
             await client.admin.SetCircuitBreaker(admin.CircuitBreaker(state=admin.BREAKER_HALTED, reason="x"))
-    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        for _ in range(500):
-            rows = [f for _, f in await redis.xrange(Keys("rg").audit)]
-            audited = sum(1 for f in rows if f["action"] == "SetCircuitBreaker")
-            counted = sum(int(f["request"].split()[0]) for f in rows if f["action"] == "audit_rate_limited")
-            if audited + counted == 100:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        await redis.aclose()
+    def audited(rows: list[dict[str, str]]) -> int:
+        return sum(1 for f in rows if f["action"] == "SetCircuitBreaker")
+
+    def counted(rows: list[dict[str, str]]) -> int:
+        return sum(int(f["request"].split()[0]) for f in rows if f["action"] == "audit_rate_limited")
+
+    rows = await audit_entries(redis_server.url, lambda e: True,
+                               lambda rows: audited(rows) + counted(rows) >= 100)
     # Every refusal is in the audit: one by one up to the rate, the rest as a count.
-    assert audited + counted == 100 and counted > 0
+    assert audited(rows) + counted(rows) == 100 and counted(rows) > 0

@@ -16,6 +16,7 @@ from grpc.aio import AioRpcError
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
+from tests.audit_trail import audit_entries
 from tests.conftest import Services
 from tests.lossy_proxy import LossyProxy
 
@@ -33,16 +34,9 @@ async def proxied(flushed_redis: EmbeddedRedis) -> AsyncIterator[tuple[LossyProx
 
 
 async def _audit_outcomes(url: str, action: str, until: str) -> list[str]:
-    redis = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        for _ in range(1000):
-            outcomes = [f["outcome"] for _, f in await redis.xrange(Keys("rg").audit) if f["action"] == action]
-            if any(o.startswith(until) for o in outcomes):
-                return outcomes
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"no {until!r} among {outcomes}")
-    finally:
-        await redis.aclose()
+    entries = await audit_entries(url, lambda e: e["action"] == action,
+                                  lambda entries: any(e["outcome"].startswith(until) for e in entries))
+    return [e["outcome"] for e in entries]
 
 
 def _script_call(sha: str) -> bytes:

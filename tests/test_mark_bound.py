@@ -3,29 +3,13 @@ applied unless the caller confirms the move, and either way the call is audited.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-import redis.asyncio as aioredis
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
-from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
+from tests.audit_trail import audit_of
 from tests.support import Client, codes, decision
-
-
-async def _mark_audit(url: str, count: int) -> list[dict[str, str]]:
-    redis = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        for _ in range(500):
-            entries = [f for _, f in await redis.xrange(Keys("rg").audit) if f["action"] == "SetMarkPrice"]
-            if len(entries) >= count:
-                return entries
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{len(entries)} SetMarkPrice entries, wanted {count}")
-    finally:
-        await redis.aclose()
 
 
 async def test_set_mark_when_move_beyond_bound_then_refused_and_short_cannot_fund_risk_with_it(
@@ -39,7 +23,7 @@ async def test_set_mark_when_move_beyond_bound_then_refused_and_short_cannot_fun
     assert (await btc.risk("short")).positions[0].mark_price == "50000"
     refused = await btc.check(account="short", quantity="2", price="50000", leverage=100, side="sell")
     assert codes(refused) == ["REASON_INSUFFICIENT_MARGIN"]
-    entries = await _mark_audit(redis_server.url, 2)  # the seed mark of the fixture, then this one
+    entries = await audit_of(redis_server.url, "SetMarkPrice", 2)  # the seed mark of the fixture, then this one
     assert entries[-1]["outcome"].startswith("refused: mark 0.5 moves 100.00% from 50000")
 
 
@@ -54,7 +38,7 @@ async def test_set_mark_when_large_move_is_confirmed_then_applied_and_audited_as
     stored = await btc.admin.SetMarkPrice(admin.MarkPrice(symbol="BTCUSDT", price="30000", confirmed_move=True),
                                           metadata=btc.auth())
     assert stored.price == "30000"
-    entry = (await _mark_audit(redis_server.url, 2))[-1]
+    entry = (await audit_of(redis_server.url, "SetMarkPrice", 2))[-1]
     assert entry["outcome"] == "ok" and '"confirmed_move": true' in entry["request"]
     assert decision(await btc.check(quantity="0.01", price="30000")) == "DECISION_ACCEPT"
 
