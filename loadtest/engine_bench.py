@@ -22,14 +22,14 @@ from decimal import Decimal
 
 from loadtest.latency import Percentiles, encode, histogram_of
 from loadtest.workload import PlannedOrder, Workload, WorkloadConfig
-from riskgate.book.apply import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
 from riskgate.engine.check import check_order
-from riskgate.engine.codes import Decision, ExecutionKind, Restriction
+from riskgate.engine.ledger import apply_execution, reserve
 from riskgate.engine.order import parse_order
-from riskgate.engine.reservations import apply_execution, reserve
+from riskgate.engine.records import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
 from riskgate.engine.result import Reason
+from riskgate.values.codes import Decision, ExecutionKind, Restriction
 
 NOMINAL_RATE = 5000.0
 BATCH = 20_000

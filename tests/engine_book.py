@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskgate.book.apply import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec, SymbolSpec, TierSpec
 from riskgate.book.state import Book
+from riskgate.engine.records import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
 from tests.support import BTC_TIERS
 
 D = Decimal

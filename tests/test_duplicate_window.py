@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.engine.check import check_order
-from riskgate.engine.codes import ExecutionKind, OrderType, ReasonCode, Side
+from riskgate.engine.ledger import apply_execution, reserve
 from riskgate.engine.order import Order
-from riskgate.engine.reservations import apply_execution, reserve
+from riskgate.values.codes import ExecutionKind, OrderType, ReasonCode, Side
 from tests.engine_book import make_book
 
 CHURN = 150_000  # more than the old silent cap of 100,000 closed ids per account

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from riskgate.book.specs import BreakerSpec
 from riskgate.engine.check import check_order
-from riskgate.engine.codes import BreakerState, Decision, ExecutionKind, OrderType, Side
+from riskgate.engine.ledger import apply_execution, reserve
 from riskgate.engine.order import Order
-from riskgate.engine.reservations import apply_execution, reserve
+from riskgate.values.codes import BreakerState, Decision, ExecutionKind, OrderType, Side
 from tests.engine_book import make_book
 
 LOT = Decimal("0.001")

@@ -2,13 +2,13 @@
 
 from decimal import Decimal
 
-from riskgate.book.apply import apply_account_snapshot
 from riskgate.book.specs import AccountSnapshot
 from riskgate.engine.check import check_order
-from riskgate.engine.codes import Decision, ExecutionKind, OrderType, Side
+from riskgate.engine.ledger import apply_execution, reserve
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import Order
-from riskgate.engine.reservations import apply_execution, reserve
+from riskgate.engine.records import apply_account_snapshot
+from riskgate.values.codes import Decision, ExecutionKind, OrderType, Side
 from tests.engine_book import make_book
 
 D = Decimal

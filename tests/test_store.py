@@ -5,12 +5,12 @@ import contextlib
 
 import redis.asyncio as aioredis
 
-from riskgate.book.apply import apply_breaker
 from riskgate.book.specs import BreakerSpec
 from riskgate.book.state import Book
-from riskgate.engine.codes import BreakerState
+from riskgate.engine.records import apply_breaker
 from riskgate.store.keys import Keys
 from riskgate.store.redis_store import RedisStore
+from riskgate.values.codes import BreakerState
 
 
 async def test_commit_when_caller_cancels_before_redis_answers_then_writer_keeps_working(flushed_redis) -> None:

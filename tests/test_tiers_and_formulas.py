@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from riskgate.engine.codes import Side
 from riskgate.engine.margin import liquidation_price, order_cost
-from riskgate.engine.money import fmt
-from riskgate.engine.tiers import TierTable
+from riskgate.values.codes import Side
+from riskgate.values.money import fmt
+from riskgate.values.tiers import TierTable
 from tests.support import BTC_TIERS
 
 D = Decimal

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 
 from riskgate.book.state import Book
-from riskgate.engine.codes import Decision, ReasonCode
+from riskgate.values.codes import Decision, ReasonCode
 
 
 class DecisionCounters:

@@ -22,13 +22,11 @@ from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
-from riskgate.book.apply import apply_account_snapshot, apply_breaker, apply_controls, apply_mark, apply_symbol
 from riskgate.book.ratelimit import TokenBucket
 from riskgate.book.specs import BreakerSpec, MarkSpec
 from riskgate.book.state import Account, Book, Reservation
-from riskgate.engine.codes import BreakerState
-from riskgate.engine.money import fmt
-from riskgate.engine.reservations import ExecutionError, release_reservation
+from riskgate.engine.ledger import ExecutionError, release_reservation
+from riskgate.engine.records import apply_account_snapshot, apply_breaker, apply_controls, apply_mark, apply_symbol
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import (
     SpecError,
@@ -41,6 +39,8 @@ from riskgate.store.keys import order_field
 from riskgate.store.redis_store import RELEASE, RedisStore, StoreExpired, StoreUnavailable, StoreUnconfirmed
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
+from riskgate.values.codes import BreakerState
+from riskgate.values.money import fmt
 
 log = logging.getLogger(__name__)
 Response = TypeVar("Response", bound=Message)

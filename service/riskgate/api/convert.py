@@ -14,13 +14,13 @@ from riskgate.book.specs import (
     SymbolSpec,
     TierSpec,
 )
-from riskgate.engine.codes import BreakerState, Restriction
-from riskgate.engine.money import DecimalFormatError, fmt, parse_non_negative, parse_signed
 from riskgate.engine.result import CheckResult, Reason
 from riskgate.engine.spec_rules import SpecError
-from riskgate.engine.tiers import TierTable
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import pretrade_pb2 as pb
+from riskgate.values.codes import BreakerState, Restriction
+from riskgate.values.money import DecimalFormatError, fmt, parse_non_negative, parse_signed
+from riskgate.values.tiers import TierTable
 
 
 def check_response(order_id: str, result: CheckResult) -> pb.CheckOrderResponse:

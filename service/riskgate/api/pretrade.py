@@ -19,11 +19,7 @@ from riskgate.api.echo import details, echo
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
-from riskgate.engine.codes import ExecutionKind
-from riskgate.engine.margin import value_account
-from riskgate.engine.money import ZERO, DecimalFormatError, fmt, parse_non_negative, round_down
-from riskgate.engine.order import parse_order
-from riskgate.engine.reservations import (
+from riskgate.engine.ledger import (
     ExecutionError,
     apply_execution,
     apply_unreserved_fill,
@@ -31,11 +27,15 @@ from riskgate.engine.reservations import (
     release_undelivered,
     reserve,
 )
+from riskgate.engine.margin import value_account
+from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
+from riskgate.values.codes import ExecutionKind
+from riskgate.values.money import ZERO, DecimalFormatError, fmt, parse_non_negative, round_down
 
 log = logging.getLogger(__name__)
 

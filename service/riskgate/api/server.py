@@ -23,12 +23,12 @@ from riskgate.api.pretrade import PreTradeRiskServicer
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
 from riskgate.config import AccountSeed, Config
-from riskgate.engine.codes import Restriction
 from riskgate.engine.spec_rules import validate_account, validate_controls, validate_symbol
 from riskgate.store.keys import Keys
 from riskgate.store.redis_store import DRAIN_TIMEOUT_S, RedisStore
 from riskgate.telemetry import DecisionCounters, setup_metrics
 from riskgate.v1 import admin_pb2, pretrade_pb2
+from riskgate.values.codes import Restriction
 
 SERVICE_NAMES = (
     pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,

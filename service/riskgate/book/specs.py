@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import msgspec
 
-from riskgate.engine.codes import BreakerState, Restriction
+from riskgate.values.codes import BreakerState, Restriction
 
 
 class TierSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -17,9 +17,9 @@ from riskgate.book.specs import (
     ReservationSpec,
     SymbolSpec,
 )
-from riskgate.engine.codes import BreakerState, Side
-from riskgate.engine.money import ONE, ZERO
-from riskgate.engine.tiers import TierTable
+from riskgate.values.codes import BreakerState, Side
+from riskgate.values.money import ONE, ZERO
+from riskgate.values.tiers import TierTable
 
 NORMAL_BREAKER = BreakerSpec(symbol="", state=BreakerState.NORMAL)
 DEFAULT_LEVERAGE_CEILING = 20

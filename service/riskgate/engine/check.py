@@ -9,11 +9,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
-from riskgate.engine.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
 from riskgate.engine.margin import liquidation_price, order_cost, value_account
-from riskgate.engine.money import ZERO, fmt, round_down
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult, Reason, reject
+from riskgate.values.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
+from riskgate.values.money import ZERO, fmt, round_down
 
 _NO_OPEN_ORDERS = OpenOrders()
 

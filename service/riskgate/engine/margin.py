@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from riskgate.book.state import Account, Book
-from riskgate.engine.codes import Side
-from riskgate.engine.money import ONE, ZERO, round_up
-from riskgate.engine.tiers import TierTable
+from riskgate.values.codes import Side
+from riskgate.values.money import ONE, ZERO, round_up
+from riskgate.values.tiers import TierTable
 
 
 class OrderCost:

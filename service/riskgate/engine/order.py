@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskgate.engine.codes import OrderType, ReasonCode, Side
-from riskgate.engine.money import ZERO, DecimalFormatError, parse_non_negative
 from riskgate.engine.result import Reason
 from riskgate.engine.spec_rules import ID_MAX_LEN, MAX_LEVERAGE, SYMBOL_MAX_LEN
+from riskgate.values.codes import OrderType, ReasonCode, Side
+from riskgate.values.money import ZERO, DecimalFormatError, parse_non_negative
 
 
 class Order:

@@ -3,7 +3,7 @@ README's reasons table; a test keeps the README in step with it."""
 
 from __future__ import annotations
 
-from riskgate.engine.codes import ReasonCode as R
+from riskgate.values.codes import ReasonCode as R
 
 # code -> (check, when it fires)
 REASON_DOCS: dict[R, tuple[str, str]] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from riskgate.engine.codes import Decision, ReasonCode
-from riskgate.engine.money import ZERO
+from riskgate.values.codes import Decision, ReasonCode
+from riskgate.values.money import ZERO
 
 
 class Reason:

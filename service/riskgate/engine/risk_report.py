@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from riskgate.book.state import Account, Book
 from riskgate.engine.margin import liquidation_price, value_account
-from riskgate.engine.money import round_down, round_up
+from riskgate.values.money import round_down, round_up
 
 
 class PositionRisk:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, SymbolSpec
-from riskgate.engine.money import ONE, ZERO
-from riskgate.engine.tiers import TierTable
+from riskgate.values.money import ONE, ZERO
+from riskgate.values.tiers import TierTable
 
 MAX_LEVERAGE = 1000
 SYMBOL_MAX_LEN = 32

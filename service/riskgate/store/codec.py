@@ -12,15 +12,15 @@ from typing import Any
 
 import msgspec
 
-from riskgate.book.apply import (
+from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
+from riskgate.book.state import Book
+from riskgate.engine.records import (
     apply_account_snapshot,
     apply_breaker,
     apply_controls,
     apply_mark,
     apply_symbol,
 )
-from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
-from riskgate.book.state import Book
 
 
 class Stored(msgspec.Struct):

@@ -35,14 +35,14 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from riskgate.book.apply import ensure_account
 from riskgate.book.specs import ReservationSpec
 from riskgate.book.state import Book, Reservation
-from riskgate.engine.codes import Side
-from riskgate.engine.reservations import rebalance_reducing, restore
+from riskgate.engine.ledger import rebalance_reducing, restore
+from riskgate.engine.records import ensure_account
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.keys import Keys, order_field
+from riskgate.values.codes import Side
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import time
 
 from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
 from riskgate.book.state import Account, Book, Position, SymbolState
-from riskgate.engine.money import ZERO
-from riskgate.engine.reservations import adjust_open_interest, rebalance_reducing
+from riskgate.engine.ledger import adjust_open_interest, rebalance_reducing
 from riskgate.engine.spec_rules import validate_symbol
+from riskgate.values.money import ZERO
 
 
 def apply_symbol(book: Book, spec: SymbolSpec) -> bool:

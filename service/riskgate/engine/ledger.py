@@ -11,12 +11,12 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from riskgate.book.state import Account, Book, OpenOrders, Position, Reservation
-from riskgate.engine.codes import ExecutionKind, Side
 from riskgate.engine.margin import order_cost
-from riskgate.engine.money import ZERO, round_down
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult
 from riskgate.engine.spec_rules import MAX_LEVERAGE
+from riskgate.values.codes import ExecutionKind, Side
+from riskgate.values.money import ZERO, round_down
 
 # Average entry prices are not posted money; twelve decimals keep them exact in practice.
 ENTRY_QUANTUM = Decimal("1e-12")

@@ -11,7 +11,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from decimal import Decimal
 
-from riskgate.engine.money import ZERO
+from riskgate.values.money import ZERO
 
 
 class Tier:
