@@ -25,9 +25,9 @@ from loadtest.workload import PlannedOrder, Workload, WorkloadConfig
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
 from riskgate.engine.check import check_order
-from riskgate.engine.ledger import apply_execution, reserve
+from riskgate.engine.ledger import apply_account_record, apply_execution, reserve
 from riskgate.engine.order import parse_order
-from riskgate.engine.records import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
+from riskgate.engine.records import apply_controls, apply_mark, apply_symbol
 from riskgate.engine.result import Reason
 from riskgate.values.codes import Decision, ExecutionKind, Restriction
 
@@ -57,7 +57,7 @@ def build_book(workload: Workload, now_ms: int) -> Book:
         apply_symbol(book, market.spec)
         apply_mark(book, MarkSpec(symbol=market.symbol, price=market.mark, timestamp_ms=now_ms))
     for seed in workload.accounts:
-        apply_account_snapshot(book, AccountSnapshot(
+        apply_account_record(book, AccountSnapshot(
             account_id=seed.account_id, balance=seed.balance,
             positions=tuple(PositionSpec(symbol=p.symbol, quantity=p.quantity, entry_price=p.entry_price,
                                          leverage=p.leverage) for p in seed.positions)))

@@ -82,4 +82,13 @@ async def btc(client: Client) -> Client:
     return client
 
 
+@pytest.fixture
+async def compat_btc(services: Services) -> Client:
+    """As `btc`, on a service that still takes fills without an execution id."""
+    _, started = await services.start(require_execution_id=False)
+    await started.upsert_symbol(mark="50000")
+    await started.trader()
+    return started
+
+
 RequestBuilder = Callable[..., Any]

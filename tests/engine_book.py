@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec, SymbolSpec, TierSpec
 from riskgate.book.state import Book
-from riskgate.engine.records import apply_account_snapshot, apply_controls, apply_mark, apply_symbol
+from riskgate.engine.ledger import apply_account_record
+from riskgate.engine.records import apply_controls, apply_mark, apply_symbol
 from tests.support import BTC_TIERS
 
 D = Decimal
@@ -28,7 +29,7 @@ def make_book(balance: str = "100000", position: str = "0", mark: str = "50000",
     apply_symbol(book, btc_spec())
     apply_mark(book, MarkSpec(symbol="BTCUSDT", price=D(mark), timestamp_ms=0))
     positions = (PositionSpec(symbol="BTCUSDT", quantity=D(position), entry_price=D(mark), leverage=10),)
-    apply_account_snapshot(book, AccountSnapshot(account_id=account, balance=D(balance),
+    apply_account_record(book, AccountSnapshot(account_id=account, balance=D(balance),
                                                  positions=positions if D(position) else ()))
     apply_controls(book, ControlsSpec(account_id=account, kyc_level=5, qualified_investor=True))
     return book

@@ -127,9 +127,12 @@ class Client:
     async def check(self, **kwargs: object) -> pb.CheckOrderResponse:
         return await self.pretrade.CheckOrder(self.request(**kwargs))  # type: ignore[arg-type]
 
-    async def fill(self, account: str, order_id: str, quantity: str, price: str) -> pb.ExecutionAck:
+    async def fill(self, account: str, order_id: str, quantity: str, price: str, execution_id: str | None = None,
+                   sequence: int = 0, **fields: object) -> pb.ExecutionAck:
+        """A fill with a fresh execution id unless one is given (the same id again = a retry)."""
         return await self.pretrade.ReportExecution(pb.ExecutionReport(
-            order_id=order_id, account_id=account, kind=pb.EXECUTION_KIND_FILL, quantity=quantity, price=price))
+            order_id=order_id, account_id=account, kind=pb.EXECUTION_KIND_FILL, quantity=quantity, price=price,
+            execution_id=execution_id or f"exec-{next(self._ids)}", sequence=sequence, **fields))
 
     async def close_order(self, account: str, order_id: str, kind: int = pb.EXECUTION_KIND_CANCELED
                           ) -> pb.ExecutionAck:

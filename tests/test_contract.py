@@ -5,8 +5,8 @@ from enum import IntEnum
 import pytest
 
 from riskgate import protogen
-from riskgate.engine import codes
 from riskgate.v1 import admin_pb2, pretrade_pb2
+from riskgate.values import codes
 
 
 @pytest.mark.parametrize(

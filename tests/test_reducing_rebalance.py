@@ -7,7 +7,7 @@ from riskgate.engine.check import check_order
 from riskgate.engine.ledger import apply_execution, reserve
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import Order
-from riskgate.engine.records import apply_account_snapshot
+from riskgate.engine.records import apply_account_record
 from riskgate.values.codes import Decision, ExecutionKind, OrderType, Side
 from tests.engine_book import make_book
 
@@ -38,7 +38,7 @@ def test_fill_when_a_later_order_closes_the_position_first_then_the_earlier_redu
 def test_snapshot_when_clearing_cuts_the_position_then_open_reducing_orders_are_margined() -> None:
     book = make_book(balance="10000", position="1")
     _sell(book, "a")
-    apply_account_snapshot(book, AccountSnapshot(account_id="acct-1", balance=D(10000), version=99))
+    apply_account_record(book, AccountSnapshot(account_id="acct-1", balance=D(10000), version=99))
     reservation = book.accounts["acct-1"].orders["a"]
     assert (reservation.reducing_left, reservation.increasing_left, reservation.cost_left) == (0, 1, D(5000))
     assert book.accounts["acct-1"].reserved_cost == D(5000)
@@ -50,5 +50,5 @@ def test_rebalance_when_reducing_order_was_sent_with_an_unchecked_leverage_then_
     result = check_order(book, order, 0, 0.0)
     assert result.increasing == 0 and result.leverage == 10  # the position's, not the 125 sent
     reserve(book, order, result, 0)
-    apply_account_snapshot(book, AccountSnapshot(account_id="acct-1", balance=D(100000), version=99))
+    apply_account_record(book, AccountSnapshot(account_id="acct-1", balance=D(100000), version=99))
     assert book.accounts["acct-1"].orders["a"].cost_left == D(50000)  # 500,000 / 10, not / 125

@@ -88,29 +88,37 @@ async def test_check_orders_stream_when_orders_together_exceed_margin_then_only_
 
 async def test_fill_when_order_unknown_but_report_names_symbol_and_side_then_position_moves(btc: Client) -> None:
     # As after a crash lost the reservation: the order is live at the matching engine and fills.
-    ack = await btc.pretrade.ReportExecution(pb.ExecutionReport(
-        order_id="lost-in-crash", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="0.5",
-        price="50000", symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=10))
+    ack = await btc.fill("acct-1", "lost-in-crash", "0.5", "50000", symbol="BTCUSDT", side=pb.SIDE_BUY,
+                         leverage=10)
     assert (ack.remaining_quantity, ack.position_quantity) == ("0", "0.5")
     assert (await btc.risk("acct-1")).positions[0].quantity == "0.5"
 
 
 async def test_fill_when_retried_after_the_order_closed_then_not_counted_twice(btc: Client) -> None:
     await btc.check(quantity="1", price="50000", leverage=10, order_id="o-1")
-    await btc.fill("acct-1", "o-1", "1", "50000")
+    await btc.fill("acct-1", "o-1", "1", "50000", execution_id="t-1")
+    ack = await btc.fill("acct-1", "o-1", "1", "50000", execution_id="t-1", symbol="BTCUSDT", side=pb.SIDE_BUY,
+                         leverage=10)
+    assert ack.duplicate
+    assert (await btc.risk("acct-1")).positions[0].quantity == "1"
+
+
+async def test_fill_when_retried_after_the_order_closed_without_execution_id_then_refused(
+        compat_btc: Client) -> None:
+    await compat_btc.check(quantity="1", price="50000", leverage=10, order_id="o-1")
+    await compat_btc.pretrade.ReportExecution(pb.ExecutionReport(
+        order_id="o-1", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="1", price="50000"))
     with pytest.raises(AioRpcError) as error:
-        await btc.pretrade.ReportExecution(pb.ExecutionReport(
+        await compat_btc.pretrade.ReportExecution(pb.ExecutionReport(
             order_id="o-1", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="1", price="50000",
             symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=10))
     assert error.value.code() == StatusCode.NOT_FOUND
-    assert (await btc.risk("acct-1")).positions[0].quantity == "1"
+    assert (await compat_btc.risk("acct-1")).positions[0].quantity == "1"
 
 
 async def test_fill_when_unknown_order_names_an_impossible_leverage_then_invalid_argument(btc: Client) -> None:
     with pytest.raises(AioRpcError) as error:
-        await btc.pretrade.ReportExecution(pb.ExecutionReport(
-            order_id="x", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="1", price="50000",
-            symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=5000))
+        await btc.fill("acct-1", "x", "1", "50000", symbol="BTCUSDT", side=pb.SIDE_BUY, leverage=5000)
     assert error.value.code() == StatusCode.INVALID_ARGUMENT
 
 

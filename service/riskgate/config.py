@@ -29,6 +29,12 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     redis_stale_after_ms: int = 1000
     default_max_orders_per_second: int = 100
     duplicate_window_seconds: float = 300.0
+    # Execution ids applied are remembered this long (durably) so a retried report is never
+    # applied twice; longer while clearing's next snapshot may still need the fill.
+    execution_id_window_seconds: float = 3600.0
+    # Fills without an execution_id are refused (INVALID_ARGUMENT): without one a retried
+    # partial fill cannot be told from a new one. false = compatibility (demo CLI, old feeds).
+    require_execution_id: bool = True
     shard_index: int = 0
     shard_count: int = 1
     audit_stream_maxlen: int = 1_000_000

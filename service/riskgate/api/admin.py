@@ -25,8 +25,15 @@ from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.ratelimit import TokenBucket
 from riskgate.book.specs import BreakerSpec, MarkSpec
 from riskgate.book.state import Account, Book, Reservation
-from riskgate.engine.ledger import ExecutionError, release_reservation
-from riskgate.engine.records import apply_account_snapshot, apply_breaker, apply_controls, apply_mark, apply_symbol
+from riskgate.engine.ledger import (
+    ExecutionError,
+    SnapshotRefused,
+    apply_account_record,
+    check_snapshot,
+    clamp_snapshot,
+    release_reservation,
+)
+from riskgate.engine.records import apply_breaker, apply_controls, apply_mark, apply_symbol
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import (
     SpecError,
@@ -99,7 +106,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
                       build: Callable[[Principal], tuple[str, str, msgspec.Struct | None, Callable[[Any], Any]]],
-                      respond: Callable[[Any], Response]) -> Response:
+                      respond: Callable[[Any], Response],
+                      audit_note: Callable[[], str] | None = None) -> Response:
         principal = await self._guard(method, request, context)
         try:
             kind, field, record, apply = build(principal)
@@ -117,6 +125,9 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         deadline_ms = time.time_ns() // 1_000_000 + int((budget - margin) * 1000)
         audit = {"actor": principal.name, "action": method, "target": clip(field), "outcome": "ok",
                  **_request_fields(request, AUDIT_REQUEST_MAX)}
+        note = audit_note() if audit_note is not None else ""
+        if note:
+            audit["clamped"] = note[:1000]
         assert self.store is not None
         try:
             async with asyncio.timeout(budget):
@@ -148,6 +159,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def UpsertAccount(self, request: admin.AccountState, context: grpc.aio.ServicerContext
                             ) -> admin.AccountState:
+        clamped: list[str] = []
+
         def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
             snapshot = convert.account_snapshot(request)
             validate_account(snapshot, set(self.book.symbols))
@@ -155,9 +168,26 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                 # One writer per account: its owner, which also writes fills to it.
                 raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
                                f"account {snapshot.account_id!r} is owned by another shard; send it there")
-            return "account", snapshot.account_id, snapshot, lambda s: apply_account_snapshot(self.book, s)
+            account = self.book.accounts.get(snapshot.account_id)
+            if request.includes_all_fills and account is not None:
+                # "As of now": every fill applied so far is in it; later ones go on top.
+                snapshot = msgspec.structs.replace(snapshot, cutoff_sequence=max(
+                    [snapshot.cutoff_sequence, account.cutoff_sequence, *(f.sequence for f in account.journal)]))
+            try:
+                check_snapshot(account, snapshot)
+            except SnapshotRefused as exc:
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+            snapshot, notes = clamp_snapshot(self.book, account, snapshot)
+            clamped.extend(notes)
+            return "account", snapshot.account_id, snapshot, lambda s: apply_account_record(self.book, s)
 
-        return await self._change("UpsertAccount", request, context, build, convert.account_message)
+        def respond(stored: Any) -> admin.AccountState:
+            message = convert.account_message(stored)
+            message.clamped.extend(clamped)
+            return message
+
+        return await self._change("UpsertAccount", request, context, build, respond,
+                                  audit_note=lambda: "; ".join(clamped))
 
     async def SetMarkPrice(self, request: admin.MarkPrice, context: grpc.aio.ServicerContext) -> admin.MarkPrice:
         def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:

@@ -141,6 +141,8 @@ def account_snapshot(message: admin.AccountState) -> AccountSnapshot:
             )
             for i, p in enumerate(message.positions)
         ),
+        cutoff_sequence=message.cutoff_sequence,
+        cutoff_ms=message.cutoff_time_ms,
     )
 
 
@@ -154,6 +156,8 @@ def account_message(snapshot: AccountSnapshot) -> admin.AccountState:
             for p in snapshot.positions
         ],
         version=snapshot.version,
+        cutoff_sequence=snapshot.cutoff_sequence,
+        cutoff_time_ms=snapshot.cutoff_ms,
     )
 
 

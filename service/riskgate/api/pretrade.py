@@ -15,21 +15,26 @@ from collections.abc import AsyncIterator
 import grpc
 
 from riskgate.api.convert import check_response, invalid_response
-from riskgate.api.echo import details, echo
+from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
 from riskgate.engine.ledger import (
+    Applied,
     ExecutionError,
+    ExecutionRef,
     apply_execution,
     apply_unreserved_fill,
+    orders_to_cancel,
     release_not_sent,
     release_undelivered,
     reserve,
+    seen_execution,
 )
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
+from riskgate.engine.spec_rules import ID_MAX_LEN
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
@@ -41,8 +46,10 @@ log = logging.getLogger(__name__)
 
 
 class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
-    def __init__(self, book: Book, counters: DecisionCounters, lifecycle: Lifecycle) -> None:
+    def __init__(self, book: Book, counters: DecisionCounters, lifecycle: Lifecycle,
+                 require_execution_id: bool = True) -> None:
         self.book = book
+        self.require_execution_id = require_execution_id
         self.counters = counters
         self.lifecycle = lifecycle
         # Set once the store is started; executions are acknowledged after it has them.
@@ -111,6 +118,13 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         kind = ExecutionKind(request.kind)
         if kind == ExecutionKind.NOT_SENT:
             return await self._not_sent(request, context)
+        if request.execution_id and (len(request.execution_id) > ID_MAX_LEN or not request.execution_id.isprintable()):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"execution_id must be 1-{ID_MAX_LEN} printable characters")
+        if kind == ExecutionKind.FILL and not request.execution_id and self.require_execution_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "a fill needs its execution_id (the matching engine's trade id): without it a "
+                                "retried report cannot be told from a new fill")
         quantity = price = ZERO
         if kind == ExecutionKind.FILL:
             try:
@@ -120,35 +134,59 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(f"fill quantity and price: {exc}"))
             if not quantity or not price:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "fill quantity and price must be positive")
+        ref = ExecutionRef(request.execution_id, request.sequence) if request.execution_id or request.sequence \
+            else None
+        now_ms = time.time_ns() // 1_000_000
+        book = self.book
+        if seen_execution(book, request.account_id, request.order_id, ref):
+            # A retry of a report already applied: the same answer, nothing applied again.
+            ack = self._ack(request, request.symbol, None)
+            ack.duplicate = True
+            await self._durable(context)
+            return ack
         try:
-            reservation = apply_execution(self.book, request.account_id, request.order_id, kind, quantity, price,
-                                          time.monotonic())
-            symbol, remaining = reservation.symbol, reservation.remaining
+            applied = apply_execution(book, request.account_id, request.order_id, kind, quantity, price,
+                                      time.monotonic(), ref, now_ms)
         except ExecutionError as exc:
             if kind != ExecutionKind.FILL or not request.symbol:
                 await context.abort(grpc.StatusCode.NOT_FOUND, details(str(exc)))
             try:
-                apply_unreserved_fill(self.book, request.account_id, request.order_id, request.symbol,
-                                      request.side, request.leverage, quantity, price)
+                applied = apply_unreserved_fill(book, request.account_id, request.order_id, request.symbol,
+                                                request.side, request.leverage, quantity, price, ref, now_ms)
             except ExecutionError as unknown:
                 status = (grpc.StatusCode.INVALID_ARGUMENT if unknown.code == "INVALID_ARGUMENT"
                           else grpc.StatusCode.NOT_FOUND)
                 await context.abort(status, details(str(unknown)))
             log.warning("fill of %s/%s with no reservation applied to the position", echo(request.account_id),
                         echo(request.order_id))
-            symbol, remaining = request.symbol, ZERO
-        account = self.book.accounts[request.account_id]
+            if applied.clamped and self.store is not None:
+                self.store.enqueue_audit({"actor": "riskgate", "action": "clamp_leverage",
+                                          "target": clip(request.account_id),
+                                          "outcome": f"fill of unknown order {clip(request.order_id)}: "
+                                                     f"{applied.clamped}"})
+        # The state as this execution left it, before anything else can move it.
+        ack = self._ack(request, applied.symbol, applied)
+        await self._durable(context)
+        return ack
+
+    def _ack(self, request: pb.ExecutionReport, symbol: str, applied: Applied | None) -> pb.ExecutionAck:
+        account = self.book.accounts.get(request.account_id)
+        ack = pb.ExecutionAck(order_id=request.order_id)
+        if applied is not None:
+            ack.remaining_quantity = fmt(applied.remaining)
+            ack.included_in_snapshot = applied.included
+        else:
+            reservation = account.orders.get(request.order_id) if account is not None else None
+            ack.remaining_quantity = fmt(reservation.remaining if reservation is not None else ZERO)
+            symbol = reservation.symbol if reservation is not None else symbol
+        if account is None:
+            return ack
         position = account.positions.get(symbol)
         valuation = value_account(self.book, account)
-        # The state as this execution left it, before anything else can move it.
-        ack = pb.ExecutionAck(
-            order_id=request.order_id,
-            remaining_quantity=fmt(remaining),
-            position_quantity=fmt(position.quantity if position is not None else ZERO),
-            balance=fmt(account.balance),
-            available_margin=fmt(round_down(valuation.available)) if valuation.missing_mark is None else "",
-        )
-        await self._durable(context)
+        ack.position_quantity = fmt(position.quantity if position is not None else ZERO)
+        ack.balance = fmt(account.balance)
+        ack.available_margin = fmt(round_down(valuation.available)) if valuation.missing_mark is None else ""
+        ack.cancel_order_ids.extend(orders_to_cancel(account, symbol))
         return ack
 
     async def _not_sent(self, request: pb.ExecutionReport, context: grpc.aio.ServicerContext) -> pb.ExecutionAck:

@@ -66,7 +66,7 @@ class RiskgateService:
         if not 0 <= server.shard_index < server.shard_count:
             raise ValueError("shard_index must be in [0, shard_count)")
         self.book = Book(server.default_max_orders_per_second, server.duplicate_window_seconds,
-                         server.shard_index, server.shard_count)
+                         server.shard_index, server.shard_count, server.execution_id_window_seconds)
         self.counters = DecisionCounters()
         self.auth = Authenticator(config.admin_tokens)
         self.lifecycle = Lifecycle()
@@ -90,7 +90,8 @@ class RiskgateService:
             return self.port
         server_config = self.config.server
         max_rpcs = server_config.max_concurrent_rpcs or None
-        self.pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle)
+        self.pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle,
+                                             require_execution_id=server_config.require_execution_id)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
         self.health = health.aio.HealthServicer()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)

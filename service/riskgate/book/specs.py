@@ -54,12 +54,24 @@ class PositionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class AccountSnapshot(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Balance and positions as last reported by clearing or moved by fills."""
+    """Balance and positions as last reported by clearing, plus the fills applied since.
+
+    cutoff_sequence: clearing's cut-off (the last execution sequence its snapshot includes);
+    the positions also reflect this account's fills with ordinals up to applied_through (the
+    journal of executions, stored beside). A record from clearing reflects none of them
+    (applied_through 0): whatever fills came after its cut-off are applied on top of it.
+    """
 
     account_id: str
     balance: Decimal
     positions: tuple[PositionSpec, ...] = ()
     version: int = 0
+    cutoff_sequence: int = 0
+    cutoff_ms: int = 0
+    applied_through: int = 0
+    # Fills above the cut-off no longer remembered (journal over its cap): a snapshot cut
+    # below this cannot be merged and is refused.
+    journal_floor: int = 0
 
 
 class ControlsSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -107,3 +119,24 @@ class ReservationSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     created_ms: int
     # Whether any fill was reported: the order then certainly reached the matching engine.
     filled: bool = False
+    reduce_only: bool = False
+
+
+class ExecutionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One execution report riskgate applied, remembered for exactly-once (its id) and, for a
+    fill that moved the position, for re-applying it over a later clearing snapshot."""
+
+    account_id: str
+    order_id: str
+    execution_id: str
+    at_ms: int
+    sequence: int = 0
+    # The account's running count of applied executions: a stored account record reflects
+    # those up to its applied_through.
+    ordinal: int = 0
+    symbol: str = ""
+    # Signed quantity the fill moved the position by; None when it moved nothing (a closing
+    # report, or a fill clearing's snapshot already included).
+    quantity: Decimal | None = None
+    price: Decimal = Decimal(0)
+    leverage: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from riskgate.book.specs import (
     AccountSnapshot,
     BreakerSpec,
     ControlsSpec,
+    ExecutionSpec,
     MarkSpec,
     PositionSpec,
     ReservationSpec,
@@ -83,6 +85,7 @@ class Reservation:
         "order_id",
         "persisted",
         "price",
+        "reduce_only",
         "reducing_left",
         "remaining",
         "side",
@@ -100,6 +103,7 @@ class Reservation:
         increasing: Decimal,
         cost: Decimal,
         created_ms: int,
+        reduce_only: bool = False,
     ) -> None:
         self.order_id = order_id
         self.symbol = symbol
@@ -112,6 +116,9 @@ class Reservation:
         self.cost_left = cost
         self.created_ms = created_ms
         self.filled = False
+        # A reduce-only order never adds risk (the matching engine enforces it): it reserves
+        # nothing, ever, and does not bind the symbol's leverage.
+        self.reduce_only = reduce_only
         # Whether Redis may hold it: one opened and closed between two write-behind batches
         # never needs to be written at all.
         self.persisted = False
@@ -130,6 +137,7 @@ class Reservation:
             cost_left=self.cost_left,
             created_ms=self.created_ms,
             filled=self.filled,
+            reduce_only=self.reduce_only,
         )
 
     @classmethod
@@ -144,6 +152,7 @@ class Reservation:
             spec.increasing_left,
             spec.cost_left,
             spec.created_ms,
+            spec.reduce_only,
         )
         reservation.remaining = spec.remaining
         reservation.filled = spec.filled
@@ -151,17 +160,40 @@ class Reservation:
         return reservation
 
 
-class OpenOrders:
-    """Per account and symbol: quantity of open orders on each side, and the leverage shared
-    by the open orders that add risk (one leverage per account and symbol)."""
+    @property
+    def held(self) -> Decimal:
+        """What the order can still move the position by, as far as riskgate knows: a
+        reduce-only order counts only what it can still reduce."""
+        return self.reducing_left + self.increasing_left
 
-    __slots__ = ("buy", "increasing_orders", "leverage", "sell")
+
+class OpenOrders:
+    """Per account and symbol: quantity of open orders on each side, and the one leverage of
+    the account and symbol while orders that may add risk (not reduce-only) are open."""
+
+    __slots__ = ("binding_orders", "buy", "leverage", "sell")
 
     def __init__(self) -> None:
         self.buy = ZERO
         self.sell = ZERO
-        self.increasing_orders = 0
+        self.binding_orders = 0
         self.leverage = 0
+
+
+class Fill:
+    """A fill that moved a position after clearing's cut-off: re-applied over the next
+    snapshot unless that snapshot includes it (sequence <= its cut-off)."""
+
+    __slots__ = ("leverage", "ordinal", "price", "quantity", "sequence", "symbol")
+
+    def __init__(self, sequence: int, ordinal: int, symbol: str, quantity: Decimal, price: Decimal,
+                 leverage: int) -> None:
+        self.sequence = sequence
+        self.ordinal = ordinal
+        self.symbol = symbol
+        self.quantity = quantity
+        self.price = price
+        self.leverage = leverage
 
 
 class Account:
@@ -170,8 +202,13 @@ class Account:
         "balance",
         "bucket",
         "controls",
+        "cutoff_ms",
+        "cutoff_sequence",
+        "journal",
+        "journal_floor",
         "open_by_symbol",
         "orders",
+        "ordinal",
         "positions",
         "recent_order_ids",
         "reserved_cost",
@@ -191,6 +228,14 @@ class Account:
         # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
         # closed_queue frees entries once they are older than the window.
         self.recent_order_ids: dict[str, float] = {}
+        # Clearing's cut-off of the balance and positions, and the fills since (sequence order
+        # of application), which a later snapshot re-applies unless it includes them.
+        self.cutoff_sequence = 0
+        self.cutoff_ms = 0
+        self.journal: list[Fill] = []
+        self.journal_floor = 0
+        # Executions applied to this account so far (each gets the next number).
+        self.ordinal = 0
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(
@@ -201,6 +246,10 @@ class Account:
                 for s, p in sorted(self.positions.items())
             ),
             version=self.snapshot_version,
+            cutoff_sequence=self.cutoff_sequence,
+            cutoff_ms=self.cutoff_ms,
+            applied_through=self.ordinal,
+            journal_floor=self.journal_floor,
         )
 
 
@@ -217,6 +266,7 @@ class Book:
         duplicate_window_s: float,
         shard_index: int = 0,
         shard_count: int = 1,
+        execution_window_s: float = 3600.0,
     ) -> None:
         self.symbols: dict[str, SymbolState] = {}
         self.accounts: dict[str, Account] = {}
@@ -238,6 +288,14 @@ class Book:
         # Accounts and orders whose Redis copy is behind memory; the store drains them.
         self.dirty_accounts: set[str] = set()
         self.dirty_orders: set[tuple[str, str]] = set()
+        # Exactly-once: every execution id applied (account, order, id) -> when (wall ms), kept
+        # for the window and longer while its fill is in an account's journal.
+        self.execution_window_ms = int(execution_window_s * 1000)
+        self.executions: dict[str, int] = {}
+        self.execution_queue: deque[tuple[int, str, str, int]] = deque()
+        # Written with the next batch (in the same MULTI as the state they moved), or deleted.
+        self.dirty_executions: dict[str, ExecutionSpec] = {}
+        self.expired_executions: set[str] = set()
         self.on_dirty: Callable[[], None] = _nothing
 
     def unavailable_message(self, now_mono: float) -> str:
@@ -280,3 +338,12 @@ class Book:
     def breakers(self) -> list[BreakerSpec]:
         symbol_breakers = [s.breaker for s in self.symbols.values() if s.breaker.state != BreakerState.NORMAL]
         return [self.platform_breaker, *sorted(symbol_breakers, key=lambda b: b.symbol)]
+
+
+def ensure_account(book: Book, account_id: str) -> Account:
+    account = book.accounts.get(account_id)
+    if account is None:
+        controls = ControlsSpec(account_id=account_id)
+        account = Account(account_id, controls, book.default_orders_per_second, time.monotonic())
+        book.accounts[account_id] = account
+    return account

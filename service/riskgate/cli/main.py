@@ -166,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     execution.add_argument("--order-id", required=True)
     execution.add_argument("--quantity", default="")
     execution.add_argument("--price", default="")
+    execution.add_argument("--execution-id", default="",
+                           help="the matching engine's id of this execution; a fresh one when not given "
+                                "(send the same id again to retry a report safely)")
+    execution.add_argument("--sequence", type=int, default=0,
+                           help="the matching engine's sequence of this execution (for snapshot cut-offs)")
     execution.set_defaults(handler=_execution)
 
     breaker = client("breaker", "set a circuit breaker (symbol '' = the platform) or list them")
@@ -449,7 +454,9 @@ def _execution(args: argparse.Namespace) -> int:
              "expired": pb.EXECUTION_KIND_EXPIRED, "rejected": pb.EXECUTION_KIND_REJECTED,
              "not-sent": pb.EXECUTION_KIND_NOT_SENT}
     request = pb.ExecutionReport(order_id=args.order_id, account_id=args.account, kind=kinds[args.kind],
-                                 quantity=args.quantity, price=args.price)
+                                 quantity=args.quantity, price=args.price,
+                                 execution_id=args.execution_id or f"cli-{uuid.uuid4().hex}",
+                                 sequence=args.sequence)
     with _channel(args) as channel:
         return _call(lambda: pb_grpc.PreTradeRiskStub(channel).ReportExecution(request, timeout=5))
 

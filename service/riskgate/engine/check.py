@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
+from riskgate.engine.ledger import symbol_leverage
 from riskgate.engine.margin import liquidation_price, order_cost, value_account
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult, Reason, reject
@@ -85,16 +86,10 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
         increasing = ZERO
 
     # 5. eligibility of the risk-increasing part
-    # One leverage per account and symbol. It binds the risk-increasing part when that part adds
-    # to the held position, or lands beside open orders that add risk; a flip opens afresh.
-    orders_leverage = open_orders.leverage if open_orders.increasing_orders else 0
-    if held:
-        position_leverage = position.leverage  # type: ignore[union-attr]
-        binding_leverage = position_leverage if (held > 0) == buying else orders_leverage
-    else:
-        position_leverage = 0
-        binding_leverage = orders_leverage
-    leverage = order.leverage or binding_leverage or position_leverage or orders_leverage or symbol.default_leverage
+    # One leverage per account and symbol (both sides): the position's, or with none that of
+    # the open orders that may add risk; free to choose only when neither exists.
+    bound = symbol_leverage(account, order.symbol)
+    leverage = order.leverage or bound or symbol.default_leverage
     failure: Reason | None = None
     if increasing:
         failure = _eligibility(symbol, account, leverage)
@@ -151,10 +146,11 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     if increasing and failure is None:
         # 7. leverage
         account_cap = controls.max_leverage
-        if binding_leverage and leverage != binding_leverage:
+        if bound and leverage != bound:
             failure = Reason(ReasonCode.LEVERAGE_MISMATCH,
-                             "the symbol's position or open orders use another leverage: send 0 or that leverage",
-                             str(binding_leverage), str(leverage))
+                             "the account's position or open orders on the symbol use another leverage: send 0 "
+                             "or that one (it can change once the symbol has no position and no open orders)",
+                             str(bound), str(leverage))
         elif tier is None:
             failure = Reason(ReasonCode.POSITION_ABOVE_MAX_TIER, "position with open orders beyond the last tier",
                              fmt(symbol.tiers.max_notional), fmt(exposure_notional))
@@ -202,8 +198,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     result.reducing = min(allowed, reducing)
     result.increasing = allowed - result.reducing
     # An order that adds nothing was never leverage-checked: it keeps the symbol's current one.
-    result.leverage = leverage if result.increasing else (
-        binding_leverage or position_leverage or orders_leverage or symbol.default_leverage)
+    result.leverage = leverage if result.increasing else (bound or symbol.default_leverage)
     if result.increasing and cost is not None:
         # Only what is reserved; a margin reject carries the cost it refused in its reason.
         result.initial_margin = cost.initial_margin

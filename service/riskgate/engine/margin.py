@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from riskgate.book.state import Account, Book
+from riskgate.book.state import Account, Book, SymbolState
 from riskgate.values.codes import Side
 from riskgate.values.money import ONE, ZERO, round_up
 from riskgate.values.tiers import TierTable
@@ -42,6 +42,17 @@ def order_cost(side: Side, quantity: Decimal, price: Decimal, mark: Decimal, lev
     return OrderCost(initial_margin, open_loss, fee_to_open, fee_to_close)
 
 
+def margin_leverage(symbol: SymbolState, leverage: int, notional: Decimal, account_cap: int = 0) -> int:
+    """The leverage margin is computed at: the position's or order's own, never above the max
+    of the tier its notional falls in (the last tier beyond the last cap) nor the account's
+    cap. Every initial margin riskgate computes goes through this bound."""
+    tier = symbol.tiers.for_notional(notional) or symbol.tiers.tiers[-1]
+    bounded = min(leverage, tier.max_leverage)
+    if account_cap:
+        bounded = min(bounded, account_cap)
+    return max(bounded, 1)
+
+
 class Valuation:
     """Cross-margin figures of one account at current marks. `other_*` leave out the focus
     symbol's position: the liquidation estimate of that symbol needs exactly those."""
@@ -69,6 +80,7 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
     valuation = Valuation()
     symbols = book.symbols
     upnl_total = initial_margin = other_mm = other_upnl = ZERO
+    cap = account.controls.max_leverage
     for symbol, position in account.positions.items():
         quantity = position.quantity
         if not quantity:
@@ -85,7 +97,7 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
         notional = (quantity if quantity > 0 else -quantity) * mark
         upnl_total += upnl
         # Summed exactly; the published available margin is rounded down once, at the end.
-        initial_margin += notional / position.leverage
+        initial_margin += notional / margin_leverage(state, position.leverage, notional, cap)
         if symbol != focus_symbol:
             other_mm += state.tiers.maintenance_margin(notional)
             other_upnl += upnl

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.state import Account, Book
-from riskgate.engine.margin import liquidation_price, value_account
+from riskgate.engine.margin import liquidation_price, margin_leverage, value_account
 from riskgate.values.money import round_down, round_up
 
 
@@ -50,7 +50,8 @@ def account_risk(book: Book, account: Account) -> AccountRisk:
         row.mark_price = mark
         row.unrealized_pnl = position.quantity * (mark - position.entry_price)
         row.maintenance_margin = round_up(symbol.tiers.maintenance_margin(notional))
-        row.initial_margin = round_up(notional / position.leverage)
+        row.initial_margin = round_up(notional / margin_leverage(symbol, position.leverage, notional,
+                                                                     account.controls.max_leverage))
         row.liquidation_price = liquidation_price(
             symbol.tiers, position.quantity, position.entry_price, account.balance,
             total.other_mm - symbol.tiers.maintenance_margin(notional),

@@ -14,13 +14,8 @@ import msgspec
 
 from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
 from riskgate.book.state import Book
-from riskgate.engine.records import (
-    apply_account_snapshot,
-    apply_breaker,
-    apply_controls,
-    apply_mark,
-    apply_symbol,
-)
+from riskgate.engine.ledger import apply_account_record
+from riskgate.engine.records import apply_breaker, apply_controls, apply_mark, apply_symbol
 
 
 class Stored(msgspec.Struct):
@@ -47,7 +42,7 @@ APPLIERS: dict[str, Callable[[Book, Any], bool]] = {
     "mark": apply_mark,
     "breaker": apply_breaker,
     "controls": apply_controls,
-    "account": apply_account_snapshot,
+    "account": apply_account_record,
 }
 
 _encoder = msgspec.json.Encoder(decimal_format="string")

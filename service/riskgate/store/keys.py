@@ -14,6 +14,8 @@ class Keys:
         self.controls = f"{tag}:controls"
         self.accounts = f"{tag}:accounts"
         self.orders = f"{tag}:orders"
+        # Execution ids applied (exactly-once), with the fills that moved positions.
+        self.executions = f"{tag}:executions"
         self.audit = f"{tag}:audit"
         self.changes = f"{tag}:changes"
         # Written by every health round: proves Redis takes writes, and reads its clock.

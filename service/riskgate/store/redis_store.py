@@ -35,10 +35,9 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from riskgate.book.specs import ReservationSpec
-from riskgate.book.state import Book, Reservation
-from riskgate.engine.ledger import rebalance_reducing, restore
-from riskgate.engine.records import ensure_account
+from riskgate.book.specs import ExecutionSpec, ReservationSpec
+from riskgate.book.state import Book, Reservation, ensure_account
+from riskgate.engine.ledger import apply_account_record, expire_executions, journal_from, rebalance, restore
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.keys import Keys, order_field
@@ -141,6 +140,8 @@ FLUSH_CHUNK = 1000
 
 _reservation_encoder = msgspec.json.Encoder(decimal_format="string")
 _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
+_execution_encoder = msgspec.json.Encoder(decimal_format="string")
+_execution_decoder = msgspec.json.Decoder(ExecutionSpec)
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
 SEED_BATCH = 500
@@ -261,7 +262,8 @@ class RedisStore:
     def pending_writes(self) -> bool:
         """Whether anything acknowledged is not yet in Redis (the batch in flight included)."""
         book = self.book
-        return bool(book.dirty_accounts or book.dirty_orders or self._admin_queue or self._audit_backlog
+        return bool(book.dirty_accounts or book.dirty_orders or book.dirty_executions or book.expired_executions
+                    or self._admin_queue or self._audit_backlog
                     or self.audit_dropped or self.audit_suppressed or self._inflight_since is not None)
 
     async def close(self, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> list[str]:
@@ -445,8 +447,11 @@ class RedisStore:
 
     async def _flush_once(self) -> bool:
         book = self.book
+        expire_executions(book, time.time_ns() // 1_000_000)
         accounts, book.dirty_accounts = book.dirty_accounts, set()
         orders, book.dirty_orders = book.dirty_orders, set()
+        executions, book.dirty_executions = book.dirty_executions, {}
+        forgotten, book.expired_executions = book.expired_executions, set()
         audits = [self._audit_backlog.popleft() for _ in range(min(AUDIT_BATCH, len(self._audit_backlog)))]
         self._audit_backlog_bytes -= sum(_entry_size(entry) for entry in audits)
         dropped, self.audit_dropped = self.audit_dropped, 0
@@ -491,12 +496,21 @@ class RedisStore:
             # reservation whose fill (in the same batch) was lost, nor the reverse.
             async with self.client.pipeline(transaction=True) as pipe:
                 calls = 0
+                calls_plain = 0
                 for start in range(0, max(len(snapshots), len(upserts), len(deletes)), FLUSH_CHUNK):
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders],
                                       args=[floor, *_flush_args(snapshots[start:start + FLUSH_CHUNK],
                                                                 upserts[start:start + FLUSH_CHUNK],
                                                                 deletes[start:start + FLUSH_CHUNK])], client=pipe)
                     calls += 1
+                execution_rows = [(key, _execution_encoder.encode(spec)) for key, spec in executions.items()]
+                for start in range(0, len(execution_rows), FLUSH_CHUNK):
+                    pipe.hset(self.keys.executions, mapping=dict(execution_rows[start:start + FLUSH_CHUNK]))
+                    calls_plain += 1
+                forgotten_keys = list(forgotten)
+                for start in range(0, len(forgotten_keys), FLUSH_CHUNK):
+                    pipe.hdel(self.keys.executions, *forgotten_keys[start:start + FLUSH_CHUNK])
+                    calls_plain += 1
                 for entry in audits:
                     pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
@@ -509,7 +523,7 @@ class RedisStore:
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
                                        OUTCOME_EXPIRY_MS, *_pairs(audit)], client=pipe)
-                round_trip = bool(calls or audits or change is not None)
+                round_trip = bool(calls or calls_plain or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
                     self._inflight_since = sent
@@ -527,6 +541,8 @@ class RedisStore:
             if not answered:
                 book.dirty_accounts |= accounts
                 book.dirty_orders |= orders
+                book.dirty_executions = {**executions, **book.dirty_executions}
+                book.expired_executions |= forgotten - set(book.executions)
                 restored = audits[:len(audits) - counts]
                 self._audit_backlog.extendleft(reversed(restored))
                 self._audit_backlog_bytes += sum(_entry_size(entry) for entry in restored)
@@ -636,6 +652,7 @@ class RedisStore:
         Redis that lost its AOF tail, or a failover to a lagging replica)."""
         book = self.book
         stored_versions: dict[str, int] = {}
+        executions = await self._load_executions() if first else {}
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
             rows = await self.client.hgetall(self.keys.hash_for(kind))
             for field, data in rows.items():
@@ -646,6 +663,15 @@ class RedisStore:
                         # their only writer, fills included; its own admin changes whose answer
                         # was lost are resolved from their outcome keys).
                         stored_versions[record.account_id] = record.version
+                        continue
+                    if kind == "account" and first:
+                        # The fills after clearing's cut-off that the record does not reflect
+                        # yet (written in the same batch as it, or after a clearing snapshot)
+                        # are applied on top.
+                        specs = executions.get(record.account_id, [])
+                        if apply_account_record(book, record, journal_from(specs)):
+                            account = book.accounts[record.account_id]
+                            account.ordinal = max(account.ordinal, *(spec.ordinal for spec in specs))
                         continue
                     self._apply(kind, record)
                 except Exception as exc:  # one bad record must not stop the load
@@ -676,7 +702,7 @@ class RedisStore:
             for account in book.accounts.values():
                 for symbol in {r.symbol for r in account.orders.values()}:
                     try:
-                        rebalance_reducing(book, account, symbol)
+                        rebalance(book, account, symbol)
                     except Exception as exc:  # one account must not stop the load of all
                         log.error("could not rebalance %r on %s after the load: %r", account.account_id[:100],
                                   symbol, exc)
@@ -692,6 +718,28 @@ class RedisStore:
                     if stored != _reservation_encoder.encode(reservation.to_spec(account.account_id)):
                         book.mark_order_dirty(account.account_id, order_id)
         await self._repair_version_counter()
+
+    async def _load_executions(self) -> dict[str, list[ExecutionSpec]]:
+        """The execution ids this process's accounts have applied (exactly-once survives a
+        restart), oldest first; returns them by account for the journals."""
+        book = self.book
+        by_account: dict[str, list[ExecutionSpec]] = {}
+        rows = await self.client.hgetall(self.keys.executions)
+        specs: list[tuple[str, ExecutionSpec]] = []
+        for field, data in rows.items():
+            try:
+                spec = _execution_decoder.decode(data)
+            except _BAD_RECORD as exc:
+                log.error("ignoring unreadable execution %r in Redis: %r", field[:100], exc)
+                continue
+            if book.owns(spec.account_id):
+                specs.append((field.decode() if isinstance(field, bytes) else field, spec))
+        specs.sort(key=lambda item: item[1].at_ms)
+        for key, spec in specs:
+            book.executions[key] = spec.at_ms
+            book.execution_queue.append((spec.at_ms, key, spec.account_id, spec.sequence))
+            by_account.setdefault(spec.account_id, []).append(spec)
+        return by_account
 
     async def _repair_version_counter(self) -> None:
         """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out

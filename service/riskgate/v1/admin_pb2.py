@@ -24,49 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17riskgate/v1/admin.proto\x12\x0briskgate.v1\"\x87\x01\n\x04Tier\x12\x14\n\x0cnotional_cap\x18\x01 \x01(\t\x12\x14\n\x0cmax_leverage\x18\x02 \x01(\r\x12\x1f\n\x17maintenance_margin_rate\x18\x03 \x01(\t\x12\x16\n\x0enotional_floor\x18\x04 \x01(\t\x12\x1a\n\x12maintenance_amount\x18\x05 \x01(\t\"\xd9\x03\n\nSymbolSpec\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\ttick_size\x18\x02 \x01(\t\x12\x10\n\x08lot_size\x18\x03 \x01(\t\x12\x14\n\x0cmin_quantity\x18\x04 \x01(\t\x12\x14\n\x0cmax_quantity\x18\x05 \x01(\t\x12\x14\n\x0cmin_notional\x18\x06 \x01(\t\x12\x1a\n\x12max_order_notional\x18\x07 \x01(\t\x12\x12\n\nprice_band\x18\x08 \x01(\t\x12\x16\n\x0etaker_fee_rate\x18\t \x01(\t\x12 \n\x05tiers\x18\n \x03(\x0b\x32\x11.riskgate.v1.Tier\x12\x1d\n\x15max_position_notional\x18\x0b \x01(\t\x12\x19\n\x11open_interest_cap\x18\x0c \x01(\t\x12\x15\n\rmin_kyc_level\x18\r \x01(\r\x12 \n\x18max_leverage_unqualified\x18\x0e \x01(\r\x12\x16\n\x0equalified_only\x18\x0f \x01(\x08\x12\x1d\n\x15mark_price_max_age_ms\x18\x10 \x01(\x04\x12\x18\n\x10\x64\x65\x66\x61ult_leverage\x18\x11 \x01(\r\x12\x0f\n\x07version\x18\x12 \x01(\x04\x12\x15\n\rmax_mark_move\x18\x13 \x01(\t\"S\n\x08Position\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\t\x12\x10\n\x08leverage\x18\x04 \x01(\r\"n\n\x0c\x41\x63\x63ountState\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12(\n\tpositions\x18\x03 \x03(\x0b\x32\x15.riskgate.v1.Position\x12\x0f\n\x07version\x18\x04 \x01(\x04\"i\n\tMarkPrice\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x16\n\x0e\x63onfirmed_move\x18\x05 \x01(\x08\"\x8f\x01\n\x0e\x43ircuitBreaker\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.riskgate.v1.BreakerState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06set_by\x18\x04 \x01(\t\x12\x12\n\nupdated_ms\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x06 \x01(\x04\"\x1c\n\x1aListCircuitBreakersRequest\"C\n\x12\x43ircuitBreakerList\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.riskgate.v1.CircuitBreaker\"\xe5\x01\n\x0f\x41\x63\x63ountControls\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12-\n\x0brestriction\x18\x02 \x01(\x0e\x32\x18.riskgate.v1.Restriction\x12\x11\n\tkyc_level\x18\x03 \x01(\r\x12\x1a\n\x12qualified_investor\x18\x04 \x01(\x08\x12\x14\n\x0cmax_leverage\x18\x05 \x01(\r\x12\x1d\n\x15max_orders_per_second\x18\x06 \x01(\r\x12\x1a\n\x12max_gross_notional\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x04\"+\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\xdc\x01\n\x0cPositionRisk\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\t\x12\x12\n\nmark_price\x18\x04 \x01(\t\x12\x16\n\x0eunrealized_pnl\x18\x05 \x01(\t\x12\x1a\n\x12maintenance_margin\x18\x06 \x01(\t\x12#\n\x1b\x65stimated_liquidation_price\x18\x07 \x01(\t\x12\x10\n\x08leverage\x18\x08 \x01(\r\x12\x16\n\x0einitial_margin\x18\t \x01(\t\"\xdc\x01\n\x0b\x41\x63\x63ountRisk\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12,\n\tpositions\x18\x03 \x03(\x0b\x32\x19.riskgate.v1.PositionRisk\x12\x1b\n\x13reserved_order_cost\x18\x04 \x01(\t\x12\x18\n\x10\x61vailable_margin\x18\x05 \x01(\t\x12.\n\x08\x63ontrols\x18\x06 \x01(\x0b\x32\x1c.riskgate.v1.AccountControls\x12\x13\n\x0bopen_orders\x18\x07 \x01(\r\"\xac\x01\n\x0fOpenReservation\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\r\x12\x1a\n\x12remaining_quantity\x18\x05 \x01(\t\x12\x15\n\rreserved_cost\x18\x06 \x01(\t\x12\x12\n\ncreated_ms\x18\x07 \x01(\x04\x12\x0e\n\x06\x61ge_ms\x18\x08 \x01(\x04\"P\n\x17ListReservationsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nmin_age_ms\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"T\n\x0fReservationList\x12\x32\n\x0creservations\x18\x01 \x03(\x0b\x32\x1c.riskgate.v1.OpenReservation\x12\r\n\x05total\x18\x02 \x01(\r\"Q\n\x19ReleaseReservationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t*h\n\x0c\x42reakerState\x12\x17\n\x13\x42REAKER_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42REAKER_NORMAL\x10\x01\x12\x17\n\x13\x42REAKER_REDUCE_ONLY\x10\x02\x12\x12\n\x0e\x42REAKER_HALTED\x10\x03*u\n\x0bRestriction\x12\x1b\n\x17RESTRICTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RESTRICTION_NONE\x10\x01\x12\x1b\n\x17RESTRICTION_REDUCE_ONLY\x10\x02\x12\x16\n\x12RESTRICTION_FROZEN\x10\x03\x32\xda\x05\n\tRiskAdmin\x12@\n\x0cUpsertSymbol\x12\x17.riskgate.v1.SymbolSpec\x1a\x17.riskgate.v1.SymbolSpec\x12\x45\n\rUpsertAccount\x12\x19.riskgate.v1.AccountState\x1a\x19.riskgate.v1.AccountState\x12>\n\x0cSetMarkPrice\x12\x16.riskgate.v1.MarkPrice\x1a\x16.riskgate.v1.MarkPrice\x12M\n\x11SetCircuitBreaker\x12\x1b.riskgate.v1.CircuitBreaker\x1a\x1b.riskgate.v1.CircuitBreaker\x12_\n\x13ListCircuitBreakers\x12\'.riskgate.v1.ListCircuitBreakersRequest\x1a\x1f.riskgate.v1.CircuitBreakerList\x12P\n\x12SetAccountControls\x12\x1c.riskgate.v1.AccountControls\x1a\x1c.riskgate.v1.AccountControls\x12V\n\x10ListReservations\x12$.riskgate.v1.ListReservationsRequest\x1a\x1c.riskgate.v1.ReservationList\x12Z\n\x12ReleaseReservation\x12&.riskgate.v1.ReleaseReservationRequest\x1a\x1c.riskgate.v1.OpenReservation\x12N\n\x0eGetAccountRisk\x12\".riskgate.v1.GetAccountRiskRequest\x1a\x18.riskgate.v1.AccountRiskb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17riskgate/v1/admin.proto\x12\x0briskgate.v1\"\x87\x01\n\x04Tier\x12\x14\n\x0cnotional_cap\x18\x01 \x01(\t\x12\x14\n\x0cmax_leverage\x18\x02 \x01(\r\x12\x1f\n\x17maintenance_margin_rate\x18\x03 \x01(\t\x12\x16\n\x0enotional_floor\x18\x04 \x01(\t\x12\x1a\n\x12maintenance_amount\x18\x05 \x01(\t\"\xd9\x03\n\nSymbolSpec\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\ttick_size\x18\x02 \x01(\t\x12\x10\n\x08lot_size\x18\x03 \x01(\t\x12\x14\n\x0cmin_quantity\x18\x04 \x01(\t\x12\x14\n\x0cmax_quantity\x18\x05 \x01(\t\x12\x14\n\x0cmin_notional\x18\x06 \x01(\t\x12\x1a\n\x12max_order_notional\x18\x07 \x01(\t\x12\x12\n\nprice_band\x18\x08 \x01(\t\x12\x16\n\x0etaker_fee_rate\x18\t \x01(\t\x12 \n\x05tiers\x18\n \x03(\x0b\x32\x11.riskgate.v1.Tier\x12\x1d\n\x15max_position_notional\x18\x0b \x01(\t\x12\x19\n\x11open_interest_cap\x18\x0c \x01(\t\x12\x15\n\rmin_kyc_level\x18\r \x01(\r\x12 \n\x18max_leverage_unqualified\x18\x0e \x01(\r\x12\x16\n\x0equalified_only\x18\x0f \x01(\x08\x12\x1d\n\x15mark_price_max_age_ms\x18\x10 \x01(\x04\x12\x18\n\x10\x64\x65\x66\x61ult_leverage\x18\x11 \x01(\r\x12\x0f\n\x07version\x18\x12 \x01(\x04\x12\x15\n\rmax_mark_move\x18\x13 \x01(\t\"S\n\x08Position\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\t\x12\x10\n\x08leverage\x18\x04 \x01(\r\"\xcc\x01\n\x0c\x41\x63\x63ountState\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12(\n\tpositions\x18\x03 \x03(\x0b\x32\x15.riskgate.v1.Position\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x17\n\x0f\x63utoff_sequence\x18\x05 \x01(\x04\x12\x16\n\x0e\x63utoff_time_ms\x18\x06 \x01(\x04\x12\x1a\n\x12includes_all_fills\x18\x07 \x01(\x08\x12\x0f\n\x07\x63lamped\x18\x08 \x03(\t\"i\n\tMarkPrice\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x04\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x16\n\x0e\x63onfirmed_move\x18\x05 \x01(\x08\"\x8f\x01\n\x0e\x43ircuitBreaker\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.riskgate.v1.BreakerState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06set_by\x18\x04 \x01(\t\x12\x12\n\nupdated_ms\x18\x05 \x01(\x04\x12\x0f\n\x07version\x18\x06 \x01(\x04\"\x1c\n\x1aListCircuitBreakersRequest\"C\n\x12\x43ircuitBreakerList\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.riskgate.v1.CircuitBreaker\"\xe5\x01\n\x0f\x41\x63\x63ountControls\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12-\n\x0brestriction\x18\x02 \x01(\x0e\x32\x18.riskgate.v1.Restriction\x12\x11\n\tkyc_level\x18\x03 \x01(\r\x12\x1a\n\x12qualified_investor\x18\x04 \x01(\x08\x12\x14\n\x0cmax_leverage\x18\x05 \x01(\r\x12\x1d\n\x15max_orders_per_second\x18\x06 \x01(\r\x12\x1a\n\x12max_gross_notional\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\x04\"+\n\x15GetAccountRiskRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"\xdc\x01\n\x0cPositionRisk\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\t\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\t\x12\x12\n\nmark_price\x18\x04 \x01(\t\x12\x16\n\x0eunrealized_pnl\x18\x05 \x01(\t\x12\x1a\n\x12maintenance_margin\x18\x06 \x01(\t\x12#\n\x1b\x65stimated_liquidation_price\x18\x07 \x01(\t\x12\x10\n\x08leverage\x18\x08 \x01(\r\x12\x16\n\x0einitial_margin\x18\t \x01(\t\"\xdc\x01\n\x0b\x41\x63\x63ountRisk\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x02 \x01(\t\x12,\n\tpositions\x18\x03 \x03(\x0b\x32\x19.riskgate.v1.PositionRisk\x12\x1b\n\x13reserved_order_cost\x18\x04 \x01(\t\x12\x18\n\x10\x61vailable_margin\x18\x05 \x01(\t\x12.\n\x08\x63ontrols\x18\x06 \x01(\x0b\x32\x1c.riskgate.v1.AccountControls\x12\x13\n\x0bopen_orders\x18\x07 \x01(\r\"\xac\x01\n\x0fOpenReservation\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\r\x12\x1a\n\x12remaining_quantity\x18\x05 \x01(\t\x12\x15\n\rreserved_cost\x18\x06 \x01(\t\x12\x12\n\ncreated_ms\x18\x07 \x01(\x04\x12\x0e\n\x06\x61ge_ms\x18\x08 \x01(\x04\"P\n\x17ListReservationsRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x12\n\nmin_age_ms\x18\x02 \x01(\x04\x12\r\n\x05limit\x18\x03 \x01(\r\"T\n\x0fReservationList\x12\x32\n\x0creservations\x18\x01 \x03(\x0b\x32\x1c.riskgate.v1.OpenReservation\x12\r\n\x05total\x18\x02 \x01(\r\"Q\n\x19ReleaseReservationRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t*h\n\x0c\x42reakerState\x12\x17\n\x13\x42REAKER_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42REAKER_NORMAL\x10\x01\x12\x17\n\x13\x42REAKER_REDUCE_ONLY\x10\x02\x12\x12\n\x0e\x42REAKER_HALTED\x10\x03*u\n\x0bRestriction\x12\x1b\n\x17RESTRICTION_UNSPECIFIED\x10\x00\x12\x14\n\x10RESTRICTION_NONE\x10\x01\x12\x1b\n\x17RESTRICTION_REDUCE_ONLY\x10\x02\x12\x16\n\x12RESTRICTION_FROZEN\x10\x03\x32\xda\x05\n\tRiskAdmin\x12@\n\x0cUpsertSymbol\x12\x17.riskgate.v1.SymbolSpec\x1a\x17.riskgate.v1.SymbolSpec\x12\x45\n\rUpsertAccount\x12\x19.riskgate.v1.AccountState\x1a\x19.riskgate.v1.AccountState\x12>\n\x0cSetMarkPrice\x12\x16.riskgate.v1.MarkPrice\x1a\x16.riskgate.v1.MarkPrice\x12M\n\x11SetCircuitBreaker\x12\x1b.riskgate.v1.CircuitBreaker\x1a\x1b.riskgate.v1.CircuitBreaker\x12_\n\x13ListCircuitBreakers\x12\'.riskgate.v1.ListCircuitBreakersRequest\x1a\x1f.riskgate.v1.CircuitBreakerList\x12P\n\x12SetAccountControls\x12\x1c.riskgate.v1.AccountControls\x1a\x1c.riskgate.v1.AccountControls\x12V\n\x10ListReservations\x12$.riskgate.v1.ListReservationsRequest\x1a\x1c.riskgate.v1.ReservationList\x12Z\n\x12ReleaseReservation\x12&.riskgate.v1.ReleaseReservationRequest\x1a\x1c.riskgate.v1.OpenReservation\x12N\n\x0eGetAccountRisk\x12\".riskgate.v1.GetAccountRiskRequest\x1a\x18.riskgate.v1.AccountRiskb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'riskgate.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BREAKERSTATE']._serialized_start=2352
-  _globals['_BREAKERSTATE']._serialized_end=2456
-  _globals['_RESTRICTION']._serialized_start=2458
-  _globals['_RESTRICTION']._serialized_end=2575
+  _globals['_BREAKERSTATE']._serialized_start=2447
+  _globals['_BREAKERSTATE']._serialized_end=2551
+  _globals['_RESTRICTION']._serialized_start=2553
+  _globals['_RESTRICTION']._serialized_end=2670
   _globals['_TIER']._serialized_start=41
   _globals['_TIER']._serialized_end=176
   _globals['_SYMBOLSPEC']._serialized_start=179
   _globals['_SYMBOLSPEC']._serialized_end=652
   _globals['_POSITION']._serialized_start=654
   _globals['_POSITION']._serialized_end=737
-  _globals['_ACCOUNTSTATE']._serialized_start=739
-  _globals['_ACCOUNTSTATE']._serialized_end=849
-  _globals['_MARKPRICE']._serialized_start=851
-  _globals['_MARKPRICE']._serialized_end=956
-  _globals['_CIRCUITBREAKER']._serialized_start=959
-  _globals['_CIRCUITBREAKER']._serialized_end=1102
-  _globals['_LISTCIRCUITBREAKERSREQUEST']._serialized_start=1104
-  _globals['_LISTCIRCUITBREAKERSREQUEST']._serialized_end=1132
-  _globals['_CIRCUITBREAKERLIST']._serialized_start=1134
-  _globals['_CIRCUITBREAKERLIST']._serialized_end=1201
-  _globals['_ACCOUNTCONTROLS']._serialized_start=1204
-  _globals['_ACCOUNTCONTROLS']._serialized_end=1433
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=1435
-  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=1478
-  _globals['_POSITIONRISK']._serialized_start=1481
-  _globals['_POSITIONRISK']._serialized_end=1701
-  _globals['_ACCOUNTRISK']._serialized_start=1704
-  _globals['_ACCOUNTRISK']._serialized_end=1924
-  _globals['_OPENRESERVATION']._serialized_start=1927
-  _globals['_OPENRESERVATION']._serialized_end=2099
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=2101
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=2181
-  _globals['_RESERVATIONLIST']._serialized_start=2183
-  _globals['_RESERVATIONLIST']._serialized_end=2267
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=2269
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=2350
-  _globals['_RISKADMIN']._serialized_start=2578
-  _globals['_RISKADMIN']._serialized_end=3308
+  _globals['_ACCOUNTSTATE']._serialized_start=740
+  _globals['_ACCOUNTSTATE']._serialized_end=944
+  _globals['_MARKPRICE']._serialized_start=946
+  _globals['_MARKPRICE']._serialized_end=1051
+  _globals['_CIRCUITBREAKER']._serialized_start=1054
+  _globals['_CIRCUITBREAKER']._serialized_end=1197
+  _globals['_LISTCIRCUITBREAKERSREQUEST']._serialized_start=1199
+  _globals['_LISTCIRCUITBREAKERSREQUEST']._serialized_end=1227
+  _globals['_CIRCUITBREAKERLIST']._serialized_start=1229
+  _globals['_CIRCUITBREAKERLIST']._serialized_end=1296
+  _globals['_ACCOUNTCONTROLS']._serialized_start=1299
+  _globals['_ACCOUNTCONTROLS']._serialized_end=1528
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_start=1530
+  _globals['_GETACCOUNTRISKREQUEST']._serialized_end=1573
+  _globals['_POSITIONRISK']._serialized_start=1576
+  _globals['_POSITIONRISK']._serialized_end=1796
+  _globals['_ACCOUNTRISK']._serialized_start=1799
+  _globals['_ACCOUNTRISK']._serialized_end=2019
+  _globals['_OPENRESERVATION']._serialized_start=2022
+  _globals['_OPENRESERVATION']._serialized_end=2194
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=2196
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=2276
+  _globals['_RESERVATIONLIST']._serialized_start=2278
+  _globals['_RESERVATIONLIST']._serialized_end=2362
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=2364
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=2445
+  _globals['_RISKADMIN']._serialized_start=2673
+  _globals['_RISKADMIN']._serialized_end=3403
 # @@protoc_insertion_point(module_scope)

@@ -98,16 +98,24 @@ class Position(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., leverage: _Optional[int] = ...) -> None: ...
 
 class AccountState(_message.Message):
-    __slots__ = ("account_id", "balance", "positions", "version")
+    __slots__ = ("account_id", "balance", "positions", "version", "cutoff_sequence", "cutoff_time_ms", "includes_all_fills", "clamped")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDES_ALL_FILLS_FIELD_NUMBER: _ClassVar[int]
+    CLAMPED_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     balance: str
     positions: _containers.RepeatedCompositeFieldContainer[Position]
     version: int
-    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+    cutoff_sequence: int
+    cutoff_time_ms: int
+    includes_all_fills: bool
+    clamped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ..., cutoff_sequence: _Optional[int] = ..., cutoff_time_ms: _Optional[int] = ..., includes_all_fills: _Optional[bool] = ..., clamped: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MarkPrice(_message.Message):
     __slots__ = ("symbol", "price", "timestamp_ms", "version", "confirmed_move")

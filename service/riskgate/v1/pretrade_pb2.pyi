@@ -197,7 +197,7 @@ class CheckOrderResponse(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., allowed_quantity: _Optional[str] = ..., initial_margin: _Optional[str] = ..., order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., max_leverage: _Optional[int] = ..., estimated_liquidation_price: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order_id", "account_id", "kind", "quantity", "price", "symbol", "side", "leverage")
+    __slots__ = ("order_id", "account_id", "kind", "quantity", "price", "symbol", "side", "leverage", "execution_id", "sequence")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,8 @@ class ExecutionReport(_message.Message):
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     kind: ExecutionKind
@@ -214,18 +216,26 @@ class ExecutionReport(_message.Message):
     symbol: str
     side: Side
     leverage: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., leverage: _Optional[int] = ...) -> None: ...
+    execution_id: str
+    sequence: int
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., leverage: _Optional[int] = ..., execution_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class ExecutionAck(_message.Message):
-    __slots__ = ("order_id", "remaining_quantity", "position_quantity", "balance", "available_margin")
+    __slots__ = ("order_id", "remaining_quantity", "position_quantity", "balance", "available_margin", "duplicate", "cancel_order_ids", "included_in_snapshot")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     REMAINING_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     POSITION_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ORDER_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_IN_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     remaining_quantity: str
     position_quantity: str
     balance: str
     available_margin: str
-    def __init__(self, order_id: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., position_quantity: _Optional[str] = ..., balance: _Optional[str] = ..., available_margin: _Optional[str] = ...) -> None: ...
+    duplicate: bool
+    cancel_order_ids: _containers.RepeatedScalarFieldContainer[str]
+    included_in_snapshot: bool
+    def __init__(self, order_id: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., position_quantity: _Optional[str] = ..., balance: _Optional[str] = ..., available_margin: _Optional[str] = ..., duplicate: _Optional[bool] = ..., cancel_order_ids: _Optional[_Iterable[str]] = ..., included_in_snapshot: _Optional[bool] = ...) -> None: ...
