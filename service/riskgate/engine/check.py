@@ -131,7 +131,13 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     exposure = (held + open_orders.buy if buying else -held + open_orders.sell) + quantity
     exposure_notional = max(exposure, ZERO) * mark
     tier = symbol.tiers.for_notional(exposure_notional)
-    max_leverage = tier.max_leverage if tier is not None else 0
+    if increasing:
+        max_leverage = tier.max_leverage if tier is not None else 0
+    else:
+        # An order that only reduces: the tier of the position it leaves (the last tier
+        # beyond its cap).
+        left_notional = (abs(held) - reducing) * mark
+        max_leverage = (symbol.tiers.for_notional(left_notional) or symbol.tiers.tiers[-1]).max_leverage
 
     valuation = value_account(book, account, order.symbol, now_ms)
     cost = None
@@ -308,9 +314,16 @@ def _resulting_liquidation_price(
     if not resulting:
         return None
     entry = position.entry_price if position is not None else price
+    balance = account.balance
+    if held and signed and (held > 0) != (signed > 0):
+        # The reducing part realises its PnL into the balance as its fill will; a flip closes
+        # the whole held position at the order price.
+        closed = min(abs(held), allowed)
+        direction = 1 if held > 0 else -1
+        balance += closed * (price - entry) * direction
     if not held or (held > 0) != (resulting > 0):
         entry = price
     elif (held > 0) == (signed > 0):
         entry = (abs(held) * entry + allowed * price) / abs(resulting)
-    return liquidation_price(symbol.tiers, resulting, entry, account.balance, other_mm, other_upnl,
+    return liquidation_price(symbol.tiers, resulting, entry, balance, other_mm, other_upnl,
                              symbol.spec.tick_size)

@@ -113,9 +113,10 @@ def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal,
                       other_maintenance: Decimal, other_upnl: Decimal, tick: Decimal) -> Decimal | None:
     """Binance one-way cross estimate:
     LP = (WB - TMM1 + UPNL1 + cum - side x Q x EP) / (Q x MMR - side x Q),
-    recomputed with the tier the LP's notional falls in. None when there is no liquidation
-    price (flat, or a long that cannot be liquidated). Rounded to the tick against the trader:
-    a long's up, a short's down.
+    solved in the tier whose range holds the LP's notional. The last tier has no upper bound
+    here: beyond its cap its rate still applies (as in `TierTable.maintenance_margin`). None
+    when there is no liquidation price: flat, a long that cannot be liquidated, or no tier
+    holds its own solution. Rounded to the tick against the trader: a long's up, a short's down.
     """
     if not quantity:
         return None
@@ -125,13 +126,11 @@ def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal,
     if side > 0 and base >= 0:
         # Collateral covers the whole long even at a price of zero: no tier can liquidate it.
         return None
+    last = tiers.tiers[-1]
     # The tier at the entry notional is nearly always the answer, so try it first.
-    start = tiers.for_notional(size * entry_price) or tiers.tiers[-1]
-    price = (base + start.maintenance_amount) / (size * start.mmr - side * size)
-    if price > 0 and start.floor < price * size <= start.cap:
-        return _to_tick(price, tick, side)
+    start = tiers.for_notional(size * entry_price) or last
     no_price_from = len(tiers.tiers) + 1
-    for tier in tiers.tiers:
+    for tier in (start, *tiers.tiers):
         if tier.index >= no_price_from:
             continue
         price = (base + tier.maintenance_amount) / (size * tier.mmr - side * size)
@@ -141,10 +140,11 @@ def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal,
                 no_price_from = tier.index
             continue
         notional = price * size
-        if tier.floor < notional <= tier.cap:
+        if tier.floor < notional and (notional <= tier.cap or tier is last):
             return _to_tick(price, tick, side)
-    price = (base + start.maintenance_amount) / (size * start.mmr - side * size)
-    return _to_tick(price, tick, side) if price > 0 else None
+    # No tier holds its own solution (a short whose collateral is gone even at a price of
+    # zero): there is no liquidation price, not the entry tier's inconsistent one.
+    return None
 
 
 def _to_tick(price: Decimal, tick: Decimal, side: int) -> Decimal:
