@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -132,7 +133,7 @@ class Client:
         """A fill with a fresh execution id unless one is given (the same id again = a retry)."""
         return await self.pretrade.ReportExecution(pb.ExecutionReport(
             order_id=order_id, account_id=account, kind=pb.EXECUTION_KIND_FILL, quantity=quantity, price=price,
-            execution_id=execution_id or f"exec-{next(self._ids)}", sequence=sequence, **fields))
+            execution_id=execution_id or f"exec-{uuid.uuid4().hex[:12]}", sequence=sequence, **fields))
 
     async def close_order(self, account: str, order_id: str, kind: int = pb.EXECUTION_KIND_CANCELED
                           ) -> pb.ExecutionAck:

@@ -390,8 +390,9 @@ async def test_check_order_when_short_flip_remainder_fails_margin_then_reduce_on
 
 async def test_check_order_when_flip_remainder_fails_tier_leverage_then_reduce_only_with_the_reducing_part(
         btc: Client) -> None:
-    await long_trader(btc)
-    response = await btc.check(account=LONG, side="sell", quantity="3", leverage=101)
+    # Long 1 at 100x: the flip remainder (short 6 = 300,000) falls in tier 3, 50x at most.
+    await btc.trader(LONG, positions=(("BTCUSDT", "1", "50000", 100),))
+    response = await btc.check(account=LONG, side="sell", quantity="7", leverage=0)
     assert decision(response) == "DECISION_REDUCE_ONLY"
     assert codes(response) == ["REASON_LEVERAGE_ABOVE_TIER_MAX"]
     assert response.allowed_quantity == "1"

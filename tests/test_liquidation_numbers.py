@@ -211,6 +211,6 @@ async def test_check_order_when_order_flips_a_long_then_max_leverage_of_the_wors
         client: Client) -> None:
     await client.upsert_symbol(mark="50000")
     await client.trader(balance="1000000", positions=[("BTCUSDT", "100", "50000", 20)])
-    response = await client.check(side="sell", quantity="101", price="50000", leverage=10)
+    response = await client.check(side="sell", quantity="101", price="50000", leverage=0)
     assert decision(response) == "DECISION_ACCEPT", codes(response)
     assert response.max_leverage == 125  # the short side: -100 + 101 = 1 BTC, tier 1

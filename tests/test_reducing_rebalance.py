@@ -4,10 +4,9 @@ from decimal import Decimal
 
 from riskgate.book.specs import AccountSnapshot
 from riskgate.engine.check import check_order
-from riskgate.engine.ledger import apply_execution, reserve
+from riskgate.engine.ledger import apply_account_record, apply_execution, reserve
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import Order
-from riskgate.engine.records import apply_account_record
 from riskgate.values.codes import Decision, ExecutionKind, OrderType, Side
 from tests.engine_book import make_book
 
