@@ -28,6 +28,10 @@ BTC_TIERS: Sequence[tuple[str, int, str]] = (
 )
 
 
+# The matching engine's execution sequence, shared by every client of a test run.
+SEQUENCES = itertools.count(1)
+
+
 def test_config(**server: object) -> Config:
     tokens = [
         AdminToken(name="test-admin", token_sha256=hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest(), roles=["admin"]),
@@ -94,9 +98,12 @@ class Client:
                                              metadata=self.auth())
 
     async def upsert_account(self, account_id: str, balance: str,
-                             positions: Sequence[tuple[str, str, str, int]] = ()) -> admin.AccountState:
+                             positions: Sequence[tuple[str, str, str, int]] = (), cutoff_sequence: int = 0,
+                             includes_all_fills: bool = True) -> admin.AccountState:
+        """An operator's snapshot "as of now" unless a clearing cut-off is given."""
         state = admin.AccountState(account_id=account_id, balance=balance, positions=[
-            admin.Position(symbol=s, quantity=q, entry_price=e, leverage=lev) for s, q, e, lev in positions])
+            admin.Position(symbol=s, quantity=q, entry_price=e, leverage=lev) for s, q, e, lev in positions],
+            cutoff_sequence=cutoff_sequence, includes_all_fills=includes_all_fills and not cutoff_sequence)
         return await self.admin.UpsertAccount(state, metadata=self.auth())
 
     async def set_controls(self, account_id: str, **fields: object) -> admin.AccountControls:
@@ -133,7 +140,8 @@ class Client:
         """A fill with a fresh execution id unless one is given (the same id again = a retry)."""
         return await self.pretrade.ReportExecution(pb.ExecutionReport(
             order_id=order_id, account_id=account, kind=pb.EXECUTION_KIND_FILL, quantity=quantity, price=price,
-            execution_id=execution_id or f"exec-{uuid.uuid4().hex[:12]}", sequence=sequence, **fields))
+            execution_id=execution_id or f"exec-{uuid.uuid4().hex[:12]}", sequence=sequence or next(SEQUENCES),
+            **fields))
 
     async def close_order(self, account: str, order_id: str, kind: int = pb.EXECUTION_KIND_CANCELED
                           ) -> pb.ExecutionAck:

@@ -170,7 +170,7 @@ async def test_report_execution_when_ids_are_100_kb_then_not_found_with_a_short_
     account_id = HUGE_ID if huge in ("account_id", "both") else "acct-1"
     report = pb.ExecutionReport(order_id=order_id, account_id=account_id, kind=kind)
     if kind == pb.EXECUTION_KIND_FILL:
-        report.quantity, report.price, report.execution_id = "0.01", "50000", "exec-1"
+        report.quantity, report.price, report.execution_id, report.sequence = "0.01", "50000", "exec-1", 1
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await btc.pretrade.ReportExecution(report)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND, error.value.details()[:200]
@@ -181,7 +181,8 @@ async def test_report_execution_when_ids_are_100_kb_then_not_found_with_a_short_
 async def test_report_execution_when_fill_names_a_100_kb_symbol_then_not_found_with_a_short_message(
         btc: Client) -> None:
     report = pb.ExecutionReport(order_id=HUGE_ID, account_id=HUGE_ID, kind=pb.EXECUTION_KIND_FILL, quantity="0.01",
-                                price="50000", symbol=HUGE_ID, side=pb.SIDE_BUY, leverage=10, execution_id="exec-1")
+                                price="50000", symbol=HUGE_ID, side=pb.SIDE_BUY, leverage=10, execution_id="exec-1",
+                                sequence=1)
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await btc.pretrade.ReportExecution(report)
     assert error.value.code() == grpc.StatusCode.NOT_FOUND, error.value.details()[:200]

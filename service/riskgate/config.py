@@ -32,8 +32,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Execution ids applied are remembered this long (durably) so a retried report is never
     # applied twice; longer while clearing's next snapshot may still need the fill.
     execution_id_window_seconds: float = 3600.0
-    # Fills without an execution_id are refused (INVALID_ARGUMENT): without one a retried
-    # partial fill cannot be told from a new one. false = compatibility (demo CLI, old feeds).
+    # Fills without an execution_id and a sequence are refused (INVALID_ARGUMENT): without the
+    # id a retried partial fill cannot be told from a new one, without the sequence clearing's
+    # snapshot cannot say whether it includes the fill. false = compatibility (old feeds).
     require_execution_id: bool = True
     shard_index: int = 0
     shard_count: int = 1

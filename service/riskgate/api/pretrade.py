@@ -121,10 +121,12 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         if request.execution_id and (len(request.execution_id) > ID_MAX_LEN or not request.execution_id.isprintable()):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"execution_id must be 1-{ID_MAX_LEN} printable characters")
-        if kind == ExecutionKind.FILL and not request.execution_id and self.require_execution_id:
+        if kind == ExecutionKind.FILL and self.require_execution_id and not (request.execution_id
+                                                                            and request.sequence):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "a fill needs its execution_id (the matching engine's trade id): without it a "
-                                "retried report cannot be told from a new fill")
+                                "a fill needs its execution_id (the matching engine's trade id) and sequence: "
+                                "without the id a retried report cannot be told from a new fill, without the "
+                                "sequence clearing's snapshot cannot be told to include it or not")
         quantity = price = ZERO
         if kind == ExecutionKind.FILL:
             try:

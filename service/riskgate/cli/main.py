@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -170,7 +171,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="the matching engine's id of this execution; a fresh one when not given "
                                 "(send the same id again to retry a report safely)")
     execution.add_argument("--sequence", type=int, default=0,
-                           help="the matching engine's sequence of this execution (for snapshot cut-offs)")
+                           help="the matching engine's sequence of this execution, against which clearing cuts "
+                                "snapshots; the clock in ns when not given (a demo stand-in)")
     execution.set_defaults(handler=_execution)
 
     breaker = client("breaker", "set a circuit breaker (symbol '' = the platform) or list them")
@@ -456,7 +458,7 @@ def _execution(args: argparse.Namespace) -> int:
     request = pb.ExecutionReport(order_id=args.order_id, account_id=args.account, kind=kinds[args.kind],
                                  quantity=args.quantity, price=args.price,
                                  execution_id=args.execution_id or f"cli-{uuid.uuid4().hex}",
-                                 sequence=args.sequence)
+                                 sequence=args.sequence or time.time_ns())
     with _channel(args) as channel:
         return _call(lambda: pb_grpc.PreTradeRiskStub(channel).ReportExecution(request, timeout=5))
 
