@@ -25,25 +25,27 @@ def request(order: PlannedOrder) -> pb.CheckOrderRequest:
     )
 
 
-def on_accept(order: PlannedOrder) -> pb.ExecutionReport:
+def on_accept(order: PlannedOrder, sequence: int = 1) -> pb.ExecutionReport:
+    """The matching engine's report: a fill with its trade id and feed sequence, or a cancel."""
     if order.fill:
         return pb.ExecutionReport(order_id=order.order_id, account_id=order.account_id,
-                                  kind=pb.EXECUTION_KIND_FILL, quantity=order.quantity, price=order.fill_price)
+                                  kind=pb.EXECUTION_KIND_FILL, quantity=order.quantity, price=order.fill_price,
+                                  execution_id=f"t-{order.order_id}", sequence=sequence)
     return cancel(order)
 
 
 def cancel(order: PlannedOrder) -> pb.ExecutionReport:
     """A partly allowed (reduce-only) order is canceled: filling it in full would over-fill it."""
     return pb.ExecutionReport(order_id=order.order_id, account_id=order.account_id,
-                              kind=pb.EXECUTION_KIND_CANCELED)
+                              kind=pb.EXECUTION_KIND_CANCELED, execution_id=f"c-{order.order_id}")
 
 
 def encode_orders(orders: Sequence[PlannedOrder], with_executions: bool = True) -> bytes:
     parts = [_U32.pack(len(orders))]
-    for order in orders:
+    for sequence, order in enumerate(orders, start=1):
         blobs = [request(order).SerializeToString()]
         if with_executions:
-            blobs += [on_accept(order).SerializeToString(), cancel(order).SerializeToString()]
+            blobs += [on_accept(order, sequence).SerializeToString(), cancel(order).SerializeToString()]
         else:
             blobs += [b"", b""]
         for blob in blobs:
