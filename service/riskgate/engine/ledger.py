@@ -478,14 +478,15 @@ def rebalance(book: Book, account: Account, symbol_name: str) -> None:
 
 
 def _cost_of(book: Book, account: Account, symbol: SymbolState | None, reservation: Reservation,
-             quantity: Decimal) -> Decimal:
+             quantity: Decimal, leverage: int = 0) -> Decimal:
     """The cost of `quantity` more risk on the order's side, at the order's leverage held to
     the tier of that side's worst case now and the account's cap."""
     if symbol is None:
         return ZERO
     mark = symbol.mark.price if symbol.mark is not None else reservation.price
     exposure = _side_exposure(account, reservation.symbol, reservation.side)
-    leverage = margin_leverage(symbol, reservation.leverage, exposure * mark, account.controls.max_leverage)
+    leverage = margin_leverage(symbol, leverage or reservation.leverage, exposure * mark,
+                               account.controls.max_leverage)
     return order_cost(reservation.side, quantity, reservation.price, mark, leverage,
                       symbol.spec.taker_fee_rate).total
 
@@ -602,10 +603,12 @@ def _align_leverage(book: Book, account: Account, symbol_name: str) -> None:
     for reservation in [r for r in account.orders.values() if r.symbol == symbol_name and not r.reduce_only]:
         if reservation.leverage == position.leverage:
             continue
+        # Costed while the order still counts in its side's worst case.
+        relabelled = _cost_of(book, account, symbol, reservation, reservation.increasing_left, position.leverage) \
+            if reservation.increasing_left else ZERO
         _hold(account, open_orders, reservation, book, -1)
         reservation.leverage = position.leverage
-        if reservation.increasing_left:
-            reservation.cost_left = _cost_of(book, account, symbol, reservation, reservation.increasing_left)
+        reservation.cost_left = relabelled
         _hold(account, open_orders, reservation, book, +1)
         book.mark_order_dirty(account.account_id, reservation.order_id)
 
