@@ -907,7 +907,11 @@ def _reservation_problem(spec: ReservationSpec) -> str | None:
         return f"leverage {spec.leverage}"
     if min(spec.reducing_left, spec.increasing_left, spec.cost_left) < 0 or spec.remaining <= 0:
         return "negative or empty quantities"
-    if spec.remaining != spec.reducing_left + spec.increasing_left:
+    if spec.reduce_only:
+        # It holds only what it can still reduce, which may be less than what is open.
+        if spec.increasing_left or spec.cost_left or spec.reducing_left > spec.remaining:
+            return "a reduce-only order holding risk"
+    elif spec.remaining != spec.reducing_left + spec.increasing_left:
         return "remaining is not reducing + increasing"
     return None
 
