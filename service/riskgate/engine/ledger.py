@@ -382,13 +382,11 @@ def expire_executions(book: Book, now_ms: int) -> int:
         if book.executions.get(key) != at_ms:
             continue
         account = book.accounts.get(account_id)
-        if account is not None and sequence > account.cutoff_sequence and sequence > account.journal_floor and \
-                any(f.sequence == sequence for f in account.journal):
-            # Still needed to merge a snapshot cut before it; dropped once one includes it.
+        if account is not None and sequence > account.cutoff_sequence and sequence > account.journal_floor:
+            # Above the cut-off: a fill in the journal (anything else has no sequence there),
+            # needed to merge a snapshot cut before it. Looked at again a window later.
             queue.append((now_ms, key, account_id, sequence))
             book.executions[key] = now_ms
-            if queue[0][1] == key:
-                break
             continue
         del book.executions[key]
         book.dirty_executions.pop(key, None)
