@@ -412,3 +412,87 @@ async def test_snapshot_when_position_gone_then_reduce_only_order_holds_nothing_
     assert decision(fresh) == "DECISION_ACCEPT", codes(fresh)
     assert fresh.order_cost == "2000"
     assert fresh.available_margin == "98000"
+
+
+# ---- Found by the adversarial review of the fix
+
+
+async def test_snapshot_when_it_relabels_a_large_open_order_then_the_order_keeps_its_tier(btc: Client) -> None:
+    # Long 0.1 at 20x; buy 100 at 20x reserves 250,000 (worst case 100.1 BTC = 5.005M, tier max
+    # 20x). Clearing's snapshot says 125x, legal for 0.1 BTC: the order takes 125x but its margin
+    # stays that of its side's tier (the first fix re-costed it at tier 1: 40,000, and an
+    # ETHUSDT order needing 250,000 was then accepted).
+    await btc.upsert_symbol(symbol="ETHUSDT", mark="3000", tick_size="0.01")
+    await btc.trader(balance="300000")
+    await open_position(btc, "buy", "0.1", 20, "long")
+    big = await btc.check(side="buy", quantity="100", price="50000", leverage=0, order_id="big")
+    assert (decision(big), big.order_cost) == ("DECISION_ACCEPT", "250000")
+    await btc.upsert_account(ACCOUNT, "300000", [("BTCUSDT", "0.1", "50000", 125)], cutoff_sequence=10**12)
+    risk = await btc.risk(ACCOUNT)
+    assert risk.reserved_order_cost == "250000"
+    eth = await btc.check(symbol="ETHUSDT", side="buy", quantity="100", price="3000", leverage=1)
+    assert codes(eth) == ["REASON_INSUFFICIENT_MARGIN"]
+
+
+async def test_snapshot_when_includes_all_fills_and_an_older_fill_arrives_after_it_then_that_fill_moves_it(
+        btc: Client) -> None:
+    # Fills arrive out of sequence: B (sequence 8) before A (sequence 7). An operator's "as of
+    # now" snapshot reflects B, not A. A must then move the position (the first fix turned
+    # "as of now" into "cut at 8", so A counted as included: position 0.1 instead of -9.9).
+    await btc.check(side="sell", quantity="10", price="50000", leverage=10, order_id="A")
+    await btc.check(side="buy", quantity="0.1", price="50000", leverage=10, order_id="B")
+    await btc.fill(ACCOUNT, "B", "0.1", "50000", sequence=8)
+    await btc.upsert_account(ACCOUNT, "110000", [("BTCUSDT", "0.1", "50000", 10)], includes_all_fills=True)
+    ack = await btc.fill(ACCOUNT, "A", "10", "50000", sequence=7)
+    assert not ack.included_in_snapshot
+    assert ack.position_quantity == "-9.9"
+    assert (await btc.risk(ACCOUNT)).available_margin == "60500"  # 110,000 - 9.9 x 50,000 / 10
+
+
+async def test_snapshot_when_no_cutoff_after_one_with_a_cutoff_then_refused(btc: Client) -> None:
+    # The first fix refused a cut-off-less snapshot only while fills were pending; right after
+    # a snapshot that included them all, one with no cut-off erased the short it included.
+    await btc.check(side="sell", quantity="1", price="50000", leverage=10, order_id="s")
+    await btc.fill(ACCOUNT, "s", "1", "50000", sequence=5)
+    await btc.upsert_account(ACCOUNT, "100000", [("BTCUSDT", "-1", "50000", 10)], cutoff_sequence=5)
+    with pytest.raises(AioRpcError) as error:
+        await btc.upsert_account(ACCOUNT, "100000", [], includes_all_fills=False)
+    assert error.value.code() == StatusCode.FAILED_PRECONDITION
+    assert (await btc.risk(ACCOUNT)).positions[0].quantity == "-1"
+
+
+async def test_mark_move_when_it_carries_open_orders_into_a_higher_tier_then_their_margin_follows(
+        btc: Client) -> None:
+    # Sell 140 at 20x: 7.0M, 350,000 reserved. The mark up 9% makes the worst case 7.63M, in a
+    # tier of 10x: the order needs 700,000, and available margin says so (before: 350,000
+    # of margin that did not exist).
+    await btc.trader(balance="1000000")
+    order = await btc.check(side="sell", quantity="140", price="50000", leverage=20, order_id="S")
+    assert (decision(order), order.order_cost) == ("DECISION_ACCEPT", "350000")
+    assert (await btc.risk(ACCOUNT)).available_margin == "650000"
+    await btc.set_mark("BTCUSDT", "54500")
+    assert (await btc.risk(ACCOUNT)).available_margin == "300000"
+
+
+async def test_account_cap_when_lowered_below_open_orders_leverage_then_their_margin_follows(btc: Client) -> None:
+    await btc.trader(balance="1000000")
+    await btc.check(side="sell", quantity="140", price="50000", leverage=20, order_id="S")
+    await btc.set_controls(ACCOUNT, max_leverage=5)
+    assert (await btc.risk(ACCOUNT)).available_margin == "-400000"  # 7M / 5 = 1.4M needed
+
+
+async def test_fill_when_a_reduce_only_order_opens_a_position_late_then_it_takes_the_symbols_leverage(
+        btc: Client) -> None:
+    # Long 1 at 10x; reduce-only sell B and sell A. A's fill (sequence 2) arrives first: flat.
+    # Buy D at 20x binds 20x. B's fill (sequence 1) then opens a short: at 20x, the symbol's
+    # leverage (before: at B's stale 10x beside D's 20x, and the report failed).
+    await open_position(btc, "buy", "1", 10, "long")
+    await btc.check(side="sell", quantity="1", price="50000", leverage=0, reduce_only=True, order_id="B")
+    await btc.check(side="sell", quantity="1", price="50000", leverage=0, order_id="A")
+    await btc.fill(ACCOUNT, "A", "1", "50000")
+    d = await btc.check(side="buy", quantity="0.1", price="50000", leverage=20, order_id="D")
+    assert decision(d) == "DECISION_ACCEPT", codes(d)
+    ack = await btc.fill(ACCOUNT, "B", "1", "50000")
+    assert ack.position_quantity == "-1"
+    position = (await btc.risk(ACCOUNT)).positions[0]
+    assert (position.quantity, position.leverage) == ("-1", 20)

@@ -18,7 +18,7 @@ import contextlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 
 from riskgate.book.specs import AccountSnapshot, MarkSpec, PositionSpec
@@ -127,7 +127,8 @@ def _tier_max(book: Book, notional: Decimal) -> int:
     return (tiers.for_notional(notional) or tiers.tiers[-1]).max_leverage
 
 
-def _assert_invariants(world: World) -> None:
+def _assert_invariants(world: World) -> Decimal:
+    """Returns what open orders' margin falls short of their tier now (steers the search)."""
     book, account = world.book, world.account
     symbol = book.symbols[SYMBOL]
     assert symbol.mark is not None
@@ -151,15 +152,23 @@ def _assert_invariants(world: World) -> None:
     open_orders = account.open_by_symbol.get(SYMBOL)
     assert (open_orders.buy, open_orders.sell) == (buy, sell) if open_orders is not None else buy == sell == 0
     assert account.reserved_cost == reserved
-    # Available margin from scratch.
-    expected = account.balance - reserved
-    for name, position in account.positions.items():
-        assert name == SYMBOL
-        notional = abs(position.quantity) * mark
-        leverage = min(position.leverage, _tier_max(book, notional))
-        expected += position.quantity * (mark - position.entry_price) - notional / leverage
-    assert value_account(book, account).available == expected
+    # Available margin from scratch: open orders are held to the tier of their side's worst
+    # case at the current mark, as positions are.
     position = world.position()
+    expected = account.balance - reserved
+    for side, exposure in ((Side.BUY, position + buy), (Side.SELL, sell - position)):
+        binding = [r for r in account.orders.values() if r.side == side and not r.reduce_only and r.increasing_left]
+        if binding:
+            leverage = min(binding[0].leverage, _tier_max(book, max(exposure, D(0)) * mark))
+            needed = sum((r.increasing_left * r.price for r in binding), D(0)) / leverage
+            expected -= max(needed - sum((r.margin_left for r in binding), D(0)), D(0))
+    for name, held in account.positions.items():
+        assert name == SYMBOL
+        notional = abs(held.quantity) * mark
+        leverage = min(held.leverage, _tier_max(book, notional))
+        expected += held.quantity * (mark - held.entry_price) - notional / leverage
+    valuation = value_account(book, account)
+    assert valuation.available == expected
     assert symbol.long_open_interest == max(position, D(0))
     assert symbol.short_open_interest == max(-position, D(0))
     # Exactly once: clearing's cut plus every fill above it that riskgate received.
@@ -168,6 +177,7 @@ def _assert_invariants(world: World) -> None:
                           for f in world.fills if f.sequence > world.snapshot_cut
                           and f.execution_id in world.delivered), D(0))
     assert position == base + received_after
+    return valuation.order_margin_shortfall
 
 
 def _deliver(world: World, report: Report, now: float) -> None:
@@ -207,14 +217,18 @@ steps = st.lists(
 
 # Positions just under a tier's cap at that tier's max leverage: a mark move or an over-fill
 # carries them into the next tier, whose max leverage is lower.
-AT_TIER_EDGE = [950, 1000, -1000, 4800, 5000, -5000, 59_000, -60_000]
+AT_TIER_EDGE = [0, 0, 950, 1000, -1000, 4800, 5000, -5000, 59_000, -60_000]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(position_lots=st.one_of(st.integers(-3000, 3000), st.integers(-60_000, 60_000),
                                st.sampled_from(AT_TIER_EDGE)),
        leverage=st.sampled_from([1, 5, 10, 20, 50, 100, 125]),
        balance=st.one_of(st.integers(500, 300_000), st.integers(300_000, 5_000_000)), plan=steps)
+# An order at its tier's edge whose side a mark move and an over-fill carry into the next tier.
+@example(position_lots=0, leverage=1, balance=300_000, plan=[
+    ("order", Side.BUY, 950, 125, False, 0), ("mark", 9), ("order", Side.BUY, 10, 0, False, 0),
+    ("fill", 1, 120, False), ("mark", -9), ("snapshot", 100, 125)])
 def test_book_when_any_sequence_of_orders_fills_reports_snapshots_and_marks_then_no_margin_appears(
         position_lots: int, leverage: int, balance: int, plan: list[tuple]) -> None:
     book = make_book(balance=str(balance))
@@ -226,7 +240,7 @@ def test_book_when_any_sequence_of_orders_fills_reports_snapshots_and_marks_then
     book.accounts[ACCOUNT].snapshot_version = 0
     apply_account_record(book, snapshot)
     world = World(book, initial, D(50000), D(balance), leverage)
-    _assert_invariants(world)
+    shortfall = _assert_invariants(world)
     for n, step in enumerate(plan):
         now = float(n + 1)
         mark = book.symbols[SYMBOL].mark.price  # type: ignore[union-attr]
@@ -300,7 +314,8 @@ def test_book_when_any_sequence_of_orders_fills_reports_snapshots_and_marks_then
             moved = (mark * (1 + D(step[1]) / 100)).quantize(D("0.1"))
             apply_mark(book, MarkSpec(symbol=SYMBOL, price=moved, timestamp_ms=0, version=n + 10))
             world.lowest_mark = min(world.lowest_mark, moved)
-        _assert_invariants(world)
+        shortfall = max(shortfall, _assert_invariants(world))
+    target(float(shortfall), label="open orders' margin short of their tier")
     # Whatever was late arrives in the end: riskgate then holds the engine's whole truth.
     for report in world.undelivered:
         _deliver(world, report, float(len(plan) + 2))

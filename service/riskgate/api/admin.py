@@ -170,9 +170,11 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                                f"account {snapshot.account_id!r} is owned by another shard; send it there")
             account = self.book.accounts.get(snapshot.account_id)
             if request.includes_all_fills and account is not None:
-                # "As of now": every fill applied so far is in it; later ones go on top.
-                snapshot = msgspec.structs.replace(snapshot, cutoff_sequence=max(
-                    [snapshot.cutoff_sequence, account.cutoff_sequence, *(f.sequence for f in account.journal)]))
+                # "As of now": it reflects every fill applied so far (whatever their sequence:
+                # they may have arrived out of order); those applied after it go on top.
+                snapshot = msgspec.structs.replace(
+                    snapshot, cutoff_sequence=max(snapshot.cutoff_sequence, account.cutoff_sequence),
+                    applied_through=account.ordinal)
             try:
                 check_snapshot(account, snapshot)
             except SnapshotRefused as exc:

@@ -120,6 +120,8 @@ class ReservationSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # Whether any fill was reported: the order then certainly reached the matching engine.
     filled: bool = False
     reduce_only: bool = False
+    # The initial-margin part of cost_left (None in records written before it was kept).
+    margin_left: Decimal | None = None
 
 
 class ExecutionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

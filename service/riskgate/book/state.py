@@ -82,6 +82,7 @@ class Reservation:
         "filled",
         "increasing_left",
         "leverage",
+        "margin_left",
         "order_id",
         "persisted",
         "price",
@@ -104,6 +105,7 @@ class Reservation:
         cost: Decimal,
         created_ms: int,
         reduce_only: bool = False,
+        margin: Decimal = ZERO,
     ) -> None:
         self.order_id = order_id
         self.symbol = symbol
@@ -114,6 +116,8 @@ class Reservation:
         self.increasing_left = increasing
         self.remaining = reducing + increasing
         self.cost_left = cost
+        # The initial-margin part of cost_left: what a tier change re-measures.
+        self.margin_left = margin
         self.created_ms = created_ms
         self.filled = False
         # A reduce-only order never adds risk (the matching engine enforces it): it reserves
@@ -138,6 +142,7 @@ class Reservation:
             created_ms=self.created_ms,
             filled=self.filled,
             reduce_only=self.reduce_only,
+            margin_left=self.margin_left,
         )
 
     @classmethod
@@ -153,6 +158,8 @@ class Reservation:
             spec.cost_left,
             spec.created_ms,
             spec.reduce_only,
+            spec.margin_left if spec.margin_left is not None else min(
+                spec.cost_left, spec.increasing_left * spec.price / spec.leverage),
         )
         reservation.remaining = spec.remaining
         reservation.filled = spec.filled
@@ -169,13 +176,20 @@ class Reservation:
 
 class OpenOrders:
     """Per account and symbol: quantity of open orders on each side, and the one leverage of
-    the account and symbol while orders that may add risk (not reduce-only) are open."""
+    the account and symbol while orders that may add risk (not reduce-only) are open. Per
+    side also the notional of their risk-increasing parts and the initial margin reserved
+    for it, so valuation can hold them to the tier their side's worst case falls in now."""
 
-    __slots__ = ("binding_orders", "buy", "leverage", "sell")
+    __slots__ = ("binding_orders", "buy", "buy_margin", "buy_notional", "leverage", "sell", "sell_margin",
+                 "sell_notional")
 
     def __init__(self) -> None:
         self.buy = ZERO
         self.sell = ZERO
+        self.buy_notional = ZERO
+        self.sell_notional = ZERO
+        self.buy_margin = ZERO
+        self.sell_margin = ZERO
         self.binding_orders = 0
         self.leverage = 0
 

@@ -30,12 +30,12 @@ import msgspec
 
 from riskgate.book.specs import AccountSnapshot, ExecutionSpec
 from riskgate.book.state import Account, Book, Fill, OpenOrders, Position, Reservation, SymbolState, ensure_account
-from riskgate.engine.margin import margin_leverage, order_cost
+from riskgate.engine.margin import OrderCost, margin_leverage, order_cost
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.values.codes import ExecutionKind, Side
-from riskgate.values.money import ZERO, round_down
+from riskgate.values.money import MONEY_QUANTUM, ZERO, round_down
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,18 @@ def reserve(book: Book, order: Order, result: CheckResult, now_ms: int) -> Reser
     reservation = Reservation(
         order.order_id, order.symbol, order.side, result.price, result.leverage,
         result.reducing, result.increasing, result.order_cost if result.increasing else ZERO, now_ms,
-        reduce_only=order.reduce_only,
+        reduce_only=order.reduce_only, margin=result.initial_margin if result.increasing else ZERO,
     )
-    _hold(account, symbol_open_orders(account, order.symbol), reservation, book, +1)
+    open_orders = symbol_open_orders(account, order.symbol)
+    _hold(account, open_orders, reservation, book, +1)
+    try:
+        verify(book, account, order.symbol)
+    except InvariantBroken:
+        # Never leave behind a reservation whose order the caller will not send.
+        _hold(account, open_orders, reservation, book, -1)
+        del account.orders[order.order_id]
+        raise
     book.mark_order_dirty(account.account_id, order.order_id)
-    verify(book, account, order.symbol)
     return reservation
 
 
@@ -160,12 +167,17 @@ def _hold(account: Account, open_orders: OpenOrders, reservation: Reservation, b
     if sign > 0:
         account.orders[reservation.order_id] = reservation
     held = reservation.held
+    notional = reservation.increasing_left * reservation.price
     if reservation.side == Side.BUY:
         open_orders.buy += sign * held
+        open_orders.buy_notional += sign * notional
+        open_orders.buy_margin += sign * reservation.margin_left
         if symbol is not None:
             symbol.pending_long_increase += sign * reservation.increasing_left
     else:
         open_orders.sell += sign * held
+        open_orders.sell_notional += sign * notional
+        open_orders.sell_margin += sign * reservation.margin_left
         if symbol is not None:
             symbol.pending_short_increase += sign * reservation.increasing_left
     account.reserved_cost += sign * reservation.cost_left
@@ -246,6 +258,11 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
     if account is None or reservation is None:
         raise ExecutionError("NOT_FOUND", f"no open order {order_id[:64]!r} for account {account_id[:64]!r}")
     symbol_name = reservation.symbol
+    # A position this fill opens takes the symbol's one leverage (this order's own unless it is
+    # reduce-only: such an order's label may predate the symbol's current leverage).
+    leverage = symbol_leverage(account, symbol_name)
+    if not leverage:
+        leverage = clamp_leverage(book, account, symbol_name, reservation.leverage, quantity * price)
     open_orders = symbol_open_orders(account, symbol_name)
     _hold(account, open_orders, reservation, book, -1)
     moved: Fill | None = None
@@ -255,11 +272,11 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
         signed = quantity if reservation.side == Side.BUY else -quantity
         included = _included(account, ref)
         if not included:
-            moved = _move_position(book, account, symbol_name, signed, price, reservation.leverage,
+            moved = _move_position(book, account, symbol_name, signed, price, leverage,
                                    ref.sequence if ref is not None else 0)
     else:
         reservation.remaining = reservation.reducing_left = reservation.increasing_left = ZERO
-        reservation.cost_left = ZERO
+        reservation.cost_left = reservation.margin_left = ZERO
     if reservation.remaining > 0:
         _hold(account, open_orders, reservation, book, +1)
         book.mark_order_dirty(account_id, order_id)
@@ -329,14 +346,17 @@ def _consume(reservation: Reservation, quantity: Decimal) -> None:
     increasing_used = used - reducing_used
     if increasing_used >= reservation.increasing_left:
         released = reservation.cost_left
+        margin_released = reservation.margin_left
     else:
         released = round_down(reservation.cost_left * increasing_used / reservation.increasing_left)
+        margin_released = round_down(reservation.margin_left * increasing_used / reservation.increasing_left)
     reservation.reducing_left -= reducing_used
     reservation.increasing_left -= increasing_used
     reservation.remaining = max(reservation.remaining - quantity, ZERO)
     if not reservation.reduce_only:
         reservation.remaining = reservation.held
     reservation.cost_left -= released
+    reservation.margin_left -= margin_released
     reservation.filled = True
 
 
@@ -470,23 +490,23 @@ def rebalance(book: Book, account: Account, symbol_name: str) -> None:
         _hold(account, open_orders, reservation, book, -1)
         reservation.reducing_left = keep
         reservation.increasing_left += excess
-        reservation.cost_left += cost
+        reservation.cost_left += cost.total
+        reservation.margin_left += cost.initial_margin
         _hold(account, open_orders, reservation, book, +1)
         book.mark_order_dirty(account.account_id, reservation.order_id)
 
 
 def _cost_of(book: Book, account: Account, symbol: SymbolState | None, reservation: Reservation,
-             quantity: Decimal, leverage: int = 0) -> Decimal:
+             quantity: Decimal, leverage: int = 0) -> OrderCost:
     """The cost of `quantity` more risk on the order's side, at the order's leverage held to
     the tier of that side's worst case now and the account's cap."""
     if symbol is None:
-        return ZERO
+        return OrderCost(ZERO, ZERO, ZERO, ZERO)
     mark = symbol.mark.price if symbol.mark is not None else reservation.price
     exposure = _side_exposure(account, reservation.symbol, reservation.side)
     leverage = margin_leverage(symbol, leverage or reservation.leverage, exposure * mark,
                                account.controls.max_leverage)
-    return order_cost(reservation.side, quantity, reservation.price, mark, leverage,
-                      symbol.spec.taker_fee_rate).total
+    return order_cost(reservation.side, quantity, reservation.price, mark, leverage, symbol.spec.taker_fee_rate)
 
 
 def orders_to_cancel(account: Account, symbol_name: str) -> list[str]:
@@ -516,9 +536,12 @@ def check_snapshot(account: Account | None, snapshot: AccountSnapshot) -> None:
     if snapshot.cutoff_sequence and snapshot.cutoff_sequence < account.journal_floor:
         raise SnapshotRefused(f"cut at sequence {snapshot.cutoff_sequence}, before fills riskgate no longer "
                               f"remembers (through {account.journal_floor}): send a newer snapshot")
-    if not snapshot.cutoff_sequence and account.journal:
-        raise SnapshotRefused(f"the account has {len(account.journal)} fills with a sequence since its last "
-                              "snapshot: say which it includes (cutoff_sequence), or that it includes them all")
+    if not snapshot.cutoff_sequence and not snapshot.applied_through and (account.journal
+                                                                          or account.cutoff_sequence):
+        # Without a cut-off it cannot say which fills it holds: it would erase or double them.
+        raise SnapshotRefused("the account has fills with a sequence (since, or up to, its last snapshot's "
+                              "cut-off): say which this one includes (cutoff_sequence), or that it includes "
+                              "every fill applied so far (includes_all_fills)")
 
 
 def clamp_snapshot(book: Book, account: Account | None, snapshot: AccountSnapshot
@@ -602,11 +625,11 @@ def _align_leverage(book: Book, account: Account, symbol_name: str) -> None:
         if reservation.leverage == position.leverage:
             continue
         # Costed while the order still counts in its side's worst case.
-        relabelled = _cost_of(book, account, symbol, reservation, reservation.increasing_left, position.leverage) \
-            if reservation.increasing_left else ZERO
+        relabelled = _cost_of(book, account, symbol, reservation, reservation.increasing_left, position.leverage)
         _hold(account, open_orders, reservation, book, -1)
         reservation.leverage = position.leverage
-        reservation.cost_left = relabelled
+        reservation.cost_left = relabelled.total if reservation.increasing_left else ZERO
+        reservation.margin_left = relabelled.initial_margin if reservation.increasing_left else ZERO
         _hold(account, open_orders, reservation, book, +1)
         book.mark_order_dirty(account.account_id, reservation.order_id)
 
@@ -627,7 +650,7 @@ def verify(book: Book, account: Account, symbol_name: str) -> None:
     """
     position = account.positions.get(symbol_name)
     open_orders = account.open_by_symbol.get(symbol_name)
-    buy = sell = ZERO
+    buy = sell = buy_notional = sell_notional = buy_margin = sell_margin = ZERO
     binding = 0
     leverages: set[int] = set()
     for reservation in account.orders.values():
@@ -643,9 +666,14 @@ def verify(book: Book, account: Account, symbol_name: str) -> None:
             leverages.add(reservation.leverage)
         if reservation.side == Side.BUY:
             buy += reservation.held
+            buy_notional += reservation.increasing_left * reservation.price
+            buy_margin += reservation.margin_left
         else:
             sell += reservation.held
-        if reservation.cost_left * reservation.leverage < reservation.increasing_left * reservation.price:
+            sell_notional += reservation.increasing_left * reservation.price
+            sell_margin += reservation.margin_left
+        if reservation.margin_left * reservation.leverage < reservation.increasing_left * reservation.price \
+                or reservation.margin_left > reservation.cost_left + MONEY_QUANTUM:
             # Below its own leverage's margin: it was relabelled, or its cost lost.
             raise InvariantBroken(f"order {reservation.order_id!r} reserves less than its leverage's margin")
     if position is not None and leverages - {position.leverage}:
@@ -653,6 +681,8 @@ def verify(book: Book, account: Account, symbol_name: str) -> None:
                               f"{position.leverage}")
     if len(leverages) > 1:
         raise InvariantBroken(f"{symbol_name}: open orders at two leverages {sorted(leverages)}")
-    if open_orders is not None and (open_orders.buy != buy or open_orders.sell != sell
-                                    or open_orders.binding_orders != binding):
+    if open_orders is not None and (
+            (open_orders.buy, open_orders.sell, open_orders.binding_orders) != (buy, sell, binding)
+            or (open_orders.buy_notional, open_orders.sell_notional) != (buy_notional, sell_notional)
+            or (open_orders.buy_margin, open_orders.sell_margin) != (buy_margin, sell_margin)):
         raise InvariantBroken(f"{symbol_name}: open-order aggregates out of step")

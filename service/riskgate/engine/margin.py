@@ -57,8 +57,8 @@ class Valuation:
     """Cross-margin figures of one account at current marks. `other_*` leave out the focus
     symbol's position: the liquidation estimate of that symbol needs exactly those."""
 
-    __slots__ = ("available", "initial_margin", "missing_mark", "other_mm", "other_upnl", "stale_mark",
-                 "unrealized_pnl")
+    __slots__ = ("available", "initial_margin", "missing_mark", "order_margin_shortfall", "other_mm", "other_upnl",
+                 "stale_mark", "unrealized_pnl")
 
     def __init__(self) -> None:
         self.unrealized_pnl = ZERO
@@ -66,12 +66,16 @@ class Valuation:
         self.other_mm = ZERO
         self.other_upnl = ZERO
         self.available = ZERO
+        # Initial margin open orders need beyond what they reserved, their side's tier having
+        # moved since (see OpenOrders).
+        self.order_margin_shortfall = ZERO
         self.missing_mark: str | None = None
         self.stale_mark: str | None = None
 
 
 def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: int | None = None) -> Valuation:
-    """available = balance + unrealised PnL - initial margin of positions - reserved order cost.
+    """available = balance + unrealised PnL - initial margin of positions - reserved order cost
+    - what open orders' margin falls short of their side's tier now.
 
     A position whose symbol has no mark cannot be valued: `missing_mark` names it. With now_ms,
     a position valued at a mark older than its bound is named in `stale_mark`: its unrealised
@@ -101,11 +105,32 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
         if symbol != focus_symbol:
             other_mm += state.tiers.maintenance_margin(notional)
             other_upnl += upnl
+    shortfall = ZERO
+    for symbol, open_orders in account.open_by_symbol.items():
+        if not (open_orders.buy_notional or open_orders.sell_notional):
+            continue
+        state = symbols.get(symbol)
+        if state is None or state.mark is None:
+            continue  # every order on it is refused while it has no mark
+        mark = state.mark.price
+        position = account.positions.get(symbol)
+        held = position.quantity if position is not None else ZERO
+        for notional, reserved, exposure in (
+            (open_orders.buy_notional, open_orders.buy_margin, held + open_orders.buy),
+            (open_orders.sell_notional, open_orders.sell_margin, open_orders.sell - held),
+        ):
+            if notional:
+                # Open orders are held, like positions, to the tier their side's worst case
+                # falls in now (a mark move, an over-fill or a lower cap may have moved it).
+                leverage = margin_leverage(state, open_orders.leverage, max(exposure, ZERO) * mark, cap)
+                if notional / leverage > reserved:
+                    shortfall += notional / leverage - reserved
+    valuation.order_margin_shortfall = shortfall
     valuation.unrealized_pnl = upnl_total
     valuation.initial_margin = initial_margin
     valuation.other_mm = other_mm
     valuation.other_upnl = other_upnl
-    valuation.available = account.balance + upnl_total - initial_margin - account.reserved_cost
+    valuation.available = account.balance + upnl_total - initial_margin - account.reserved_cost - shortfall
     return valuation
 
 
