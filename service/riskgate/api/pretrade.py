@@ -144,7 +144,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             # A retry of a report already applied: the same answer, nothing applied again.
             ack = self._ack(request, request.symbol, None)
             ack.duplicate = True
-            await self._durable(context)
+            await self._durable(context, exactly_once=True)
             return ack
         try:
             applied = apply_execution(book, request.account_id, request.order_id, kind, quantity, price,
@@ -168,7 +168,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                                                      f"{applied.clamped}"})
         # The state as this execution left it, before anything else can move it.
         ack = self._ack(request, applied.symbol, applied)
-        await self._durable(context)
+        await self._durable(context, exactly_once=ref is not None and bool(ref.execution_id))
         return ack
 
     def _ack(self, request: pb.ExecutionReport, symbol: str, applied: Applied | None) -> pb.ExecutionAck:
@@ -202,15 +202,19 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             valuation = value_account(self.book, account)
             ack.balance = fmt(account.balance)
             ack.available_margin = fmt(round_down(valuation.available)) if valuation.missing_mark is None else ""
-        await self._durable(context)
+        await self._durable(context, exactly_once=False)
         return ack
 
-    async def _durable(self, context: grpc.aio.ServicerContext) -> None:
+    async def _durable(self, context: grpc.aio.ServicerContext, exactly_once: bool) -> None:
         """Acknowledges an execution once Redis has it, so that a crash right after the ack
         cannot lose a fill (and keep its order's reservation) that the sender will not resend.
-        If Redis does not confirm within the staleness bound the ack goes anyway: the
-        execution is applied here and written when Redis answers, and telling the sender to
-        retry would apply a partial fill twice."""
+
+        When Redis does not confirm in time (the staleness bound, or 90% of the caller's
+        deadline) or a stop cuts the wait short: a report with an execution id gets
+        UNAVAILABLE, and its retry is acknowledged (as a duplicate) once Redis has it, or
+        applied by whichever process holds the account after a crash. A report without one
+        (compatibility) is acknowledged anyway, since its retry could not be told apart and
+        would count a partial fill twice."""
         store = self.store
         if store is None:
             return
@@ -218,6 +222,13 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         bound = store.stale_after_s if remaining is None else min(store.stale_after_s, remaining * 0.9)
         try:
             async with asyncio.timeout(max(bound, 0.0)):
-                await store.barrier()
+                durable = await store.barrier()
         except TimeoutError:
-            log.warning("execution acknowledged before Redis confirmed it (Redis slow or away)")
+            durable = False
+        if durable:
+            return
+        if exactly_once:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "applied, but Redis has not confirmed it yet: report it again with the same "
+                                "execution_id (it is acknowledged once Redis has it, never applied twice)")
+        log.warning("execution without an execution_id acknowledged before Redis confirmed it")

@@ -186,8 +186,9 @@ class RiskgateService:
         self._stopped = report = StopReport()
         self.lifecycle.begin_stop()
         if self.store is not None:
-            # Executions waiting for their batch are answered before the grace cuts them off
-            # (an UNAVAILABLE would have the sender report an applied fill again).
+            # Executions waiting for their batch are answered before the grace cuts them off:
+            # UNAVAILABLE, so the sender reports them again (a duplicate once the drain has
+            # written them; applied by the next process if it could not).
             self.store.release_waiters()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()

@@ -305,7 +305,8 @@ class Book:
         # Exactly-once: every execution id applied (account, order, id) -> when (wall ms), kept
         # for the window and longer while its fill is in an account's journal.
         self.execution_window_ms = int(execution_window_s * 1000)
-        self.executions: dict[str, int] = {}
+        # key -> (applied at ms, sequence, the account's ordinal for it)
+        self.executions: dict[str, tuple[int, int, int]] = {}
         self.execution_queue: deque[tuple[int, str, str, int]] = deque()
         # Written with the next batch (in the same MULTI as the state they moved), or deleted.
         self.dirty_executions: dict[str, ExecutionSpec] = {}

@@ -62,6 +62,10 @@ class SnapshotRefused(ValueError):
     """A clearing snapshot that cannot be merged without losing or double-counting fills."""
 
 
+# Marks the stored id of a journal entry from a report without an execution id.
+JOURNAL_ONLY = "\x1e"
+
+
 def execution_key(account_id: str, order_id: str, execution_id: str) -> str:
     # Unit separator: cannot appear in the printable ids the API accepts.
     return f"{account_id}\x1f{order_id}\x1f{execution_id}"
@@ -137,12 +141,14 @@ def reserve(book: Book, order: Order, result: CheckResult, now_ms: int) -> Reser
         reduce_only=order.reduce_only, margin=result.initial_margin if result.increasing else ZERO,
     )
     open_orders = symbol_open_orders(account, order.symbol)
+    leverage_before = open_orders.leverage
     _hold(account, open_orders, reservation, book, +1)
     try:
         verify(book, account, order.symbol)
     except InvariantBroken:
         # Never leave behind a reservation whose order the caller will not send.
         _hold(account, open_orders, reservation, book, -1)
+        open_orders.leverage = leverage_before if open_orders.binding_orders else 0
         del account.orders[order.order_id]
         raise
     book.mark_order_dirty(account.account_id, order.order_id)
@@ -367,21 +373,33 @@ def _remember(book: Book, account: Account, order_id: str, ref: ExecutionRef | N
         moved.ordinal = account.ordinal
         if moved.sequence:
             _journal(account, moved)
-    if ref is None or not ref.execution_id:
+    if ref is not None and ref.execution_id:
+        key = execution_key(account.account_id, order_id, ref.execution_id)
+    elif moved is not None and moved.sequence:
+        # No id (compatibility), but a journal entry a restart must find: stored under an id
+        # no report can carry (not printable), so it never counts as a duplicate.
+        key = execution_key(account.account_id, order_id, f"{JOURNAL_ONLY}{account.ordinal}")
+    else:
         return
-    key = execution_key(account.account_id, order_id, ref.execution_id)
-    book.executions[key] = now_ms
-    book.execution_queue.append((now_ms, key, account.account_id, ref.sequence))
+    sequence = ref.sequence if ref is not None else 0
+    book.executions[key] = (now_ms, sequence, account.ordinal)
+    book.execution_queue.append((now_ms, key, account.account_id, sequence))
     book.expired_executions.discard(key)
-    book.dirty_executions[key] = ExecutionSpec(
-        account_id=account.account_id, order_id=order_id, execution_id=ref.execution_id, at_ms=now_ms,
-        sequence=ref.sequence, ordinal=account.ordinal,
+    book.dirty_executions[key] = execution_spec(key, now_ms, sequence, account.ordinal, moved)
+    book.on_dirty()
+
+
+def execution_spec(key: str, at_ms: int, sequence: int, ordinal: int, moved: Fill | None) -> ExecutionSpec:
+    """The stored form of an applied execution (the key holds account, order and id)."""
+    account_id, order_id, execution_id = key.split("\x1f", 2)
+    return ExecutionSpec(
+        account_id=account_id, order_id=order_id, execution_id=execution_id, at_ms=at_ms,
+        sequence=sequence, ordinal=ordinal,
         symbol=moved.symbol if moved is not None else "",
         quantity=moved.quantity if moved is not None else None,
         price=moved.price if moved is not None else ZERO,
         leverage=moved.leverage if moved is not None else 0,
     )
-    book.on_dirty()
 
 
 def _journal(account: Account, fill: Fill) -> None:
@@ -399,14 +417,15 @@ def expire_executions(book: Book, now_ms: int) -> int:
     freed = 0
     while queue and queue[0][0] < horizon:
         at_ms, key, account_id, sequence = queue.popleft()
-        if book.executions.get(key) != at_ms:
+        entry = book.executions.get(key)
+        if entry is None or entry[0] != at_ms:
             continue
         account = book.accounts.get(account_id)
         if account is not None and sequence > account.cutoff_sequence and sequence > account.journal_floor:
             # Above the cut-off: a fill in the journal (anything else has no sequence there),
             # needed to merge a snapshot cut before it. Looked at again a window later.
             queue.append((now_ms, key, account_id, sequence))
-            book.executions[key] = now_ms
+            book.executions[key] = (now_ms, entry[1], entry[2])
             continue
         del book.executions[key]
         book.dirty_executions.pop(key, None)
@@ -607,15 +626,16 @@ def apply_account_record(book: Book, snapshot: AccountSnapshot, journal: Iterabl
     if journal is None and snapshot.applied_through < account.ordinal:
         book.mark_account_dirty(account.account_id)
     for symbol in touched:
-        _align_leverage(book, account, symbol)
+        align_leverage(book, account, symbol)
         rebalance(book, account, symbol)
         verify(book, account, symbol)
     return True
 
 
-def _align_leverage(book: Book, account: Account, symbol_name: str) -> None:
-    """After a snapshot: open orders that may add risk take the position's leverage (one per
-    account and symbol), their cost re-reserved at it, held to the tier of their side."""
+def align_leverage(book: Book, account: Account, symbol_name: str) -> None:
+    """After a snapshot (or a load that restores orders beside it): open orders that may add
+    risk take the position's leverage (one per account and symbol), their cost re-reserved at
+    it, held to the tier of their side."""
     position = account.positions.get(symbol_name)
     if position is None:
         return

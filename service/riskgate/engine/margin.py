@@ -115,6 +115,10 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
         mark = state.mark.price
         position = account.positions.get(symbol)
         held = position.quantity if position is not None else ZERO
+        # One leverage per account and symbol; should a position and its orders ever disagree,
+        # the lower one counts.
+        order_leverage = min(open_orders.leverage, position.leverage) if position is not None \
+            else open_orders.leverage
         for notional, reserved, exposure in (
             (open_orders.buy_notional, open_orders.buy_margin, held + open_orders.buy),
             (open_orders.sell_notional, open_orders.sell_margin, open_orders.sell - held),
@@ -122,7 +126,7 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
             if notional:
                 # Open orders are held, like positions, to the tier their side's worst case
                 # falls in now (a mark move, an over-fill or a lower cap may have moved it).
-                leverage = margin_leverage(state, open_orders.leverage, max(exposure, ZERO) * mark, cap)
+                leverage = margin_leverage(state, order_leverage, max(exposure, ZERO) * mark, cap)
                 if notional / leverage > reserved:
                     shortfall += notional / leverage - reserved
     valuation.order_margin_shortfall = shortfall

@@ -37,7 +37,16 @@ from redis.exceptions import RedisError
 
 from riskgate.book.specs import ExecutionSpec, ReservationSpec
 from riskgate.book.state import Book, Reservation, ensure_account
-from riskgate.engine.ledger import apply_account_record, expire_executions, journal_from, rebalance, restore
+from riskgate.engine.ledger import (
+    align_leverage,
+    apply_account_record,
+    execution_spec,
+    expire_executions,
+    journal_from,
+    rebalance,
+    restore,
+    verify,
+)
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.keys import Keys, order_field
@@ -208,7 +217,7 @@ class RedisStore:
         # Set when a stop begins: executions waiting for their batch are answered at once (the
         # stop's drain writes them), since a stop cuts off calls still waiting.
         self._waiters_released = False
-        self._batch_barriers: list[asyncio.Future[None]] = []  # those of the batch in flight
+        self._batch_barriers: list[asyncio.Future[bool]] = []  # those of the batch in flight
         # Redis's clock minus ours (ms), and how unsure that is (half the probe's round trip).
         self._clock_offset_ms = 0
         self._clock_uncertainty_ms = 0
@@ -217,7 +226,7 @@ class RedisStore:
         self.audit_dropped = 0
         # Refused calls over their audit rate: counted, and the count is audited.
         self.audit_suppressed = 0
-        self._barriers: list[asyncio.Future[None]] = []
+        self._barriers: list[asyncio.Future[bool]] = []
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -371,22 +380,24 @@ class RedisStore:
         """Something new to write: the writer takes it with its next batch."""
         self._wake.set()
 
-    def barrier(self) -> asyncio.Future[None]:
-        """Resolves once everything dirty now has reached Redis (the next successful batch)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def barrier(self) -> asyncio.Future[bool]:
+        """Resolves True once everything dirty now has reached Redis (the next successful
+        batch), or False when a stop releases its waiter first (not known to be in Redis)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self._waiters_released:
-            future.set_result(None)
+            future.set_result(False)
             return future
         self._barriers.append(future)
         self._wake.set()
         return future
 
     def release_waiters(self) -> None:
-        """A stop has begun: callers waiting for their batch are answered now, since the stop
-        cuts off calls that are still waiting; the drain writes what they were waiting for."""
+        """A stop has begun: callers waiting for their batch are answered now (False: not known
+        to be in Redis), since the stop cuts off calls that are still waiting; the drain then
+        writes what they were waiting for, if it can."""
         self._waiters_released = True
         for barrier in (*self._barriers, *self._batch_barriers):
-            _settle(barrier, None)
+            _settle(barrier, False)
         self._barriers.clear()
 
     async def _writer(self) -> None:
@@ -550,7 +561,7 @@ class RedisStore:
                 self.audit_suppressed += suppressed
                 if self._waiters_released:
                     for barrier in barriers:
-                        _settle(barrier, None)
+                        _settle(barrier, False)
                 else:
                     self._barriers[:0] = barriers
                 if change is not None:
@@ -581,7 +592,7 @@ class RedisStore:
         if versions:
             self._max_version = max(self._max_version, *versions)
         for barrier in barriers:
-            _settle(barrier, None)
+            _settle(barrier, True)
         if change is not None:
             self._finish_change(change, int(results[-1]))
         return True
@@ -671,7 +682,7 @@ class RedisStore:
                         specs = executions.get(record.account_id, [])
                         if apply_account_record(book, record, journal_from(specs)):
                             account = book.accounts[record.account_id]
-                            account.ordinal = max(account.ordinal, *(spec.ordinal for spec in specs))
+                            account.ordinal = max([account.ordinal, *(spec.ordinal for spec in specs)])
                         continue
                     self._apply(kind, record)
                 except Exception as exc:  # one bad record must not stop the load
@@ -702,11 +713,16 @@ class RedisStore:
             for account in book.accounts.values():
                 for symbol in {r.symbol for r in account.orders.values()}:
                     try:
+                        # The stored record may be a snapshot whose re-reservation of these
+                        # orders at its leverage did not reach Redis before a crash.
+                        align_leverage(book, account, symbol)
                         rebalance(book, account, symbol)
+                        verify(book, account, symbol)
                     except Exception as exc:  # one account must not stop the load of all
                         log.error("could not rebalance %r on %s after the load: %r", account.account_id[:100],
                                   symbol, exc)
         else:
+            await self._write_back_executions()
             for account in book.accounts.values():
                 if not book.owns(account.account_id):
                     continue
@@ -736,10 +752,28 @@ class RedisStore:
                 specs.append((field.decode() if isinstance(field, bytes) else field, spec))
         specs.sort(key=lambda item: item[1].at_ms)
         for key, spec in specs:
-            book.executions[key] = spec.at_ms
+            book.executions[key] = (spec.at_ms, spec.sequence, spec.ordinal)
             book.execution_queue.append((spec.at_ms, key, spec.account_id, spec.sequence))
             by_account.setdefault(spec.account_id, []).append(spec)
         return by_account
+
+    async def _write_back_executions(self) -> None:
+        """After a lost link: execution ids (and journal fills) this process applied that Redis
+        no longer has (it lost its tail, or failed over to a lagging replica) are written again,
+        so a restart still knows them: a retry is then a duplicate, a snapshot still merges."""
+        book = self.book
+        stored = {key.decode() if isinstance(key, bytes) else key
+                  for key in await self.client.hkeys(self.keys.executions)}
+        for key, (at_ms, sequence, ordinal) in book.executions.items():
+            if key in stored or key in book.dirty_executions:
+                continue
+            account = book.accounts.get(key.split("\x1f", 1)[0])
+            if account is None:
+                continue
+            fill = next((f for f in account.journal if f.ordinal == ordinal), None)
+            book.dirty_executions[key] = execution_spec(key, at_ms, sequence, ordinal, fill)
+        if book.dirty_executions:
+            book.on_dirty()
 
     async def _repair_version_counter(self) -> None:
         """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out
