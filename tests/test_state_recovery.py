@@ -1,11 +1,14 @@
 """Redis is the source of truth: restarts recover state, other processes see changes."""
 
 import asyncio
+import zlib
 
+import pytest
 import redis.asyncio as aioredis
 
 from riskgate.config import AccountSeed
 from riskgate.store.keys import Keys
+from riskgate.store.redis_store import StoreUnavailable
 from riskgate.v1 import admin_pb2 as admin
 from tests.conftest import Services
 from tests.support import codes, decision, test_config
@@ -53,40 +56,69 @@ async def test_restart_when_state_changed_then_positions_balances_breakers_reser
     assert decision(duplicate) == "DECISION_ACCEPT"  # closed ids are not kept across restarts
 
 
+def _account_of_shard(index: int, count: int) -> str:
+    return next(f"acct-{n}" for n in range(100) if zlib.crc32(f"acct-{n}".encode()) % count == index)
+
+
 async def test_second_process_when_breaker_set_on_first_then_sees_it_promptly(services: Services) -> None:
-    _, first = await services.start()
+    # One writer per account: the second process is another shard, and holds the account.
+    _, first = await services.start(shard_index=0, shard_count=2)
+    _, second = await services.start(shard_index=1, shard_count=2)
+    account = _account_of_shard(1, 2)
     await first.upsert_symbol(mark="50000")
-    await first.trader()
-    _, second = await services.start()
-    assert decision(await second.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
+    await second.trader(account)
+    assert decision(await second.check(account=account, quantity="0.1", price="50000")) == "DECISION_ACCEPT"
 
     await first.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
 
     async def halted() -> bool:
-        response = await second.check(quantity="0.1", price="50000")
+        response = await second.check(account=account, quantity="0.1", price="50000")
         return codes(response) == ["REASON_PLATFORM_HALTED"]
 
     assert await _wait_for(halted)
 
 
 async def test_second_process_when_mark_and_controls_change_then_applies_them(services: Services) -> None:
-    _, first = await services.start()
+    _, first = await services.start(shard_index=0, shard_count=2)
+    _, second = await services.start(shard_index=1, shard_count=2)
+    account = _account_of_shard(1, 2)
     await first.upsert_symbol(mark="50000")
-    await first.trader()
-    _, second = await services.start()
-    await first.set_controls("acct-1", restriction=admin.RESTRICTION_FROZEN)
+    await second.trader(account)
+    await first.set_controls(account, restriction=admin.RESTRICTION_FROZEN)
 
     async def frozen() -> bool:
-        return codes(await second.check(quantity="0.1", price="50000")) == ["REASON_ACCOUNT_FROZEN"]
+        return codes(await second.check(account=account, quantity="0.1", price="50000")) == ["REASON_ACCOUNT_FROZEN"]
 
     assert await _wait_for(frozen)
     await first.set_mark("BTCUSDT", "60000", confirmed=True)
 
     async def repriced() -> bool:
-        risk = await second.risk("acct-1")
+        risk = await second.risk(account)
         return risk.controls.restriction == admin.RESTRICTION_FROZEN and risk.available_margin == "100000"
 
     assert await _wait_for(repriced)
+
+
+async def test_second_process_when_same_shard_as_a_running_one_then_refused(services: Services) -> None:
+    # Two writers of one account would both grant its margin and apply a retried fill twice.
+    await services.start()
+    with pytest.raises(StoreUnavailable, match="written by another riskgate process"):
+        await services.start(redis_stale_after_ms=200)
+
+
+async def test_second_process_when_another_shard_count_is_live_then_refused(services: Services) -> None:
+    await services.start(shard_index=0, shard_count=2)
+    with pytest.raises(StoreUnavailable, match="same shard_count"):
+        await services.start(shard_index=0, shard_count=3)
+
+
+async def test_successor_when_predecessor_stopped_then_takes_the_shard_at_once(services: Services) -> None:
+    first, client = await services.start()
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
+    await services.stop(first)
+    _, successor = await services.start()
+    assert decision(await successor.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
 
 
 async def test_start_when_config_has_seeds_then_written_only_where_redis_has_none(services: Services) -> None:

@@ -20,7 +20,17 @@ class Keys:
         self.changes = f"{tag}:changes"
         # Written by every health round: proves Redis takes writes, and reads its clock.
         self.probe = f"{tag}:probe"
+        # The shard count live writers use: processes with another count must not start.
+        self.shard_layout = f"{tag}:shard_layout"
         self._tag = tag
+
+    def writer_lease(self, shard_index: int, shard_count: int) -> str:
+        """Held by the one process that writes the accounts of a shard."""
+        return f"{self._tag}:writer:{shard_count}:{shard_index}"
+
+    def writer_epoch(self, shard_index: int, shard_count: int) -> str:
+        """Counts the times a new process took a shard's writer lease."""
+        return f"{self._tag}:writer_epoch:{shard_count}:{shard_index}"
 
     def outcome(self, change_id: str) -> str:
         """What became of one admin change (its version), kept for a while."""

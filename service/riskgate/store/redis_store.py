@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -62,11 +62,22 @@ local floor = tonumber(ARGV[1])
 if tonumber(redis.call('GET', KEYS[1]) or '0') < floor then redis.call('SET', KEYS[1], floor) end
 """
 
+# One writer per account: each process holds its shard's writer lease, and every script that
+# writes state first checks it still does, so a process that lost it (paused past its lease,
+# or started beside another on the same shard) can never write over the one that holds it.
+LEASE_LOST = "RGLEASE"
+
+
+def _fenced(lease_key: str, token_arg: str) -> str:
+    return (f"if redis.call('GET', {lease_key}) ~= {token_arg} then return redis.error_reply("
+            f"'{LEASE_LOST} this process no longer holds its shard writer lease') end\n")
+
+
 # Admin changes (_PUT_SCRIPT, _RELEASE_SCRIPT) share one layout.
-# KEYS: seq, record hash, audit stream, outcome key.
+# KEYS: seq, record hash, audit stream, outcome key, writer lease.
 # ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
 # since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
-# outcome), 10... audit field/value pairs.
+# outcome), 10 lease token, 11... audit field/value pairs.
 # Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed. The
 # outcome key holds the version for a while, so a change whose answer was lost can be told
 # applied or not once the deadline has passed (after it, Redis refuses the change).
@@ -80,14 +91,14 @@ local v = redis.call('INCR', KEYS[1])
 """
 _AUDIT_AND_OUTCOME = """
 local entry = {}
-for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 11, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'version'
 entry[#entry + 1] = tostring(v)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[4], v, 'PX', ARGV[9]) end
 return v
 """
-_PUT_SCRIPT = _LIFT_SEQ + """
+_PUT_SCRIPT = _fenced("KEYS[5]", "ARGV[10]") + _LIFT_SEQ + """
 if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
 """ + _DEADLINE_GUARD + """
 redis.call('HSET', KEYS[2], ARGV[2], '{"v":' .. v .. ',"d":' .. ARGV[3] .. '}')
@@ -96,19 +107,52 @@ if ARGV[4] ~= '' then
 end
 """ + _AUDIT_AND_OUTCOME
 # An operator's release of a reservation (record hash: the orders hash).
-_RELEASE_SCRIPT = _LIFT_SEQ + _DEADLINE_GUARD + """
+_RELEASE_SCRIPT = _fenced("KEYS[5]", "ARGV[10]") + _LIFT_SEQ + _DEADLINE_GUARD + """
 redis.call('HDEL', KEYS[2], ARGV[2])
 """ + _AUDIT_AND_OUTCOME
 RELEASE = "release"
 EXPIRED = -1
 OUTCOME_EXPIRY_MS = 3_600_000
 
-# KEYS: probe key. ARGV: value, expiry ms. A write (so a Redis refusing writes fails it) that
-# also returns Redis's clock, against which admin deadlines are set.
+# KEYS: probe key, writer lease, shard layout, writer epoch. ARGV: value, expiry ms, lease
+# token, lease ms, shard count, this process's epoch. A write (so a Redis refusing writes fails
+# it) that renews the writer lease and returns Redis's clock (against which admin deadlines
+# are set) and whether the lease held. A lease that lapsed while Redis was away is taken again
+# only if no other process took it meanwhile (the epoch is still this process's).
 _PROBE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return redis.call('TIME')
+local held = 0
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[3] or (not holder and redis.call('GET', KEYS[4]) == ARGV[6]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4])
+  held = 1
+end
+local t = redis.call('TIME')
+return {t[1], t[2], held}
 """
+# KEYS: writer lease, shard layout, writer epoch. ARGV: token, lease ms, shard count. Returns
+# this process's epoch (a new one when it takes the lease afresh), 0 = another process holds
+# it, -1 = processes with another shard count are live.
+_ACQUIRE_SCRIPT = """
+local layout = redis.call('GET', KEYS[2])
+if layout and layout ~= ARGV[3] then return -1 end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+local epoch
+if holder then epoch = tonumber(redis.call('GET', KEYS[3])) else epoch = redis.call('INCR', KEYS[3]) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+return epoch
+"""
+_RELEASE_LEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"""
+# How often a start looks again for a lease another process holds, and how much longer than
+# two lease periods it waits before giving up.
+LEASE_RETRY_S = 0.1
+LEASE_WAIT_EXTRA_S = 1.0
 
 _RAISE_SEQ_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -124,8 +168,11 @@ _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyErro
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes. Per-command overhead in the client,
 # not Redis, is what write-behind costs the event loop.
-_FLUSH_SCRIPT = _LIFT_SEQ + """
-local i = 2
+# KEYS: seq, accounts, orders, executions, writer lease. ARGV: 1 version floor, 2 lease token,
+# then: n accounts and their (id, record) pairs; n reservation upserts (field, record); n
+# reservation deletes; n execution upserts (key, record); n execution deletes.
+_FLUSH_SCRIPT = _fenced("KEYS[5]", "ARGV[2]") + _LIFT_SEQ + """
+local i = 3
 local versions = {}
 local accounts = tonumber(ARGV[i]); i = i + 1
 for k = 1, accounts do
@@ -134,14 +181,20 @@ for k = 1, accounts do
   versions[k] = v
   i = i + 2
 end
-local upserts = tonumber(ARGV[i]); i = i + 1
-if upserts > 0 then
-  redis.call('HSET', KEYS[3], unpack(ARGV, i, i + 2 * upserts - 1))
-  i = i + 2 * upserts
+local function pairs_into(key)
+  local n = tonumber(ARGV[i]); i = i + 1
+  if n > 0 then redis.call('HSET', key, unpack(ARGV, i, i + 2 * n - 1)) end
+  i = i + 2 * n
 end
-if i <= #ARGV then
-  redis.call('HDEL', KEYS[3], unpack(ARGV, i, #ARGV))
+local function fields_out_of(key)
+  local n = tonumber(ARGV[i]); i = i + 1
+  if n > 0 then redis.call('HDEL', key, unpack(ARGV, i, i + n - 1)) end
+  i = i + n
 end
+pairs_into(KEYS[3])
+fields_out_of(KEYS[3])
+pairs_into(KEYS[4])
+fields_out_of(KEYS[4])
 return versions
 """
 # Keeps each script call's unpack() far below Lua's C-stack limit.
@@ -213,6 +266,16 @@ class RedisStore:
         self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
         self._probe = client.register_script(_PROBE_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
+        self._acquire = client.register_script(_ACQUIRE_SCRIPT)
+        self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
+        self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
+        self.lease_token = uuid.uuid4().hex
+        # Longer than the staleness bound: while this process counts its state fresh its lease
+        # is still live, so a successor only takes over once this one already fails closed.
+        self.lease_ms = max(2 * stale_after_ms, 1000)
+        self.epoch_key = keys.writer_epoch(book.shard_index, book.shard_count)
+        self.lease_epoch = 0
+        self.lease_lost = False
         self._audit_backlog_bytes = 0
         # Set when a stop begins: executions waiting for their batch are answered at once (the
         # stop's drain writes them), since a stop cuts off calls still waiting.
@@ -253,6 +316,7 @@ class RedisStore:
     async def start(self) -> None:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self.client.ping()
+        await self._acquire_lease()
         self._tasks = [
             asyncio.create_task(self._subscriber(), name="riskgate-subscriber"),
             asyncio.create_task(self._writer(), name="riskgate-writer"),
@@ -267,6 +331,36 @@ class RedisStore:
         # refusing risk until the health task's first round.
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self._prove_link()
+
+    async def _acquire_lease(self) -> None:
+        """Becomes the one writer of this process's shard, waiting (bounded) while another
+        process holds it: a predecessor stopping, or the lease of one that died lapsing."""
+        book = self.book
+        deadline = time.monotonic() + self.lease_ms / 1000 * 2 + LEASE_WAIT_EXTRA_S
+        while True:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+                held = int(await self._acquire(keys=[self.lease_key, self.keys.shard_layout, self.epoch_key],
+                                               args=[self.lease_token, self.lease_ms, book.shard_count]))
+            if held > 0:
+                self.lease_epoch = held
+                return
+            if held == -1:
+                layout = await self.client.get(self.keys.shard_layout)
+                raise StoreUnavailable(f"riskgate processes with shard_count {layout!r} write to this Redis: every "
+                                       f"process must use the same shard_count (this one: {book.shard_count})")
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"{book.shard_label} is written by another riskgate process (its writer lease "
+                                       f"{self.lease_key} is held): stop it first, or give this process another "
+                                       "shard_index")
+            await asyncio.sleep(LEASE_RETRY_S)
+
+    def _lose_lease(self, why: str) -> None:
+        if not self.lease_lost:
+            log.critical("%s: lost its writer lease, %s; failing closed and writing nothing more",
+                         self.book.shard_label, why)
+        self.lease_lost = True
+        self.book.fresh_until = 0.0
+        self.book.unavailable_cause = "another process holds this shard's writer lease"
 
     def pending_writes(self) -> bool:
         """Whether anything acknowledged is not yet in Redis (the batch in flight included)."""
@@ -310,6 +404,13 @@ class RedisStore:
         for task in self._tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 unfinished.append(f"task {task.get_name()} failed: {task.exception()!r}")
+        if self.lease_lost:
+            unfinished.append("the writer lease was lost: what was not written is the successor's to recover")
+        else:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                    # A successor need not wait for the lease to lapse.
+                    await self._release_lease(keys=[self.lease_key], args=[self.lease_token])
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 await self.client.aclose()
@@ -327,6 +428,7 @@ class RedisStore:
         """Writes each (kind, field, record) only where Redis has none under field, and audits
         what it wrote. Each write is atomic on its own, so a crash mid-way leaves whole records.
         Returns how many were written."""
+        await self._acquire_lease()  # every write is fenced by it, seeds included
         written = 0
         for start in range(0, len(records), SEED_BATCH):
             batch = records[start:start + SEED_BATCH]
@@ -337,9 +439,9 @@ class RedisStore:
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
-                                          self.keys.outcome("seed")],
+                                          self.keys.outcome("seed"), self.lease_key],
                                     args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
-                                          self.audit_maxlen, 0, *_pairs(audit)], client=pipe)
+                                          self.audit_maxlen, 0, self.lease_token, *_pairs(audit)], client=pipe)
                 versions = await pipe.execute()
             written += sum(1 for version in versions if int(version) > 0)
         return written
@@ -404,6 +506,12 @@ class RedisStore:
         while True:
             if self._closing and (not self.pending_writes() or time.monotonic() >= self._drain_deadline):
                 return
+            if self.lease_lost:
+                # Nothing it holds may be written any more; its successor owns the accounts.
+                if self._closing:
+                    return
+                await self._pause(1.0)
+                continue
             if not self._closing:
                 await self._wake.wait()
                 if self.write_behind_s and not self._admin_queue and not self._closing:
@@ -507,21 +615,18 @@ class RedisStore:
             # reservation whose fill (in the same batch) was lost, nor the reverse.
             async with self.client.pipeline(transaction=True) as pipe:
                 calls = 0
-                calls_plain = 0
-                for start in range(0, max(len(snapshots), len(upserts), len(deletes)), FLUSH_CHUNK):
-                    await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders],
-                                      args=[floor, *_flush_args(snapshots[start:start + FLUSH_CHUNK],
-                                                                upserts[start:start + FLUSH_CHUNK],
-                                                                deletes[start:start + FLUSH_CHUNK])], client=pipe)
-                    calls += 1
                 execution_rows = [(key, _execution_encoder.encode(spec)) for key, spec in executions.items()]
-                for start in range(0, len(execution_rows), FLUSH_CHUNK):
-                    pipe.hset(self.keys.executions, mapping=dict(execution_rows[start:start + FLUSH_CHUNK]))
-                    calls_plain += 1
                 forgotten_keys = list(forgotten)
-                for start in range(0, len(forgotten_keys), FLUSH_CHUNK):
-                    pipe.hdel(self.keys.executions, *forgotten_keys[start:start + FLUSH_CHUNK])
-                    calls_plain += 1
+                longest = max(len(snapshots), len(upserts), len(deletes), len(execution_rows), len(forgotten_keys))
+                for start in range(0, longest, FLUSH_CHUNK):
+                    chunk = slice(start, start + FLUSH_CHUNK)
+                    await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
+                                            self.keys.executions, self.lease_key],
+                                      args=[floor, self.lease_token,
+                                            *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
+                                                         execution_rows[chunk], forgotten_keys[chunk])],
+                                      client=pipe)
+                    calls += 1
                 for entry in audits:
                     pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
@@ -530,11 +635,11 @@ class RedisStore:
                     payload = encode(change.record) if change.record is not None else b""
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
                     await script(keys=[self.keys.seq, record_hash, self.keys.audit,
-                                       self.keys.outcome(change.change_id)],
+                                       self.keys.outcome(change.change_id), self.lease_key],
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
-                                       OUTCOME_EXPIRY_MS, *_pairs(audit)], client=pipe)
-                round_trip = bool(calls or calls_plain or audits or change is not None)
+                                       OUTCOME_EXPIRY_MS, self.lease_token, *_pairs(audit)], client=pipe)
+                round_trip = bool(calls or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
                     self._inflight_since = sent
@@ -576,6 +681,9 @@ class RedisStore:
                         "retrying"))
             if not isinstance(exc, (RedisError, OSError)):
                 raise
+            if LEASE_LOST in str(exc):
+                # Lapsed while Redis was away, or taken: the next health round tells which.
+                log.warning("write refused: the writer lease is not held at the moment")
             log.warning("write to Redis failed (%s); will retry", exc)
             self._note_write_failure()
             return False
@@ -852,6 +960,8 @@ class RedisStore:
         later than the change feed's last answer, a batch still awaiting its answer, or the
         first of a run of failed writes."""
         book = self.book
+        if self.lease_lost:
+            return
         limit = min(sent, self._pubsub_proven if self._pubsub is not None else 0.0)
         if self._inflight_since is not None:
             limit = min(limit, self._inflight_since)
@@ -879,7 +989,13 @@ class RedisStore:
             self._pubsub_pings.append(sent)
             await pubsub.ping()
         sent_ns = time.time_ns()
-        seconds, micros = await self._probe(keys=[self.keys.probe], args=[sent_ns, PROBE_EXPIRY_MS])
+        seconds, micros, held = await self._probe(
+            keys=[self.keys.probe, self.lease_key, self.keys.shard_layout, self.epoch_key],
+            args=[sent_ns, PROBE_EXPIRY_MS, self.lease_token, self.lease_ms, self.book.shard_count,
+                  self.lease_epoch])
+        if not int(held):
+            self._lose_lease("its lease expired or was taken (this process was paused or cut off too long)")
+            return
         received_ns = time.time_ns()
         redis_ms = int(seconds) * 1000 + int(micros) // 1000
         self._clock_offset_ms = redis_ms - (sent_ns + received_ns) // 2_000_000
@@ -960,15 +1076,21 @@ def _pairs(entry: dict[str, str]) -> Iterable[str]:
         yield value
 
 
-def _flush_args(snapshots: list[tuple[str, bytes]], upserts: list[tuple[str, bytes]],
-                deletes: list[str]) -> list[str | bytes | int]:
-    args: list[str | bytes | int] = [len(snapshots)]
-    for account_id, payload in snapshots:
-        args += (account_id, payload)
-    args.append(len(upserts))
-    for field, payload in upserts:
-        args += (field, payload)
+def _flush_args(snapshots: Sequence[tuple[str, bytes]], upserts: Sequence[tuple[str, bytes]],
+                deletes: Sequence[str], executions: Sequence[tuple[str, bytes]],
+                forgotten: Sequence[str]) -> list[str | bytes | int]:
+    args: list[str | bytes | int] = []
+    for rows in (snapshots, upserts):
+        args.append(len(rows))
+        for field, payload in rows:
+            args += (field, payload)
+    args.append(len(deletes))
     args += deletes
+    args.append(len(executions))
+    for field, payload in executions:
+        args += (field, payload)
+    args.append(len(forgotten))
+    args += forgotten
     return args
 
 
