@@ -140,7 +140,8 @@ class RiskgateService:
                                              socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
             self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
-                                    server_config.write_behind_ms, on_health=self._on_link_health)
+                                    server_config.write_behind_ms, server_config.account_events_maxlen,
+                                    on_health=self._on_link_health)
             assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
             self.pretrade.store = self.store

@@ -142,3 +142,29 @@ class ExecutionSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     quantity: Decimal | None = None
     price: Decimal = Decimal(0)
     leverage: int = 0
+
+
+class OpenExposure(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An account's open orders on one symbol: quantities per side, and for the parts that add
+    risk their notional and the initial margin they reserved, at the symbol's one leverage."""
+
+    symbol: str
+    buy: Decimal
+    sell: Decimal
+    buy_notional: Decimal
+    sell_notional: Decimal
+    buy_margin: Decimal
+    sell_margin: Decimal
+    leverage: int
+
+
+class AccountEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An account's whole state after a write-behind batch moved it: what the monitor follows
+    (appended to the account-event stream in the same Lua call as the account record)."""
+
+    account_id: str
+    balance: Decimal
+    positions: tuple[PositionSpec, ...]
+    open_orders: tuple[OpenExposure, ...]
+    reserved_cost: Decimal
+    at_ms: int

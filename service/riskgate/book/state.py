@@ -10,11 +10,13 @@ from decimal import Decimal
 
 from riskgate.book.ratelimit import TokenBucket
 from riskgate.book.specs import (
+    AccountEvent,
     AccountSnapshot,
     BreakerSpec,
     ControlsSpec,
     ExecutionSpec,
     MarkSpec,
+    OpenExposure,
     PositionSpec,
     ReservationSpec,
     SymbolSpec,
@@ -264,6 +266,22 @@ class Account:
             cutoff_ms=self.cutoff_ms,
             applied_through=self.ordinal,
             journal_floor=self.journal_floor,
+        )
+
+    def event(self, at_ms: int) -> AccountEvent:
+        snapshot = self.snapshot()
+        return AccountEvent(
+            account_id=self.account_id,
+            balance=self.balance,
+            positions=snapshot.positions,
+            open_orders=tuple(
+                OpenExposure(symbol=symbol, buy=o.buy, sell=o.sell, buy_notional=o.buy_notional,
+                             sell_notional=o.sell_notional, buy_margin=o.buy_margin, sell_margin=o.sell_margin,
+                             leverage=o.leverage)
+                for symbol, o in sorted(self.open_by_symbol.items()) if o.buy or o.sell
+            ),
+            reserved_cost=self.reserved_cost,
+            at_ms=at_ms,
         )
 
 

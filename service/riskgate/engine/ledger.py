@@ -623,7 +623,8 @@ def apply_account_record(book: Book, snapshot: AccountSnapshot, journal: Iterabl
                            else fill.leverage)
             touched.add(fill.symbol)
         account.journal.append(fill)
-    if journal is None and snapshot.applied_through < account.ordinal:
+    if journal is None:
+        # Written again by this process (fills re-applied on top, a new event for the monitor).
         book.mark_account_dirty(account.account_id)
     for symbol in touched:
         align_leverage(book, account, symbol)

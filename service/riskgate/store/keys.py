@@ -16,6 +16,8 @@ class Keys:
         self.orders = f"{tag}:orders"
         # Execution ids applied (exactly-once), with the fills that moved positions.
         self.executions = f"{tag}:executions"
+        # Every account's state after each batch that moved it, in order: the monitor's feed.
+        self.account_events = f"{tag}:account_events"
         self.audit = f"{tag}:audit"
         self.changes = f"{tag}:changes"
         # Written by every health round: proves Redis takes writes, and reads its clock.

@@ -168,18 +168,20 @@ _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyErro
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes. Per-command overhead in the client,
 # not Redis, is what write-behind costs the event loop.
-# KEYS: seq, accounts, orders, executions, writer lease. ARGV: 1 version floor, 2 lease token,
-# then: n accounts and their (id, record) pairs; n reservation upserts (field, record); n
-# reservation deletes; n execution upserts (key, record); n execution deletes.
+# KEYS: seq, accounts, orders, executions, writer lease, account-event stream. ARGV: 1 version
+# floor, 2 lease token, 3 event stream max length, then: n accounts and their (id, record,
+# event) triples; n reservation upserts (field, record); n reservation deletes; n execution
+# upserts (key, record); n execution deletes.
 _FLUSH_SCRIPT = _fenced("KEYS[5]", "ARGV[2]") + _LIFT_SEQ + """
-local i = 3
+local i = 4
 local versions = {}
 local accounts = tonumber(ARGV[i]); i = i + 1
 for k = 1, accounts do
   local v = redis.call('INCR', KEYS[1])
   redis.call('HSET', KEYS[2], ARGV[i], '{"v":' .. v .. ',"d":' .. ARGV[i + 1] .. '}')
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*', 'a', ARGV[i], 'v', v, 'd', ARGV[i + 2])
   versions[k] = v
-  i = i + 2
+  i = i + 3
 end
 local function pairs_into(key)
   local n = tonumber(ARGV[i]); i = i + 1
@@ -252,13 +254,14 @@ class _AdminChange:
 
 class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
-                 audit_maxlen: int, write_behind_ms: float = 0.0,
+                 audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
                  on_health: Callable[[bool], None] | None = None) -> None:
         self.client = client
         self.book = book
         self.keys = keys
         self.stale_after_s = stale_after_ms / 1000
         self.audit_maxlen = audit_maxlen
+        self.events_maxlen = events_maxlen
         self.write_behind_s = write_behind_ms / 1000
         self.on_health = on_health
         self._put = client.register_script(_PUT_SCRIPT)
@@ -594,11 +597,13 @@ class RedisStore:
                            "request": f"{suppressed} refused calls over the audit rate not audited one by one"})
         answered = False
         try:
-            snapshots: list[tuple[str, bytes]] = []
-            for account_id in accounts:
+            snapshots: list[tuple[str, bytes, bytes]] = []
+            now_ms = time.time_ns() // 1_000_000
+            # An account whose open orders moved is written too: its event carries them.
+            for account_id in accounts | {account_id for account_id, _ in orders}:
                 account = book.accounts.get(account_id)
                 if account is not None:
-                    snapshots.append((account_id, encode(account.snapshot())))
+                    snapshots.append((account_id, encode(account.snapshot()), encode(account.event(now_ms))))
             upserts: list[tuple[str, bytes]] = []
             deletes: list[str] = []
             for account_id, order_id in orders:
@@ -621,8 +626,8 @@ class RedisStore:
                 for start in range(0, longest, FLUSH_CHUNK):
                     chunk = slice(start, start + FLUSH_CHUNK)
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
-                                            self.keys.executions, self.lease_key],
-                                      args=[floor, self.lease_token,
+                                            self.keys.executions, self.lease_key, self.keys.account_events],
+                                      args=[floor, self.lease_token, self.events_maxlen,
                                             *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
                                                          execution_rows[chunk], forgotten_keys[chunk])],
                                       client=pipe)
@@ -693,7 +698,7 @@ class RedisStore:
         versions: list[int] = []
         for chunk_versions in results[:calls]:
             versions.extend(int(v) for v in chunk_versions)
-        for (account_id, _), version in zip(snapshots, versions, strict=True):
+        for (account_id, _, _), version in zip(snapshots, versions, strict=True):
             account = book.accounts.get(account_id)
             if account is not None:
                 account.snapshot_version = max(account.snapshot_version, version)
@@ -1076,11 +1081,13 @@ def _pairs(entry: dict[str, str]) -> Iterable[str]:
         yield value
 
 
-def _flush_args(snapshots: Sequence[tuple[str, bytes]], upserts: Sequence[tuple[str, bytes]],
+def _flush_args(snapshots: Sequence[tuple[str, bytes, bytes]], upserts: Sequence[tuple[str, bytes]],
                 deletes: Sequence[str], executions: Sequence[tuple[str, bytes]],
                 forgotten: Sequence[str]) -> list[str | bytes | int]:
-    args: list[str | bytes | int] = []
-    for rows in (snapshots, upserts):
+    args: list[str | bytes | int] = [len(snapshots)]
+    for account_id, record, event in snapshots:
+        args += (account_id, record, event)
+    for rows in (upserts,):
         args.append(len(rows))
         for field, payload in rows:
             args += (field, payload)
