@@ -24,15 +24,15 @@ class Keys:
         self.probe = f"{tag}:probe"
         # The shard count live writers use: processes with another count must not start.
         self.shard_layout = f"{tag}:shard_layout"
+        # The token of the last process that took any writer lease afresh.
+        self.writer_generation = f"{tag}:writer_generation"
         self._tag = tag
 
     def writer_lease(self, shard_index: int, shard_count: int) -> str:
         """Held by the one process that writes the accounts of a shard."""
         return f"{self._tag}:writer:{shard_count}:{shard_index}"
 
-    def writer_epoch(self, shard_index: int, shard_count: int) -> str:
-        """Counts the times a new process took a shard's writer lease."""
-        return f"{self._tag}:writer_epoch:{shard_count}:{shard_index}"
+
 
     def outcome(self, change_id: str) -> str:
         """What became of one admin change (its version), kept for a while."""

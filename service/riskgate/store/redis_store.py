@@ -114,36 +114,46 @@ RELEASE = "release"
 EXPIRED = -1
 OUTCOME_EXPIRY_MS = 3_600_000
 
-# KEYS: probe key, writer lease, shard layout, writer epoch. ARGV: value, expiry ms, lease
-# token, lease ms, shard count, this process's epoch. A write (so a Redis refusing writes fails
-# it) that renews the writer lease and returns Redis's clock (against which admin deadlines
-# are set) and whether the lease held. A lease that lapsed while Redis was away is taken again
-# only if no other process took it meanwhile (the epoch is still this process's).
+# KEYS: probe key, writer lease, shard layout, writer generation. ARGV: value, expiry ms,
+# lease token, lease ms, shard count, the generation this process last saw while it held the
+# lease. A write (so a Redis refusing writes fails it) that renews the writer lease and returns
+# Redis's clock (against which admin deadlines are set), whether the lease held, and the
+# generation. A lease that lapsed (Redis away, this process paused) is taken back only if no
+# process took any lease afresh meanwhile (the generation, the token of the last one that did,
+# is unchanged, or was lost with Redis's data together with every lease) and no live process
+# uses another shard count.
 _PROBE_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local held = 0
 local holder = redis.call('GET', KEYS[2])
-if holder == ARGV[3] or (not holder and redis.call('GET', KEYS[4]) == ARGV[6]) then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4])
+local layout = redis.call('GET', KEYS[3])
+local generation = redis.call('GET', KEYS[4])
+if holder == ARGV[3] then
+  held = 1
+elseif not holder and (not layout or layout == ARGV[5]) and (not generation or generation == ARGV[6]) then
+  if not generation then redis.call('SET', KEYS[4], ARGV[6]) end
   held = 1
 end
+if held == 1 then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[4])
+  generation = redis.call('GET', KEYS[4])
+end
 local t = redis.call('TIME')
-return {t[1], t[2], held}
+return {t[1], t[2], held, generation or ''}
 """
-# KEYS: writer lease, shard layout, writer epoch. ARGV: token, lease ms, shard count. Returns
-# this process's epoch (a new one when it takes the lease afresh), 0 = another process holds
-# it, -1 = processes with another shard count are live.
+# KEYS: writer lease, shard layout, writer generation. ARGV: token, lease ms, shard count.
+# Returns {1, generation} when held (taken afresh: the generation becomes this token), {0} when
+# another process holds it, {-1} when processes with another shard count are live.
 _ACQUIRE_SCRIPT = """
 local layout = redis.call('GET', KEYS[2])
-if layout and layout ~= ARGV[3] then return -1 end
+if layout and layout ~= ARGV[3] then return {-1, ''} end
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-local epoch
-if holder then epoch = tonumber(redis.call('GET', KEYS[3])) else epoch = redis.call('INCR', KEYS[3]) end
+if holder and holder ~= ARGV[1] then return {0, ''} end
+if not holder then redis.call('SET', KEYS[3], ARGV[1]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-return epoch
+return {1, redis.call('GET', KEYS[3])}
 """
 _RELEASE_LEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
@@ -276,8 +286,10 @@ class RedisStore:
         # Longer than the staleness bound: while this process counts its state fresh its lease
         # is still live, so a successor only takes over once this one already fails closed.
         self.lease_ms = max(2 * stale_after_ms, 1000)
-        self.epoch_key = keys.writer_epoch(book.shard_index, book.shard_count)
-        self.lease_epoch = 0
+        # The token of the last process that took any writer lease afresh, as this process saw
+        # it while holding its own: a takeover while it was away changes it.
+        self.lease_generation = ""
+        self._lease_renewed_at = 0.0
         self.lease_lost = False
         self._audit_backlog_bytes = 0
         # Set when a stop begins: executions waiting for their batch are answered at once (the
@@ -341,11 +353,15 @@ class RedisStore:
         book = self.book
         deadline = time.monotonic() + self.lease_ms / 1000 * 2 + LEASE_WAIT_EXTRA_S
         while True:
+            sent = time.monotonic()
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
-                held = int(await self._acquire(keys=[self.lease_key, self.keys.shard_layout, self.epoch_key],
-                                               args=[self.lease_token, self.lease_ms, book.shard_count]))
-            if held > 0:
-                self.lease_epoch = held
+                outcome, generation = await self._acquire(
+                    keys=[self.lease_key, self.keys.shard_layout, self.keys.writer_generation],
+                    args=[self.lease_token, self.lease_ms, book.shard_count])
+            held = int(outcome)
+            if held == 1:
+                self.lease_generation = _text(generation)
+                self._lease_renewed_at = sent
                 return
             if held == -1:
                 layout = await self.client.get(self.keys.shard_layout)
@@ -974,7 +990,8 @@ class RedisStore:
             limit = min(limit, self._write_failing_since)
         if any(task.done() for task in self._tasks):  # a dead writer or feed proves nothing
             limit = 0.0
-        fresh_until = limit + self.stale_after_s if limit else 0.0
+        # Never past the moment the writer lease may lapse: a successor may own the accounts then.
+        fresh_until = min(limit + self.stale_after_s, self._lease_renewed_at + self.lease_ms / 1000) if limit else 0.0
         if fresh_until > book.fresh_until:
             if time.monotonic() > book.fresh_until and book.fresh_until:
                 log.warning("Redis link restored: accepting risk-increasing orders again")
@@ -994,13 +1011,16 @@ class RedisStore:
             self._pubsub_pings.append(sent)
             await pubsub.ping()
         sent_ns = time.time_ns()
-        seconds, micros, held = await self._probe(
-            keys=[self.keys.probe, self.lease_key, self.keys.shard_layout, self.epoch_key],
+        seconds, micros, held, generation = await self._probe(
+            keys=[self.keys.probe, self.lease_key, self.keys.shard_layout, self.keys.writer_generation],
             args=[sent_ns, PROBE_EXPIRY_MS, self.lease_token, self.lease_ms, self.book.shard_count,
-                  self.lease_epoch])
+                  self.lease_generation])
         if not int(held):
-            self._lose_lease("its lease expired or was taken (this process was paused or cut off too long)")
+            self._lose_lease("another process took a writer lease while this one's had lapsed (it was paused or "
+                             "cut off too long)")
             return
+        self.lease_generation = _text(generation)
+        self._lease_renewed_at = sent
         received_ns = time.time_ns()
         redis_ms = int(seconds) * 1000 + int(micros) // 1000
         self._clock_offset_ms = redis_ms - (sent_ns + received_ns) // 2_000_000
@@ -1099,6 +1119,10 @@ def _flush_args(snapshots: Sequence[tuple[str, bytes, bytes]], upserts: Sequence
     args.append(len(forgotten))
     args += forgotten
     return args
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
