@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19riskgate/v1/monitor.proto\x12\x0briskgate.v1\"M\n\x0f\x41lertTransition\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x04\"\x84\x04\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x14\n\x0crule_version\x18\x03 \x01(\x04\x12\'\n\x08severity\x18\x04 \x01(\x0e\x32\x15.riskgate.v1.Severity\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.riskgate.v1.AlertState\x12\x0e\n\x06symbol\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x0e\n\x06metric\x18\x08 \x01(\t\x12\r\n\x05value\x18\t \x01(\t\x12\x11\n\tthreshold\x18\n \x01(\t\x12\x11\n\twindow_ms\x18\x0b \x01(\x04\x12\x14\n\x0c\x61\x63tion_taken\x18\x0c \x01(\t\x12\x16\n\x0e\x61\x63tion_version\x18\r \x01(\x04\x12\x10\n\x08\x61udit_id\x18\x0e \x01(\t\x12\x12\n\ncreated_ms\x18\x0f \x01(\x04\x12\x12\n\nupdated_ms\x18\x10 \x01(\x04\x12-\n\x07history\x18\x11 \x03(\x0b\x32\x1c.riskgate.v1.AlertTransition\x12\x32\n\x08\x65vidence\x18\x12 \x03(\x0b\x32 .riskgate.v1.Alert.EvidenceEntry\x12\x12\n\ncleared_ms\x18\x13 \x01(\x04\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xba\x01\n\x11ListAlertsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.riskgate.v1.AlertState\x12\'\n\x08severity\x18\x02 \x01(\x0e\x32\x15.riskgate.v1.Severity\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x10\n\x08since_ms\x18\x06 \x01(\x04\x12\r\n\x05limit\x18\x07 \x01(\r\">\n\tAlertList\x12\"\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x12.riskgate.v1.Alert\x12\r\n\x05total\x18\x02 \x01(\r\".\n\x12\x41lertActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"\xc7\x02\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06metric\x18\x04 \x01(\t\x12\x11\n\tthreshold\x18\x05 \x01(\t\x12\x0f\n\x07release\x18\x06 \x01(\t\x12\x11\n\twindow_ms\x18\x07 \x01(\x04\x12\x14\n\x0c\x63onfirmation\x18\x08 \x01(\r\x12\x0e\n\x06\x61\x63tion\x18\t \x01(\t\x12\x13\n\x0b\x63ooldown_ms\x18\n \x01(\x04\x12\'\n\x08severity\x18\x0b \x01(\x0e\x32\x15.riskgate.v1.Severity\x12\x0c\n\x04mode\x18\x0c \x01(\t\x12\x0f\n\x07\x65nabled\x18\r \x01(\x08\x12\x11\n\toverrides\x18\x0e \x01(\t\x12\x0f\n\x07version\x18\x0f \x01(\x04\x12\x12\n\nupdated_by\x18\x10 \x01(\t\x12\x12\n\nupdated_ms\x18\x11 \x01(\x04\"\x12\n\x10ListRulesRequest\",\n\x08RuleList\x12 \n\x05rules\x18\x01 \x03(\x0b\x32\x11.riskgate.v1.Rule\"\x16\n\x14MonitorStatusRequest\"g\n\rMonitorStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x11\n\tfeed_live\x18\x02 \x01(\x08\x12\x0f\n\x07symbols\x18\x03 \x01(\r\x12\r\n\x05rules\x18\x04 \x01(\r\x12\x15\n\ropen_episodes\x18\x05 \x01(\r*z\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nALERT_OPEN\x10\x01\x12\x16\n\x12\x41LERT_ACKNOWLEDGED\x10\x02\x12\x13\n\x0f\x41LERT_ESCALATED\x10\x03\x12\x12\n\x0e\x41LERT_RESOLVED\x10\x04*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x32\xe9\x03\n\x0bRiskMonitor\x12\x44\n\nListAlerts\x12\x1e.riskgate.v1.ListAlertsRequest\x1a\x16.riskgate.v1.AlertList\x12?\n\x08\x41\x63kAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x44\n\rEscalateAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x43\n\x0cResolveAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x41\n\tListRules\x12\x1d.riskgate.v1.ListRulesRequest\x1a\x15.riskgate.v1.RuleList\x12\x32\n\nUpsertRule\x12\x11.riskgate.v1.Rule\x1a\x11.riskgate.v1.Rule\x12Q\n\x10GetMonitorStatus\x12!.riskgate.v1.MonitorStatusRequest\x1a\x1a.riskgate.v1.MonitorStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19riskgate/v1/monitor.proto\x12\x0briskgate.v1\"M\n\x0f\x41lertTransition\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x04\"\x84\x04\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x14\n\x0crule_version\x18\x03 \x01(\x04\x12\'\n\x08severity\x18\x04 \x01(\x0e\x32\x15.riskgate.v1.Severity\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.riskgate.v1.AlertState\x12\x0e\n\x06symbol\x18\x06 \x01(\t\x12\x12\n\naccount_id\x18\x07 \x01(\t\x12\x0e\n\x06metric\x18\x08 \x01(\t\x12\r\n\x05value\x18\t \x01(\t\x12\x11\n\tthreshold\x18\n \x01(\t\x12\x11\n\twindow_ms\x18\x0b \x01(\x04\x12\x14\n\x0c\x61\x63tion_taken\x18\x0c \x01(\t\x12\x16\n\x0e\x61\x63tion_version\x18\r \x01(\x04\x12\x10\n\x08\x61udit_id\x18\x0e \x01(\t\x12\x12\n\ncreated_ms\x18\x0f \x01(\x04\x12\x12\n\nupdated_ms\x18\x10 \x01(\x04\x12-\n\x07history\x18\x11 \x03(\x0b\x32\x1c.riskgate.v1.AlertTransition\x12\x32\n\x08\x65vidence\x18\x12 \x03(\x0b\x32 .riskgate.v1.Alert.EvidenceEntry\x12\x12\n\ncleared_ms\x18\x13 \x01(\x04\x1a/\n\rEvidenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xba\x01\n\x11ListAlertsRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.riskgate.v1.AlertState\x12\'\n\x08severity\x18\x02 \x01(\x0e\x32\x15.riskgate.v1.Severity\x12\x0f\n\x07rule_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x12\n\naccount_id\x18\x05 \x01(\t\x12\x10\n\x08since_ms\x18\x06 \x01(\x04\x12\r\n\x05limit\x18\x07 \x01(\r\">\n\tAlertList\x12\"\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x12.riskgate.v1.Alert\x12\r\n\x05total\x18\x02 \x01(\r\".\n\x12\x41lertActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"\xc8\x02\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06metric\x18\x04 \x01(\t\x12\x11\n\tthreshold\x18\x05 \x01(\t\x12\x0f\n\x07release\x18\x06 \x01(\t\x12\x11\n\twindow_ms\x18\x07 \x01(\x04\x12\x14\n\x0c\x63onfirmation\x18\x08 \x01(\r\x12\x0e\n\x06\x61\x63tion\x18\t \x01(\t\x12\x13\n\x0b\x63ooldown_ms\x18\n \x01(\x04\x12\'\n\x08severity\x18\x0b \x01(\x0e\x32\x15.riskgate.v1.Severity\x12\x0c\n\x04mode\x18\x0c \x01(\t\x12\x10\n\x08\x64isabled\x18\r \x01(\x08\x12\x11\n\toverrides\x18\x0e \x01(\t\x12\x0f\n\x07version\x18\x0f \x01(\x04\x12\x12\n\nupdated_by\x18\x10 \x01(\t\x12\x12\n\nupdated_ms\x18\x11 \x01(\x04\"\x12\n\x10ListRulesRequest\",\n\x08RuleList\x12 \n\x05rules\x18\x01 \x03(\x0b\x32\x11.riskgate.v1.Rule\"\x16\n\x14MonitorStatusRequest\"g\n\rMonitorStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x11\n\tfeed_live\x18\x02 \x01(\x08\x12\x0f\n\x07symbols\x18\x03 \x01(\r\x12\r\n\x05rules\x18\x04 \x01(\r\x12\x15\n\ropen_episodes\x18\x05 \x01(\r*z\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nALERT_OPEN\x10\x01\x12\x16\n\x12\x41LERT_ACKNOWLEDGED\x10\x02\x12\x13\n\x0f\x41LERT_ESCALATED\x10\x03\x12\x12\n\x0e\x41LERT_RESOLVED\x10\x04*d\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x15\n\x11SEVERITY_CRITICAL\x10\x03\x32\xe9\x03\n\x0bRiskMonitor\x12\x44\n\nListAlerts\x12\x1e.riskgate.v1.ListAlertsRequest\x1a\x16.riskgate.v1.AlertList\x12?\n\x08\x41\x63kAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x44\n\rEscalateAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x43\n\x0cResolveAlert\x12\x1f.riskgate.v1.AlertActionRequest\x1a\x12.riskgate.v1.Alert\x12\x41\n\tListRules\x12\x1d.riskgate.v1.ListRulesRequest\x1a\x15.riskgate.v1.RuleList\x12\x32\n\nUpsertRule\x12\x11.riskgate.v1.Rule\x1a\x11.riskgate.v1.Rule\x12Q\n\x10GetMonitorStatus\x12!.riskgate.v1.MonitorStatusRequest\x1a\x1a.riskgate.v1.MonitorStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALERT_EVIDENCEENTRY']._loaded_options = None
   _globals['_ALERT_EVIDENCEENTRY']._serialized_options = b'8\001'
-  _globals['_ALERTSTATE']._serialized_start=1466
-  _globals['_ALERTSTATE']._serialized_end=1588
-  _globals['_SEVERITY']._serialized_start=1590
-  _globals['_SEVERITY']._serialized_end=1690
+  _globals['_ALERTSTATE']._serialized_start=1467
+  _globals['_ALERTSTATE']._serialized_end=1589
+  _globals['_SEVERITY']._serialized_start=1591
+  _globals['_SEVERITY']._serialized_end=1691
   _globals['_ALERTTRANSITION']._serialized_start=42
   _globals['_ALERTTRANSITION']._serialized_end=119
   _globals['_ALERT']._serialized_start=122
@@ -50,15 +50,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALERTACTIONREQUEST']._serialized_start=893
   _globals['_ALERTACTIONREQUEST']._serialized_end=939
   _globals['_RULE']._serialized_start=942
-  _globals['_RULE']._serialized_end=1269
-  _globals['_LISTRULESREQUEST']._serialized_start=1271
-  _globals['_LISTRULESREQUEST']._serialized_end=1289
-  _globals['_RULELIST']._serialized_start=1291
-  _globals['_RULELIST']._serialized_end=1335
-  _globals['_MONITORSTATUSREQUEST']._serialized_start=1337
-  _globals['_MONITORSTATUSREQUEST']._serialized_end=1359
-  _globals['_MONITORSTATUS']._serialized_start=1361
-  _globals['_MONITORSTATUS']._serialized_end=1464
-  _globals['_RISKMONITOR']._serialized_start=1693
-  _globals['_RISKMONITOR']._serialized_end=2182
+  _globals['_RULE']._serialized_end=1270
+  _globals['_LISTRULESREQUEST']._serialized_start=1272
+  _globals['_LISTRULESREQUEST']._serialized_end=1290
+  _globals['_RULELIST']._serialized_start=1292
+  _globals['_RULELIST']._serialized_end=1336
+  _globals['_MONITORSTATUSREQUEST']._serialized_start=1338
+  _globals['_MONITORSTATUSREQUEST']._serialized_end=1360
+  _globals['_MONITORSTATUS']._serialized_start=1362
+  _globals['_MONITORSTATUS']._serialized_end=1465
+  _globals['_RISKMONITOR']._serialized_start=1694
+  _globals['_RISKMONITOR']._serialized_end=2183
 # @@protoc_insertion_point(module_scope)

@@ -127,7 +127,7 @@ class AlertActionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Rule(_message.Message):
-    __slots__ = ("id", "scope", "symbol", "metric", "threshold", "release", "window_ms", "confirmation", "action", "cooldown_ms", "severity", "mode", "enabled", "overrides", "version", "updated_by", "updated_ms")
+    __slots__ = ("id", "scope", "symbol", "metric", "threshold", "release", "window_ms", "confirmation", "action", "cooldown_ms", "severity", "mode", "disabled", "overrides", "version", "updated_by", "updated_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -140,7 +140,7 @@ class Rule(_message.Message):
     COOLDOWN_MS_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
-    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
@@ -157,12 +157,12 @@ class Rule(_message.Message):
     cooldown_ms: int
     severity: Severity
     mode: str
-    enabled: bool
+    disabled: bool
     overrides: str
     version: int
     updated_by: str
     updated_ms: int
-    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., enabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., disabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
 
 class ListRulesRequest(_message.Message):
     __slots__ = ()
