@@ -15,6 +15,7 @@ from typing import Literal
 import msgspec
 
 from riskgate.book.specs import SymbolSpec
+from riskgate.monitor.rules import Rule, default_rules
 
 SAMPLE_CONFIG = "sample_config.toml"
 
@@ -84,8 +85,22 @@ class MarkSeed(msgspec.Struct, forbid_unknown_fields=True):
     price: Decimal
 
 
+class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """`riskgate monitor`: its listener, its lease, and the rules it seeds into Redis (where
+    Redis has no rule of that id yet; after that Redis is the truth and UpsertRule changes it)."""
+
+    listen: str = "127.0.0.1:50053"
+    # One monitor acts (holds the lease); the others take over once it lapses.
+    lease_ms: int = 2000
+    renew_ms: int = 500
+    # How often rules that are not calm yet are evaluated between mark ticks.
+    evaluate_ms: int = 250
+    rules: list[Rule] = msgspec.field(default_factory=default_rules)
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    monitor: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
     admin_tokens: list[AdminToken] = []
     symbols: list[SymbolSpec] = []
     accounts: list[AccountSeed] = []

@@ -20,6 +20,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "GetAccountRisk": frozenset({"admin", "operator", "viewer"}),
     "ListReservations": frozenset({"admin", "operator", "viewer"}),
     "ReleaseReservation": frozenset({"admin", "operator"}),
+    # RiskMonitor (the `riskgate monitor` process, same tokens).
+    "ListAlerts": frozenset({"admin", "operator", "viewer"}),
+    "AckAlert": frozenset({"admin", "operator"}),
+    "EscalateAlert": frozenset({"admin", "operator"}),
+    "ResolveAlert": frozenset({"admin", "operator"}),
+    "ListRules": frozenset({"admin", "operator", "viewer"}),
+    "UpsertRule": frozenset({"admin"}),
+    "GetMonitorStatus": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from riskgate.store.embedded import EmbeddedRedis
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_MONITOR_TARGET = "127.0.0.1:50053"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,6 +216,36 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("--order-id", required=True)
     release.add_argument("--reason", required=True, help="why the order is known to be gone")
     release.set_defaults(handler=_release)
+
+    monitor = sub.add_parser("monitor", help="run the monitor (rules that watch markets and act, alerts) on a "
+                                             "Redis the gate uses")
+    monitor.add_argument("--redis-url", help="the gate's Redis, e.g. redis://host:6379/0 (env RISKGATE_REDIS_URL)")
+    monitor.add_argument("--listen", help="HOST:PORT of RiskMonitor and health (env RISKGATE_MONITOR_LISTEN; "
+                                          "default from config: 127.0.0.1:50053)")
+    monitor.add_argument("--config", help="TOML configuration: admin tokens, key prefix and the [monitor] rules "
+                                          "(default: the bundled sample configuration)")
+    monitor.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                         help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    monitor.set_defaults(handler=_monitor)
+
+    alerts = sub.add_parser("alerts", help="list the monitor's alerts, or acknowledge, escalate or resolve one")
+    alerts.add_argument("verb", nargs="?", default="list", choices=["list", "ack", "escalate", "resolve"])
+    alerts.add_argument("id", nargs="?", default="", help="the alert (ack, escalate, resolve)")
+    alerts.add_argument("--note", default="", help="a note; the rationale, required to resolve")
+    alerts.add_argument("--state", choices=["open", "acknowledged", "escalated", "resolved"])
+    alerts.add_argument("--severity", choices=["info", "warning", "critical"])
+    alerts.add_argument("--rule", default="")
+    alerts.add_argument("--symbol", default="")
+    alerts.add_argument("--account", default="")
+    alerts.add_argument("--since-ms", type=_count, default=0, help="created at or after (unix ms)")
+    alerts.add_argument("--limit", type=_count, default=0, help="0 = 100, newest first")
+    alerts.add_argument("--json", action="store_true", help="JSON instead of a table")
+    alerts.add_argument("--target", type=_target,
+                        default=os.environ.get("RISKGATE_MONITOR_TARGET") or DEFAULT_MONITOR_TARGET,
+                        help=f"monitor address (default {DEFAULT_MONITOR_TARGET}, env RISKGATE_MONITOR_TARGET)")
+    alerts.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
+                        help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
+    alerts.set_defaults(handler=_alerts)
     return parser
 
 
@@ -407,6 +438,136 @@ class _Serving:
                 self.embedded.stop()
                 self.embedded = None
         return code
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
+    from riskgate.config import ConfigError, load_config
+    from riskgate.monitor.rules import RuleError, validate_rule
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        for rule in config.monitor.rules:
+            validate_rule(rule)
+    except (ConfigError, RuleError) as exc:
+        return _fail(f"{exc}" if isinstance(exc, ConfigError) else f"[monitor] rules: {exc}", 2)
+    redis_url = args.redis_url or os.environ.get("RISKGATE_REDIS_URL") or config.server.redis_url
+    if not redis_url:
+        # The monitor follows the gate's Redis; an embedded one of its own would watch nothing.
+        return _fail("monitor needs the gate's Redis: --redis-url or RISKGATE_REDIS_URL", 2)
+    listen = args.listen or os.environ.get("RISKGATE_MONITOR_LISTEN") or config.monitor.listen
+    if problem := _listen_syntax_problem(listen):
+        return _fail(problem, 2)
+    if config.server.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    saved = _signal_handlers()
+    try:
+        return asyncio.run(_Monitoring(config, redis_url, listen).run())
+    except (ValueError, RuntimeError, OSError, RedisError) as exc:
+        return _fail(exc, 1)
+    finally:
+        _set_signal_handlers(dict.fromkeys(saved, signal.SIG_IGN))
+        _set_signal_handlers(saved)
+
+
+class _Monitoring:
+    """One run of `riskgate monitor`: bind, load, serve until SIGTERM or SIGINT, stop (handing
+    the lease to a standby at once)."""
+
+    def __init__(self, config: Config, redis_url: str, listen: str) -> None:
+        self.config = config
+        self.redis_url = redis_url
+        self.listen = listen
+        self.log = logging.getLogger("riskgate.monitor")
+
+    async def run(self) -> int:
+        from riskgate.monitor.service import MonitorService
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+        _probe_listen(self.listen)
+        service = MonitorService(self.config, self.redis_url, self.listen)
+        starting = asyncio.ensure_future(service.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                port = starting.result()
+                print(f"riskgate monitor ready on {_with_port(self.listen, port)}", flush=True)
+                await stopping
+            else:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            self.log.info("stopping")
+        finally:
+            stopping.cancel()
+            report = await service.stop()
+        return 0 if report.clean else 1
+
+
+_ALERT_STATES = {"open": 1, "acknowledged": 2, "escalated": 3, "resolved": 4}
+_SEVERITIES = {"info": 1, "warning": 2, "critical": 3}
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    if args.verb != "list" and not args.id:
+        print(f"riskgate alerts: {args.verb} needs the alert's id", file=sys.stderr)
+        return 2
+    if args.verb == "resolve" and not args.note.strip():
+        print("riskgate alerts: resolve needs --note with the rationale", file=sys.stderr)
+        return 2
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            if args.verb == "list":
+                request = mpb.ListAlertsRequest(
+                    state=_ALERT_STATES.get(args.state or "", 0), severity=_SEVERITIES.get(args.severity or "", 0),
+                    rule_id=args.rule, symbol=args.symbol, account_id=args.account, since_ms=args.since_ms,
+                    limit=args.limit)
+                answer = stub.ListAlerts(request, metadata=_metadata(args), timeout=5)
+                if args.json:
+                    _print(answer)
+                else:
+                    _print_alert_table(answer)
+                return 0
+            method = {"ack": stub.AckAlert, "escalate": stub.EscalateAlert, "resolve": stub.ResolveAlert}[args.verb]
+            _print(method(mpb.AlertActionRequest(id=args.id, note=args.note), metadata=_metadata(args), timeout=5))
+        except grpc.RpcError as exc:
+            print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    return 0
+
+
+def _print_alert_table(answer: Any) -> None:
+    """One line per alert, newest first: what an operator on shift scans."""
+    from riskgate.v1 import monitor_pb2 as mpb
+
+    rows = [("ID", "CREATED (UTC)", "SEVERITY", "STATE", "RULE", "SCOPE", "VALUE", "THRESHOLD", "WINDOW", "ACTION")]
+    for alert in answer.alerts:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alert.created_ms / 1000))
+        scope = " ".join(filter(None, (alert.symbol, alert.account_id)))
+        state = mpb.AlertState.Name(alert.state).removeprefix("ALERT_")
+        if alert.cleared_ms and state != "RESOLVED":
+            state += " (calm)"
+        rows.append((alert.id, created, mpb.Severity.Name(alert.severity).removeprefix("SEVERITY_"), state,
+                     alert.rule_id, scope, alert.value, alert.threshold, f"{alert.window_ms / 1000:g}s",
+                     _one_line(alert.action_taken)[:60]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    shown = len(answer.alerts)
+    if answer.total > shown:
+        print(f"({shown} of {answer.total}; --limit for more)")
 
 
 def _with_port(listen: str, port: int) -> str:

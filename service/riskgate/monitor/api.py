@@ -1,0 +1,225 @@
+"""RiskMonitor: the alerts people work and the rules they set; authenticated with the same
+tokens as RiskAdmin, every call audited (reads and refusals included)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import grpc
+import msgspec
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from redis.exceptions import RedisError
+
+from riskgate.api.auth import Authenticator, AuthError, Principal
+from riskgate.api.echo import clip, details, echo
+from riskgate.book.ratelimit import TokenBucket
+from riskgate.monitor.alerts import STATES, VERBS, Alert
+from riskgate.monitor.feed import MarketView
+from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
+from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
+from riskgate.v1 import monitor_pb2 as pb
+from riskgate.v1 import monitor_pb2_grpc as pb_grpc
+from riskgate.values.money import DecimalFormatError, fmt, parse_non_negative
+
+AUDIT_REQUEST_MAX = 4096
+AUDIT_REQUEST_MAX_DENIED = 256
+DENIED_AUDITS_PER_S = 20
+DEFAULT_LIST_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+MAX_NOTE = 2000
+REDIS_TIMEOUT_S = 2.0
+_SEVERITY_TO_PB = {name: pb.Severity.Value(f"SEVERITY_{name.upper()}") for name in SEVERITIES}
+_SEVERITY_FROM_PB = {value: name for name, value in _SEVERITY_TO_PB.items()}
+_STATE_TO_PB = {name: pb.AlertState.Value(f"ALERT_{name}") for name in STATES}
+_STATE_FROM_PB = {value: name for name, value in _STATE_TO_PB.items()}
+
+
+class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
+    def __init__(self, auth: Authenticator, writes: MonitorWrites, view: MarketView,
+                 status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool]) -> None:
+        self.auth = auth
+        self.writes = writes
+        self.view = view
+        self.status = status
+        self.serving = serving
+        self._denied = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
+
+    async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
+        try:
+            principal = self.auth.authenticate(context.invocation_metadata())
+            self.auth.authorize(principal, method)
+        except AuthError as exc:
+            if self._denied.try_take(time.monotonic()):
+                await self._audit(exc.actor, method, request, f"denied: {exc}", AUDIT_REQUEST_MAX_DENIED)
+            await context.abort(exc.status, details(str(exc)))
+        if not self.serving():
+            await self._audit(principal.name, method, request, "unavailable: monitor not loaded or stopping")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "monitor not serving (loading, Redis away, or stopping)")
+        return principal
+
+    async def _audit(self, actor: str, method: str, request: Message, outcome: str,
+                     cap: int = AUDIT_REQUEST_MAX) -> None:
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                await self.writes.audit({"actor": actor[:200], "action": method, "target": clip(_target(request)),
+                                         "outcome": outcome[:1000], "request": _request_text(request)[:cap]})
+        except (RedisError, OSError, TimeoutError):
+            # A read is answered from Redis too: if this fails, so does the call itself.
+            pass
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, principal: Principal, method: str,
+                      request: Message, status: grpc.StatusCode, message: str, outcome: str) -> None:
+        await self._audit(principal.name, method, request, outcome)
+        await context.abort(status, details(message))
+
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context: grpc.aio.ServicerContext) -> pb.AlertList:
+        principal = await self._guard("ListAlerts", request, context)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                alerts = await self.writes.alerts()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, "ListAlerts", request, grpc.StatusCode.UNAVAILABLE,
+                               f"alerts not readable from Redis: {exc}", f"unavailable: {exc}")
+        matched = [a for a in alerts if _matches(a, request)]
+        matched.sort(key=lambda a: (a.created_ms, int(a.id) if a.id.isdigit() else 0), reverse=True)
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        await self._audit(principal.name, "ListAlerts", request, "ok")
+        return pb.AlertList(alerts=[alert_message(a) for a in matched[:limit]], total=len(matched))
+
+    async def AckAlert(self, request: pb.AlertActionRequest, context: grpc.aio.ServicerContext) -> pb.Alert:
+        return await self._transition("AckAlert", request, context)
+
+    async def EscalateAlert(self, request: pb.AlertActionRequest, context: grpc.aio.ServicerContext) -> pb.Alert:
+        return await self._transition("EscalateAlert", request, context)
+
+    async def ResolveAlert(self, request: pb.AlertActionRequest, context: grpc.aio.ServicerContext) -> pb.Alert:
+        return await self._transition("ResolveAlert", request, context)
+
+    async def _transition(self, method: str, request: pb.AlertActionRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.Alert:
+        principal = await self._guard(method, request, context)
+        verb = VERBS[method]
+        note = request.note.strip()
+        if verb.note_required and not note:
+            await self._refuse(context, principal, method, request, grpc.StatusCode.INVALID_ARGUMENT,
+                               "note: a rationale is required to resolve an alert", "invalid: no rationale")
+        if len(note) > MAX_NOTE:
+            await self._refuse(context, principal, method, request, grpc.StatusCode.INVALID_ARGUMENT,
+                               f"note: at most {MAX_NOTE} characters", "invalid: note too long")
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                alert = await self.writes.transition(request.id, verb, method, principal.name, note,
+                                                     _request_text(request)[:AUDIT_REQUEST_MAX])
+        except AlertMissing:  # audited by the script
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no alert {echo(request.id)}")
+        except AlertStateRefused as exc:  # audited by the script
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"alert {echo(request.id)} is {exc.state}: cannot {verb.action} it")
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, method, request, grpc.StatusCode.UNAVAILABLE,
+                               f"not applied (Redis: {exc}); read the alert back before retrying",
+                               f"unavailable: {exc}")
+        return alert_message(alert)
+
+    async def ListRules(self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext) -> pb.RuleList:
+        principal = await self._guard("ListRules", request, context)
+        await self._audit(principal.name, "ListRules", request, "ok")
+        return pb.RuleList(rules=[rule_message(r) for r in sorted(self.view.rules.values(), key=lambda r: r.id)])
+
+    async def UpsertRule(self, request: pb.Rule, context: grpc.aio.ServicerContext) -> pb.Rule:
+        principal = await self._guard("UpsertRule", request, context)
+        try:
+            rule = validate_rule(rule_from_message(request, principal.name))
+            if rule.scope == "symbol" and rule.symbol not in self.view.symbols:
+                raise RuleError("symbol", f"unknown symbol {echo(rule.symbol)}")
+            if rule.overrides and (rule.overrides not in self.view.rules
+                                   or self.view.rules[rule.overrides].scope != "platform"):
+                raise RuleError("overrides", f"no platform rule {echo(rule.overrides)}")
+        except RuleError as exc:
+            await self._refuse(context, principal, "UpsertRule", request, grpc.StatusCode.INVALID_ARGUMENT,
+                               str(exc), f"invalid: {exc}")
+        audit = {"actor": principal.name, "action": "UpsertRule", "target": clip(rule.id), "outcome": "ok",
+                 "request": _request_text(request)[:AUDIT_REQUEST_MAX]}
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                version = await self.writes.put_rule(rule, audit)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, "UpsertRule", request, grpc.StatusCode.UNAVAILABLE,
+                               f"not confirmed by Redis ({exc}); read the rules back before retrying",
+                               f"unavailable: {exc}")
+        stored = msgspec.structs.replace(rule, version=version)
+        self.view.apply("rule", stored)  # the published copy may arrive after the answer
+        return rule_message(stored)
+
+    async def GetMonitorStatus(self, request: pb.MonitorStatusRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.MonitorStatus:
+        principal = await self._guard("GetMonitorStatus", request, context)
+        await self._audit(principal.name, "GetMonitorStatus", request, "ok")
+        return self.status()
+
+
+def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:
+    return ((not request.state or alert.state == _STATE_FROM_PB.get(request.state))
+            and (not request.severity or alert.severity == _SEVERITY_FROM_PB.get(request.severity))
+            and (not request.rule_id or alert.rule_id == request.rule_id)
+            and (not request.symbol or alert.symbol == request.symbol)
+            and (not request.account_id or alert.account_id == request.account_id)
+            and alert.created_ms >= request.since_ms)
+
+
+def alert_message(alert: Alert) -> pb.Alert:
+    return pb.Alert(
+        id=alert.id, rule_id=alert.rule_id, rule_version=alert.rule_version,
+        severity=_SEVERITY_TO_PB.get(alert.severity, pb.SEVERITY_UNSPECIFIED),
+        state=_STATE_TO_PB.get(alert.state, pb.ALERT_STATE_UNSPECIFIED), symbol=alert.symbol,
+        account_id=alert.account_id, metric=alert.metric, value=alert.value, threshold=alert.threshold,
+        window_ms=alert.window_ms, action_taken=alert.action, action_version=alert.action_version,
+        audit_id=alert.audit_id, created_ms=alert.created_ms, updated_ms=alert.updated_ms,
+        history=[pb.AlertTransition(actor=t.actor, action=t.action, note=t.note, at_ms=t.at_ms)
+                 for t in alert.history],
+        evidence=alert.evidence, cleared_ms=alert.cleared_ms,
+    )
+
+
+def rule_message(rule: Rule) -> pb.Rule:
+    return pb.Rule(
+        id=rule.id, scope=rule.scope, symbol=rule.symbol, metric=rule.metric, threshold=fmt(rule.threshold),
+        release=fmt(rule.release), window_ms=rule.window_ms, confirmation=rule.confirmation, action=rule.action,
+        cooldown_ms=rule.cooldown_ms, severity=_SEVERITY_TO_PB[rule.severity], mode=rule.mode,
+        disabled=not rule.enabled, overrides=rule.overrides, version=rule.version, updated_by=rule.updated_by,
+        updated_ms=rule.updated_ms,
+    )
+
+
+def rule_from_message(message: pb.Rule, actor: str) -> Rule:
+    """Raises RuleError naming the field for what cannot be read."""
+    def decimal(field: str, text: str) -> object:
+        try:
+            return parse_non_negative(text)
+        except DecimalFormatError as exc:
+            raise RuleError(field, f"expected a plain decimal fraction such as '0.05': {exc}") from None
+
+    if message.severity not in _SEVERITY_FROM_PB:
+        raise RuleError("severity", f"one of {', '.join(SEVERITIES)}")
+    return Rule(
+        id=message.id, scope=message.scope or "platform", symbol=message.symbol, metric=message.metric,
+        threshold=decimal("threshold", message.threshold),  # type: ignore[arg-type]
+        release=decimal("release", message.release) if message.release else None,  # type: ignore[arg-type]
+        window_ms=message.window_ms, confirmation=message.confirmation, action=message.action,
+        cooldown_ms=message.cooldown_ms, severity=_SEVERITY_FROM_PB[message.severity], mode=message.mode,
+        enabled=not message.disabled, overrides=message.overrides, updated_by=actor, updated_ms=now_ms(),
+    )
+
+
+def _target(request: Message) -> str:
+    for field in ("id", "symbol", "rule_id"):
+        if hasattr(request, field):
+            return str(getattr(request, field))
+    return ""
+
+
+def _request_text(request: Message) -> str:
+    return json_format.MessageToJson(request, indent=None, preserving_proto_field_name=True)

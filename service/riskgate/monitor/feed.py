@@ -1,0 +1,157 @@
+"""What the monitor follows: symbols, marks, breakers and rules, from Redis.
+
+It subscribes to the gate's change channel and the rule channel *before* it loads the
+snapshot, so no change made in between is missed (versions make a replay harmless), and
+resubscribes and reloads after a lost link. It never reads the gate's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from riskgate.book.specs import BreakerSpec, MarkSpec, SymbolSpec
+from riskgate.monitor.keys import MonitorKeys
+from riskgate.monitor.marks import MarkHistory
+from riskgate.monitor.rules import Rule, validate_rule
+from riskgate.store.codec import Change, Stored, decode_record
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT_S = 2.0
+RETRY_BACKOFF_S = 0.05
+MAX_RETRY_BACKOFF_S = 1.0
+FOLLOWED = ("symbol", "mark", "breaker")
+_change = msgspec.json.Decoder(Change)
+_stored = msgspec.json.Decoder(Stored)
+_rule = msgspec.json.Decoder(Rule)
+
+
+class MarketView:
+    """The monitor's copy of what it follows. An older version never replaces a newer one."""
+
+    def __init__(self) -> None:
+        self.symbols: dict[str, SymbolSpec] = {}
+        self.breakers: dict[str, BreakerSpec] = {}
+        self.marks: dict[str, MarkHistory] = {}
+        self.rules: dict[str, Rule] = {}
+        self.max_version = 0
+
+    def apply(self, kind: str, record: Any) -> str | None:
+        """Applies one record; returns the symbol whose mark moved, if one did."""
+        self.max_version = max(self.max_version, record.version)
+        if kind == "symbol":
+            current = self.symbols.get(record.symbol)
+            if current is None or record.version > current.version:
+                self.symbols[record.symbol] = record
+        elif kind == "breaker":
+            current_breaker = self.breakers.get(record.symbol)
+            if current_breaker is None or record.version > current_breaker.version:
+                self.breakers[record.symbol] = record
+        elif kind == "mark":
+            mark: MarkSpec = record
+            history = self.marks.setdefault(mark.symbol, MarkHistory())
+            if history.add(mark.timestamp_ms, mark.price, mark.version):
+                return mark.symbol
+        elif kind == "rule":
+            current_rule = self.rules.get(record.id)
+            if current_rule is None or record.version > current_rule.version:
+                self.rules[record.id] = record
+        return None
+
+
+class Feed:
+    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, view: MarketView,
+                 on_mark: Callable[[str], None], on_live: Callable[[bool], None]) -> None:
+        self.client = client
+        self.keys = keys
+        self.view = view
+        self.on_mark = on_mark
+        self.on_live = on_live
+        self.live = False
+        self.loaded = asyncio.Event()
+        self._closing = False
+
+    def close(self) -> None:
+        self._closing = True
+
+    async def run(self) -> None:
+        backoff = RETRY_BACKOFF_S
+        while not self._closing:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.changes, self.keys.rule_changes)
+                for _ in range(2):
+                    confirmation = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                    if confirmation is None or confirmation.get("type") != "subscribe":
+                        raise RedisConnectionError("no subscribe confirmation from Redis")
+                await self._load()
+                self._set_live(True)
+                self.loaded.set()
+                backoff = RETRY_BACKOFF_S
+                while not self._closing:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._on_message(message["data"])
+            except Exception as exc:
+                self._set_live(False)
+                if isinstance(exc, (RedisError, OSError)):
+                    log.warning("monitor feed lost (%s); resubscribing and reloading", exc)
+                else:  # a defect, but the feed must come back rather than stay dead
+                    log.exception("monitor feed failed; resubscribing and reloading")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
+            finally:
+                self._set_live(False)
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await pubsub.aclose()
+
+    def _set_live(self, live: bool) -> None:
+        if live != self.live:
+            self.live = live
+            self.on_live(live)
+
+    async def _load(self) -> None:
+        for kind in FOLLOWED:
+            rows = await self.client.hgetall(self.keys.hash_for(kind))
+            for field, data in rows.items():
+                try:
+                    stored = _stored.decode(data)
+                    self._apply(kind, decode_record(kind, stored.d, stored.v))
+                except Exception as exc:  # one bad record must not stop the load
+                    log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
+        for field, data in (await self.client.hgetall(self.keys.rules)).items():
+            try:
+                stored = _stored.decode(data)
+                self._apply("rule", _decode_rule(stored.d, stored.v))
+            except Exception as exc:
+                log.error("ignoring unreadable rule %r in Redis: %r", field[:100], exc)
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            change = _change.decode(data)
+            if change.k == "rule":
+                self._apply("rule", _decode_rule(change.d, change.v))
+            elif change.k in FOLLOWED:
+                self._apply(change.k, decode_record(change.k, change.d, change.v))
+        except Exception as exc:  # one bad message must not end the feed
+            log.error("ignoring malformed change message: %r", exc)
+
+    def _apply(self, kind: str, record: Any) -> None:
+        moved = self.view.apply(kind, record)
+        if moved is not None:
+            self.on_mark(moved)
+
+
+def _decode_rule(raw: msgspec.Raw, version: int) -> Rule:
+    rule = validate_rule(_rule.decode(raw))
+    return msgspec.structs.replace(rule, version=version)

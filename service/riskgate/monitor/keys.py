@@ -1,0 +1,29 @@
+"""Redis keys of the monitor, under the same hash tag as the gate's (one slot on Redis
+Cluster: a trip, its breaker record, its alert and its audit entry are one script)."""
+
+from __future__ import annotations
+
+from riskgate.store.keys import Keys
+
+
+class MonitorKeys(Keys):
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        tag = "{" + prefix + "}"
+        # Rules by id, stored {"v": version, "d": rule} like every versioned record.
+        self.rules = f"{tag}:rules"
+        # Rule changes are published here, not on the gate's change channel: the gate has no
+        # use for them and would log every one as an unknown kind.
+        self.rule_changes = f"{tag}:rule_changes"
+        self.lease = f"{tag}:monitor:lease"
+        # Alerts by id (JSON), every event of every alert in order, and the id counter.
+        self.alerts = f"{tag}:alerts"
+        self.alert_events = f"{tag}:alert_events"
+        self.alert_seq = f"{tag}:alert_seq"
+        # Open episodes ("<rule>\x1f<symbol>" -> the alert and the version of the action):
+        # a rule fired there and the market has not been calm for its cooldown since.
+        self.episodes = f"{tag}:monitor:episodes"
+
+
+def episode_field(rule_id: str, symbol: str) -> str:
+    return f"{rule_id}\x1f{symbol}"

@@ -1,0 +1,197 @@
+"""The monitor's Lua scripts: each action, its record, its alert and its audit entry in one
+atomic call, in the layout the gate expects (see store/redis_store.py's _PUT_SCRIPT):
+stored {"v": version, "d": record} under the next version of `seq`, published
+{"k": kind, "v": version, "d": record} on the change channel, audited in the same call.
+
+Monitor actions are fenced by the monitor lease (only its holder acts) and are
+compare-and-set on the breaker: a rule trips only a NORMAL (or absent) breaker, or escalates
+one a rule set; it clears only the very record it wrote (same version, set_by the rule).
+"""
+
+from __future__ import annotations
+
+# Lifts the version counter past the highest version this monitor has seen: a Redis that
+# lost its tail must never hand out a version older than one already applied.
+_LIFT = """
+local floor = tonumber(ARGV[2])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < floor then redis.call('SET', KEYS[1], floor) end
+local names = {'NORMAL', 'REDUCE_ONLY', 'HALTED'}
+"""
+_FENCE = """
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {'lease'} end
+"""
+
+# KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes,
+# 8 alert id counter.
+# ARGV: 1 lease token, 2 version floor, 3 symbol, 4 breaker record ('' = alert only), 5 change
+# channel, 6 the breaker state number, 7 audit maxlen, 8 episode field, 9 alert (a JSON object
+# without id, action, action_version, audit_id), 10 now ms, 11 actor, 12 state name, 13...
+# audit evidence pairs.
+# Returns {'lease'} (not the holder), {'open', alert id} (an episode is open: nothing done),
+# or {'ok', alert id, version (0 = no action), audit id, action taken}.
+FIRE = _FENCE + _LIFT + """
+local open = redis.call('HGET', KEYS[7], ARGV[8])
+if open then return {'open', cjson.decode(open).alert} end
+local alert_id = tostring(redis.call('INCR', KEYS[8]))
+local v = 0
+local outcome
+local action
+local audit_action = 'alert'
+if ARGV[4] == '' then
+  outcome = 'ok: alert only, no action'
+  action = 'none: alert only'
+else
+  audit_action = 'trip_breaker'
+  local wanted = tonumber(ARGV[6])
+  local held = nil
+  local current = redis.call('HGET', KEYS[2], ARGV[3])
+  if current then
+    local d = cjson.decode(current).d
+    local by = d.set_by or ''
+    -- A person's setting is never overridden; a rule's may only be escalated.
+    if d.state ~= 1 and not (string.sub(by, 1, 8) == 'monitor:' and d.state < wanted) then held = d end
+  end
+  if held then
+    outcome = 'refused: breaker is ' .. names[held.state] .. ', set by ' .. (held.set_by or '')
+    action = 'none: breaker already ' .. names[held.state] .. ' (set by ' .. (held.set_by or '') .. ')'
+  else
+    v = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+    redis.call('PUBLISH', ARGV[5], '{"k":"breaker","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+    outcome = 'ok'
+    action = 'symbol ' .. ARGV[3] .. ' ' .. ARGV[12] .. ' (version ' .. v .. ')'
+  end
+end
+local entry = {'ts_ms', ARGV[10], 'actor', ARGV[11], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
+for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'alert_id'
+entry[#entry + 1] = alert_id
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"action":' .. cjson.encode(action)
+  .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
+redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
+  'at_ms', ARGV[10])
+redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, at_ms = tonumber(ARGV[10])}))
+return {'ok', alert_id, v, audit_id, action}
+"""
+
+# KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes.
+# ARGV: 1 lease token, 2 version floor, 3 symbol, 4 NORMAL breaker record, 5 change channel,
+# 6 audit maxlen, 7 episode field, 8 actor, 9 now ms, 10 note, 11... audit evidence pairs.
+# Ends the episode; puts the breaker back to NORMAL only if it is still the record the rule
+# wrote (an operator's change since, or another rule's escalation, is left as it is).
+# Returns {'lease'}, {'none'} (no episode open), or {'ok', alert id, version (0 = breaker not
+# touched), audit id, outcome}.
+CLEAR = _FENCE + _LIFT + """
+local raw = redis.call('HGET', KEYS[7], ARGV[7])
+if not raw then return {'none'} end
+local ep = cjson.decode(raw)
+redis.call('HDEL', KEYS[7], ARGV[7])
+local v = 0
+local outcome = 'ok'
+local audit_action = 'end_episode'
+local note = ARGV[10]
+if ep.version > 0 then
+  audit_action = 'clear_breaker'
+  local current = redis.call('HGET', KEYS[2], ARGV[3])
+  local d = nil
+  local cv = 0
+  if current then
+    local rec = cjson.decode(current)
+    d = rec.d
+    cv = rec.v
+  end
+  if d and cv == ep.version and d.set_by == ARGV[8] then
+    v = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+    redis.call('PUBLISH', ARGV[5], '{"k":"breaker","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+    note = note .. '; breaker back to NORMAL (version ' .. v .. ')'
+  else
+    outcome = 'left: the breaker changed since the rule set it'
+    if d then
+      outcome = outcome .. ' (now ' .. names[d.state] .. ', set by ' .. (d.set_by or '') .. ', version ' .. cv .. ')'
+    end
+    note = note .. '; ' .. outcome
+  end
+end
+local entry = {'ts_ms', ARGV[9], 'actor', ARGV[8], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
+for i = 11, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'alert_id'
+entry[#entry + 1] = ep.alert
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
+local stored = redis.call('HGET', KEYS[5], ep.alert)
+if stored then
+  local a = cjson.decode(stored)
+  a.cleared_ms = tonumber(ARGV[9])
+  a.updated_ms = tonumber(ARGV[9])
+  table.insert(a.history, {actor = ARGV[8], action = 'cleared', note = note, at_ms = tonumber(ARGV[9])})
+  redis.call('HSET', KEYS[5], ep.alert, cjson.encode(a))
+end
+redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', ARGV[8], 'note', note,
+  'at_ms', ARGV[9])
+return {'ok', ep.alert, v, audit_id, outcome}
+"""
+
+# A person's step on an alert. KEYS: 1 alerts, 2 alert events, 3 audit.
+# ARGV: 1 id, 2 action, 3 new state, 4 states it applies to (space separated), 5 actor,
+# 6 note, 7 now ms, 8 audit maxlen, 9 method, 10 request (for the audit).
+# Returns {'missing'}, {'state', current state} or {'ok', the alert's JSON}; audited each way.
+TRANSITION = """
+local function audit(outcome)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'ts_ms', ARGV[7], 'actor', ARGV[5],
+    'action', ARGV[9], 'target', ARGV[1], 'outcome', outcome, 'request', ARGV[10])
+end
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then
+  audit('not found')
+  return {'missing'}
+end
+local a = cjson.decode(raw)
+if not string.find(' ' .. ARGV[4] .. ' ', ' ' .. a.state .. ' ', 1, true) then
+  audit('refused: alert is ' .. a.state)
+  return {'state', a.state}
+end
+local now = tonumber(ARGV[7])
+a.state = ARGV[3]
+a.updated_ms = now
+table.insert(a.history, {actor = ARGV[5], action = ARGV[2], note = ARGV[6], at_ms = now})
+local encoded = cjson.encode(a)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'event', ARGV[2], 'actor', ARGV[5], 'note', ARGV[6],
+  'state', ARGV[3], 'at_ms', ARGV[7])
+audit('ok: ' .. ARGV[3])
+return {'ok', encoded}
+"""
+
+# KEYS: 1 seq, 2 rules, 3 audit. ARGV: 1 unused, 2 version floor, 3 id, 4 rule JSON, 5 channel,
+# 6 audit maxlen, 7 'nx' (a seed: only where none is stored) or '', 8... audit pairs.
+# Returns the new version, or 0 when 'nx' found a rule.
+PUT_RULE = _LIFT + """
+if ARGV[7] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 0 end
+local v = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+redis.call('PUBLISH', ARGV[5], '{"k":"rule","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+local entry = {}
+for i = 8, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
+return v
+"""
+
+# The monitor lease. KEYS: 1 lease. ARGV: 1 token, 2 ms. Returns 1 when this monitor holds it
+# now (taken afresh or renewed), 0 when another one does.
+TAKE_OR_RENEW_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"""

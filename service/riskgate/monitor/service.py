@@ -1,0 +1,258 @@
+"""One `riskgate monitor` process: its gRPC listener (RiskMonitor, health, reflection), the
+feed it follows, the lease that makes one monitor the actor, the rules' evaluation, and
+their start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import grpc
+import msgspec
+import redis.asyncio as aioredis
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection
+from redis.exceptions import RedisError
+
+from riskgate.api import handlers
+from riskgate.api.auth import Authenticator
+from riskgate.api.server import ListenError, StopReport
+from riskgate.config import Config
+from riskgate.monitor.api import RiskMonitorServicer
+from riskgate.monitor.feed import Feed, MarketView
+from riskgate.monitor.keys import MonitorKeys
+from riskgate.monitor.rules import Rule, validate_rule
+from riskgate.monitor.watch import Watcher
+from riskgate.monitor.writes import MonitorWrites, now_ms
+from riskgate.v1 import monitor_pb2
+
+log = logging.getLogger(__name__)
+
+RISK_MONITOR = monitor_pb2.DESCRIPTOR.services_by_name["RiskMonitor"]
+SERVICE_NAME = RISK_MONITOR.full_name
+# A health "service" that is SERVING only on the monitor that acts (holds the lease).
+ACTOR_HEALTH_NAME = f"{SERVICE_NAME}/actor"
+REDIS_SOCKET_TIMEOUT_S = 2.0
+LOAD_TIMEOUT_S = 120.0
+# A standby looks for a lapsed lease this often, so it takes over soon after it lapses.
+STANDBY_POLL_S = 0.1
+STOP_TIMEOUT_S = 2.0
+
+
+class MonitorService:
+    """`bind()` takes the listen address (health NOT_SERVING), `start()` seeds the rules,
+    loads what it follows and serves, `stop()` ends it within bounds (and hands the lease on)."""
+
+    def __init__(self, config: Config, redis_url: str = "", listen: str | None = None) -> None:
+        self.config = config
+        self.redis_url = redis_url or config.server.redis_url
+        self.listen = listen or config.monitor.listen
+        for rule in config.monitor.rules:
+            validate_rule(rule)
+        self.keys = MonitorKeys(config.server.key_prefix)
+        self.auth = Authenticator(config.admin_tokens)
+        self.view = MarketView()
+        self.client: aioredis.Redis | None = None
+        self.writes: MonitorWrites | None = None
+        self.watcher: Watcher | None = None
+        self.feed: Feed | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health: health.aio.HealthServicer | None = None
+        self.port = 0
+        self.lease_token = uuid.uuid4().hex
+        self._tasks: list[asyncio.Task[None]] = []
+        self._health_updates: set[asyncio.Task[None]] = set()
+        self._serving = False
+        self._stopping = False
+        self._stopped: StopReport | None = None
+
+    @property
+    def is_actor(self) -> bool:
+        return self.watcher is not None and self.watcher.actor
+
+    async def bind(self) -> int:
+        if self.server is not None:
+            return self.port
+        self.health = health.aio.HealthServicer()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.client = aioredis.Redis.from_url(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                                              socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
+        self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen)
+        self.writes.lease_token = self.lease_token
+        servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving)
+        handlers.add_servicer(server, RISK_MONITOR, servicer)
+        handlers.add_servicer(server, handlers.HEALTH, self.health)
+        handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            port = server.add_insecure_port(self.listen)
+        except RuntimeError as exc:
+            port = 0
+            error = str(exc)
+        else:
+            error = ""
+        if not port:
+            await server.start()  # gRPC releases a port only from a server that was started
+            await server.stop(None)
+            raise ListenError(f"cannot listen on {self.listen}" + (f": {error}" if error else ""))
+        for name in ("", SERVICE_NAME, ACTOR_HEALTH_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.start()
+        self.server, self.port = server, port
+        return port
+
+    async def start(self) -> int:
+        if not self.redis_url:
+            raise ValueError("no Redis URL")
+        try:
+            await self.bind()
+            assert self.client is not None and self.writes is not None
+            async with asyncio.timeout(REDIS_SOCKET_TIMEOUT_S * 2):
+                await self.client.ping()
+            await self._seed_rules()
+            self.watcher = Watcher(self.view, self.writes)
+            self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live)
+            self._tasks = [asyncio.create_task(self.feed.run(), name="monitor-feed"),
+                           asyncio.create_task(self.watcher.run(), name="monitor-actions")]
+            try:
+                async with asyncio.timeout(LOAD_TIMEOUT_S):
+                    await self.feed.loaded.wait()
+            except TimeoutError:
+                raise RuntimeError(f"monitor state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
+            self._tasks += [asyncio.create_task(self._lease(), name="monitor-lease"),
+                            asyncio.create_task(self._timer(), name="monitor-timer")]
+        except BaseException:
+            await self.stop()
+            raise
+        self._serving = True
+        await self._report_health()
+        log.info("riskgate monitor serving on %s (port %d): %d symbols, %d rules", self.listen, self.port,
+                 len(self.view.symbols), len(self.view.rules))
+        return self.port
+
+    async def _seed_rules(self) -> None:
+        assert self.writes is not None
+        written = 0
+        for rule in self.config.monitor.rules:
+            audit = {"actor": "config", "action": "seed_rule", "target": rule.id, "outcome": "ok"}
+            seeded = rule if rule.updated_by else _stamped(rule)
+            written += bool(await self.writes.put_rule(seeded, audit, seed=True))
+        log.info("seeded %d of %d rules from the configuration", written, len(self.config.monitor.rules))
+
+    def _on_mark(self, symbol: str) -> None:
+        if self.writes is not None:
+            self.writes.floor = self.view.max_version
+        if self.watcher is not None:
+            self.watcher.on_mark(symbol)
+
+    def _on_feed_live(self, live: bool) -> None:
+        if self.watcher is not None:
+            self.watcher.inputs_live = live
+        if self.writes is not None:
+            self.writes.floor = self.view.max_version
+        if self._serving:
+            task = asyncio.get_running_loop().create_task(self._report_health())
+            self._health_updates.add(task)
+            task.add_done_callback(self._health_updates.discard)
+
+    async def _lease(self) -> None:
+        """Takes the lease when it is free and renews it while held; a monitor that cannot
+        renew in time stops acting before its lease can lapse (its writes are fenced anyway)."""
+        assert self.writes is not None and self.watcher is not None
+        monitor = self.config.monitor
+        held_until = 0.0
+        while not self._stopping:
+            sent = time.monotonic()
+            try:
+                async with asyncio.timeout(monitor.renew_ms / 1000):
+                    held = await self.writes.take_or_renew_lease(monitor.lease_ms)
+            except (RedisError, OSError, TimeoutError) as exc:
+                held = False
+                if time.monotonic() < held_until:
+                    held = self.watcher.actor  # still within the lease this monitor holds
+                log.debug("monitor lease round failed: %s", exc)
+            else:
+                if held:
+                    # Stop acting a little before Redis lets the lease lapse.
+                    held_until = sent + monitor.lease_ms / 1000 * 0.8
+            if held and not self.watcher.actor and not self._stopping:
+                try:
+                    await self.watcher.become_actor()
+                except (RedisError, OSError) as exc:
+                    log.warning("could not read the open episodes to take over: %s", exc)
+                await self._report_health()
+            elif not held and self.watcher.actor:
+                self.watcher.become_standby()
+                await self._report_health()
+            await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
+
+    async def _timer(self) -> None:
+        assert self.watcher is not None
+        while not self._stopping:
+            await asyncio.sleep(self.config.monitor.evaluate_ms / 1000)
+            try:
+                self.watcher.on_timer()
+            except Exception:  # one bad evaluation must not stop the clock
+                log.exception("monitor evaluation failed")
+
+    async def _report_health(self) -> None:
+        if self.health is None or self._stopping:
+            return
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        live = self.feed is not None and self.feed.live
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, serving if live else not_serving)
+        await self.health.set(ACTOR_HEALTH_NAME, serving if live and self.is_actor else not_serving)
+
+    def _status(self) -> monitor_pb2.MonitorStatus:
+        return monitor_pb2.MonitorStatus(
+            role="actor" if self.is_actor else "standby", feed_live=self.feed is not None and self.feed.live,
+            symbols=len(self.view.symbols), rules=len(self.view.rules),
+            open_episodes=len(self.watcher.episodes) if self.watcher is not None else 0)
+
+    async def wait(self) -> None:
+        assert self.server is not None
+        await self.server.wait_for_termination()
+
+    async def stop(self, grace_s: float = 1.0) -> StopReport:
+        """Refuses new calls, ends the tasks and hands the lease on at once (a standby takes
+        over without waiting for it to lapse). Every wait is bounded. Idempotent."""
+        if self._stopped is not None:
+            return self._stopped
+        self._stopped = report = StopReport()
+        self._stopping = True
+        self._serving = False
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        if self.feed is not None:
+            self.feed.close()
+        if self.watcher is not None:
+            self.watcher.actor = False
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            report.unfinished += [f"task {task.get_name()} did not end" for task in late]
+        if self.server is not None:
+            try:
+                async with asyncio.timeout(grace_s + STOP_TIMEOUT_S):
+                    await self.server.stop(grace_s)
+            except TimeoutError:
+                report.unfinished.append("gRPC server did not stop")
+        if self.client is not None and self.writes is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.writes.release_lease()
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.client.aclose()
+        for line in report.unfinished:
+            log.error("monitor stop: %s", line)
+        return report
+
+
+def _stamped(rule: Rule) -> Rule:
+    return msgspec.structs.replace(rule, updated_by="config", updated_ms=now_ms())

@@ -1,0 +1,176 @@
+"""The monitor's writes to Redis: each one Lua call (see scripts.py), so an action, its
+record, its alert and its audit entry are all there or none is."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from riskgate.book.specs import BreakerSpec
+from riskgate.monitor import scripts
+from riskgate.monitor.alerts import Alert, Transition, Verb, decode_alert
+from riskgate.monitor.keys import MonitorKeys, episode_field
+from riskgate.monitor.rules import SYMBOL_ACTIONS, Rule
+from riskgate.store.codec import encode
+from riskgate.values.codes import BreakerState
+
+_json = msgspec.json.Encoder(decimal_format="string")
+
+
+class LeaseLost(RuntimeError):
+    """This monitor no longer holds the lease: it must not act (another one does)."""
+
+
+class AlertMissing(LookupError):
+    pass
+
+
+class AlertStateRefused(RuntimeError):
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+@dataclass(frozen=True)
+class Fired:
+    """What a rule firing did: its alert, the version its action wrote (0 = none), the
+    audit entry's id and the action in words. `already_open`: an episode was open, nothing done."""
+
+    alert_id: str
+    version: int = 0
+    audit_id: str = ""
+    action: str = ""
+    already_open: bool = False
+
+
+@dataclass(frozen=True)
+class Cleared:
+    alert_id: str
+    version: int
+    audit_id: str
+    outcome: str
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class MonitorWrites:
+    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, audit_maxlen: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.audit_maxlen = audit_maxlen
+        self.lease_token = ""
+        # The highest version seen on the feed: every write lifts the counter past it.
+        self.floor = 0
+        self._fire = client.register_script(scripts.FIRE)
+        self._clear = client.register_script(scripts.CLEAR)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._put_rule = client.register_script(scripts.PUT_RULE)
+        self._lease = client.register_script(scripts.TAKE_OR_RENEW_LEASE)
+        self._release = client.register_script(scripts.RELEASE_LEASE)
+
+    # ---- the lease --------------------------------------------------------------------
+
+    async def take_or_renew_lease(self, lease_ms: int) -> bool:
+        return bool(int(await self._lease(keys=[self.keys.lease], args=[self.lease_token, lease_ms])))
+
+    async def release_lease(self) -> None:
+        await self._release(keys=[self.keys.lease], args=[self.lease_token])
+
+    # ---- actions ----------------------------------------------------------------------
+
+    async def fire(self, rule: Rule, symbol: str, alert: dict[str, Any], evidence: dict[str, str],
+                   reason: str, at_ms: int) -> Fired:
+        """Opens an episode of rule on symbol: the alert, and (mode act) the breaker, tripped
+        only if NORMAL or absent (or set by a rule to a milder state)."""
+        record = b""
+        state_name = ""
+        if rule.acts:
+            state_name = SYMBOL_ACTIONS[rule.action]
+            record = encode(BreakerSpec(symbol=symbol, state=BreakerState[state_name], reason=reason[:500],
+                                        set_by=rule.actor, updated_ms=at_ms))
+        result = await self._fire(
+            keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
+                  self.keys.alert_events, self.keys.episodes, self.keys.alert_seq],
+            args=[self.lease_token, self.floor, symbol, record, self.keys.changes,
+                  int(BreakerState[state_name]) if state_name else 0, self.audit_maxlen,
+                  episode_field(rule.id, symbol), _json.encode(alert), at_ms, rule.actor, state_name,
+                  *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
+        code = _text(result[0])
+        if code == "lease":
+            raise LeaseLost("the monitor lease is held by another monitor")
+        if code == "open":
+            return Fired(alert_id=_text(result[1]), already_open=True)
+        return Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                     action=_text(result[4]))
+
+    async def clear(self, rule: Rule, symbol: str, note: str, evidence: dict[str, str], at_ms: int
+                    ) -> Cleared | None:
+        """Ends the episode; the breaker goes back to NORMAL only if it is still the rule's."""
+        record = encode(BreakerSpec(symbol=symbol, state=BreakerState.NORMAL, reason=note[:500], set_by=rule.actor,
+                                    updated_ms=at_ms))
+        result = await self._clear(
+            keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
+                  self.keys.alert_events, self.keys.episodes],
+            args=[self.lease_token, self.floor, symbol, record, self.keys.changes, self.audit_maxlen,
+                  episode_field(rule.id, symbol), rule.actor, at_ms, note,
+                  *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
+        code = _text(result[0])
+        if code == "lease":
+            raise LeaseLost("the monitor lease is held by another monitor")
+        if code == "none":
+            return None
+        return Cleared(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                       outcome=_text(result[4]))
+
+    async def episodes(self) -> dict[str, dict[str, Any]]:
+        rows = await self.client.hgetall(self.keys.episodes)
+        return {_text(field): msgspec.json.decode(data) for field, data in rows.items()}
+
+    # ---- people ----------------------------------------------------------------------
+
+    async def transition(self, alert_id: str, verb: Verb, method: str, actor: str, note: str, request: str
+                         ) -> Alert:
+        result = await self._transition(
+            keys=[self.keys.alerts, self.keys.alert_events, self.keys.audit],
+            args=[alert_id, verb.action, verb.to, " ".join(verb.allowed_from), actor, note, now_ms(),
+                  self.audit_maxlen, method, request])
+        code = _text(result[0])
+        if code == "missing":
+            raise AlertMissing(alert_id)
+        if code == "state":
+            raise AlertStateRefused(_text(result[1]))
+        return decode_alert(result[1])
+
+    async def alerts(self) -> list[Alert]:
+        rows = await self.client.hgetall(self.keys.alerts)
+        return [decode_alert(data) for data in rows.values()]
+
+    async def put_rule(self, rule: Rule, audit: dict[str, str], seed: bool = False) -> int:
+        payload = _json.encode(rule)
+        return int(await self._put_rule(
+            keys=[self.keys.seq, self.keys.rules, self.keys.audit],
+            args=["", self.floor, rule.id, payload, self.keys.rule_changes, self.audit_maxlen, "nx" if seed else "",
+                  *_pairs({"ts_ms": str(now_ms()), **audit})]))
+
+    async def audit(self, entry: dict[str, str]) -> None:
+        """An entry of a read or a refusal (changes are audited inside their script)."""
+        await self.client.xadd(self.keys.audit, {"ts_ms": str(now_ms()), **entry},  # type: ignore[arg-type]
+                               maxlen=self.audit_maxlen, approximate=True)
+
+
+def _pairs(entry: dict[str, str]) -> list[str]:
+    return [item for pair in entry.items() for item in pair]
+
+
+def first_transition(rule: Rule, note: str, at_ms: int) -> Transition:
+    return Transition(actor=rule.actor, action="fired", note=note, at_ms=at_ms)

@@ -1,0 +1,193 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_STATE_UNSPECIFIED: _ClassVar[AlertState]
+    ALERT_OPEN: _ClassVar[AlertState]
+    ALERT_ACKNOWLEDGED: _ClassVar[AlertState]
+    ALERT_ESCALATED: _ClassVar[AlertState]
+    ALERT_RESOLVED: _ClassVar[AlertState]
+
+class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SEVERITY_UNSPECIFIED: _ClassVar[Severity]
+    SEVERITY_INFO: _ClassVar[Severity]
+    SEVERITY_WARNING: _ClassVar[Severity]
+    SEVERITY_CRITICAL: _ClassVar[Severity]
+ALERT_STATE_UNSPECIFIED: AlertState
+ALERT_OPEN: AlertState
+ALERT_ACKNOWLEDGED: AlertState
+ALERT_ESCALATED: AlertState
+ALERT_RESOLVED: AlertState
+SEVERITY_UNSPECIFIED: Severity
+SEVERITY_INFO: Severity
+SEVERITY_WARNING: Severity
+SEVERITY_CRITICAL: Severity
+
+class AlertTransition(_message.Message):
+    __slots__ = ("actor", "action", "note", "at_ms")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    action: str
+    note: str
+    at_ms: int
+    def __init__(self, actor: _Optional[str] = ..., action: _Optional[str] = ..., note: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("id", "rule_id", "rule_version", "severity", "state", "symbol", "account_id", "metric", "value", "threshold", "window_ms", "action_taken", "action_version", "audit_id", "created_ms", "updated_ms", "history", "evidence", "cleared_ms")
+    class EvidenceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_TAKEN_FIELD_NUMBER: _ClassVar[int]
+    ACTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    rule_id: str
+    rule_version: int
+    severity: Severity
+    state: AlertState
+    symbol: str
+    account_id: str
+    metric: str
+    value: str
+    threshold: str
+    window_ms: int
+    action_taken: str
+    action_version: int
+    audit_id: str
+    created_ms: int
+    updated_ms: int
+    history: _containers.RepeatedCompositeFieldContainer[AlertTransition]
+    evidence: _containers.ScalarMap[str, str]
+    cleared_ms: int
+    def __init__(self, id: _Optional[str] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., state: _Optional[_Union[AlertState, str]] = ..., symbol: _Optional[str] = ..., account_id: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[str] = ..., threshold: _Optional[str] = ..., window_ms: _Optional[int] = ..., action_taken: _Optional[str] = ..., action_version: _Optional[int] = ..., audit_id: _Optional[str] = ..., created_ms: _Optional[int] = ..., updated_ms: _Optional[int] = ..., history: _Optional[_Iterable[_Union[AlertTransition, _Mapping]]] = ..., evidence: _Optional[_Mapping[str, str]] = ..., cleared_ms: _Optional[int] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("state", "severity", "rule_id", "symbol", "account_id", "since_ms", "limit")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    state: AlertState
+    severity: Severity
+    rule_id: str
+    symbol: str
+    account_id: str
+    since_ms: int
+    limit: int
+    def __init__(self, state: _Optional[_Union[AlertState, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., rule_id: _Optional[str] = ..., symbol: _Optional[str] = ..., account_id: _Optional[str] = ..., since_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AlertList(_message.Message):
+    __slots__ = ("alerts", "total")
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    total: int
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class AlertActionRequest(_message.Message):
+    __slots__ = ("id", "note")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    note: str
+    def __init__(self, id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class Rule(_message.Message):
+    __slots__ = ("id", "scope", "symbol", "metric", "threshold", "release", "window_ms", "confirmation", "action", "cooldown_ms", "severity", "mode", "disabled", "overrides", "version", "updated_by", "updated_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_MS_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scope: str
+    symbol: str
+    metric: str
+    threshold: str
+    release: str
+    window_ms: int
+    confirmation: int
+    action: str
+    cooldown_ms: int
+    severity: Severity
+    mode: str
+    disabled: bool
+    overrides: str
+    version: int
+    updated_by: str
+    updated_ms: int
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., disabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+
+class ListRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RuleList(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[Rule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+
+class MonitorStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MonitorStatus(_message.Message):
+    __slots__ = ("role", "feed_live", "symbols", "rules", "open_episodes")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    FEED_LIVE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    feed_live: bool
+    symbols: int
+    rules: int
+    open_episodes: int
+    def __init__(self, role: _Optional[str] = ..., feed_live: _Optional[bool] = ..., symbols: _Optional[int] = ..., rules: _Optional[int] = ..., open_episodes: _Optional[int] = ...) -> None: ...

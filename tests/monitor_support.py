@@ -1,0 +1,115 @@
+"""A monitor run in-process against the test Redis, its client, and bounded polling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import grpc
+import redis.asyncio as aioredis
+
+from riskgate.book.specs import BreakerSpec
+from riskgate.config import MonitorConfig
+from riskgate.monitor.rules import Rule
+from riskgate.monitor.service import MonitorService
+from riskgate.store.codec import decode_stored
+from riskgate.store.keys import Keys
+from riskgate.v1 import monitor_pb2 as mpb
+from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, test_config
+
+T = TypeVar("T")
+
+
+def vol_rule(rule_id: str = "vol-test", threshold: str = "0.05", window_ms: int = 60_000, **fields: Any) -> Rule:
+    values: dict[str, Any] = {"metric": "mark_move", "action": "symbol_reduce_only", "confirmation": 1,
+                              "cooldown_ms": 600_000, "severity": "warning", "mode": "act"}
+    values.update(fields)
+    return Rule(id=rule_id, threshold=Decimal(threshold), window_ms=window_ms, **values)
+
+
+def monitor_config(rules: list[Rule], **monitor: Any) -> Any:
+    config = test_config()
+    config.monitor = MonitorConfig(listen="127.0.0.1:0", rules=rules, evaluate_ms=20, **monitor)
+    return config
+
+
+class MonitorClient:
+    def __init__(self, port: int) -> None:
+        self.target = f"127.0.0.1:{port}"
+        self.channel = grpc.aio.insecure_channel(self.target)
+        self.stub = mpb_grpc.RiskMonitorStub(self.channel)
+
+    @staticmethod
+    def auth(token: str = OPERATOR_TOKEN) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {token}")]
+
+    async def alerts(self, token: str = OPERATOR_TOKEN, **filters: Any) -> list[mpb.Alert]:
+        answer = await self.stub.ListAlerts(mpb.ListAlertsRequest(**filters), metadata=self.auth(token))
+        return list(answer.alerts)
+
+    async def status(self) -> mpb.MonitorStatus:
+        return await self.stub.GetMonitorStatus(mpb.MonitorStatusRequest(), metadata=self.auth(ADMIN_TOKEN))
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+@asynccontextmanager
+async def running_monitor(redis_url: str, rules: list[Rule], **monitor: Any
+                          ) -> AsyncIterator[tuple[MonitorService, MonitorClient]]:
+    service = MonitorService(monitor_config(rules, **monitor), redis_url)
+    try:
+        port = await service.start()
+        client = MonitorClient(port)
+        try:
+            yield service, client
+        finally:
+            await client.close()
+    finally:
+        await service.stop()
+
+
+async def until(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], timeout_s: float = 10.0) -> T:
+    """Polls probe until ok holds for its result; AssertionError with the last one after the bound."""
+    value = await probe()
+    for _ in range(int(timeout_s / 0.02)):
+        if ok(value):
+            return value
+        await asyncio.sleep(0.02)
+        value = await probe()
+    if ok(value):
+        return value
+    raise AssertionError(f"condition not met within {timeout_s} s; last: {value!r}")
+
+
+async def settled(service: MonitorService, symbol: str, version: int) -> None:
+    """Waits until the monitor has evaluated the mark of `version` and carried out what that
+    decided (its action queue idle): then "nothing happened" is an observation, not a guess."""
+    async def state() -> tuple[int, bool]:
+        history = service.view.marks.get(symbol)
+        watcher = service.watcher
+        assert watcher is not None
+        return (history.version if history else 0), watcher.idle
+
+    await until(state, lambda s: s[0] >= version and s[1])
+
+
+async def stored_breaker(redis_url: str, symbol: str) -> BreakerSpec | None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        data = await redis.hget(Keys("rg").breakers, symbol)
+        return decode_stored("breaker", data) if data else None
+    finally:
+        await redis.aclose()
+
+
+async def actor_of(*services: MonitorService) -> MonitorService:
+    async def actors() -> list[MonitorService]:
+        return [s for s in services if s.is_actor]
+
+    found = await until(actors, lambda a: len(a) == 1)
+    return found[0]
