@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 
 import grpc
@@ -169,3 +170,14 @@ def decision(response: pb.CheckOrderResponse) -> str:
 
 def dec(text: str) -> Decimal:
     return Decimal(text)
+
+
+async def eventually(probe: Callable[[], Awaitable[object]], timeout_s: float = 5.0) -> bool:
+    """Whether probe() turns truthy within timeout_s, asked every 20 ms (a bound, not a timing claim)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if await probe():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(await probe())

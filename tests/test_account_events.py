@@ -3,7 +3,6 @@ same Lua call as the account record, so a follower (the monitor) can resume from
 
 from __future__ import annotations
 
-import asyncio
 import json
 from decimal import Decimal
 
@@ -12,6 +11,7 @@ import redis.asyncio as aioredis
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys
 from tests.conftest import Services
+from tests.support import eventually
 
 KEYS = Keys("rg")
 
@@ -20,14 +20,6 @@ async def _events(redis: aioredis.Redis, account: str, after: str = "-") -> list
     entries = await redis.xrange(KEYS.account_events, min=after)
     return [(entry_id.decode(), int(fields[b"v"]), json.loads(fields[b"d"]))
             for entry_id, fields in entries if fields[b"a"].decode() == account]
-
-
-async def _until(probe, tries: int = 250) -> bool:  # type: ignore[no-untyped-def]
-    for _ in range(tries):
-        if await probe():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def test_account_event_when_order_accepted_then_stream_carries_its_open_exposure(
@@ -43,7 +35,7 @@ async def test_account_event_when_order_accepted_then_stream_carries_its_open_ex
             events = await _events(redis, "acct-1")
             return bool(events) and bool(events[-1][2]["open_orders"])
 
-        assert await _until(has_exposure)
+        assert await eventually(has_exposure)
         _, _, state = (await _events(redis, "acct-1"))[-1]
         [exposure] = state["open_orders"]
         assert {k: Decimal(v) if isinstance(v, str) and k != "symbol" else v for k, v in exposure.items()} == {
@@ -72,7 +64,7 @@ async def test_account_event_when_filled_then_last_event_equals_the_stored_recor
             return bool(events) and not any(o["sell"] == "0" for o in events[-1][2]["open_orders"]) and \
                 bool(events[-1][2]["open_orders"])
 
-        assert await _until(settled)
+        assert await eventually(settled)
         stored = json.loads(await redis.hget(KEYS.accounts, "acct-1"))
         events = await _events(redis, "acct-1", after=first_id)
         versions = [version for _, version, _ in events]

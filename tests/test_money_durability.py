@@ -20,18 +20,10 @@ from riskgate.store.keys import Keys
 from riskgate.v1 import pretrade_pb2 as pb
 from tests.conftest import Services
 from tests.lossy_proxy import LossyProxy
-from tests.support import Client, decision
+from tests.support import Client, decision, eventually
 from tests.test_lost_answers import _script_call, proxied  # noqa: F401  (fixture)
 
 KEYS = Keys("rg")
-
-
-async def _until(probe, tries: int = 250) -> bool:  # type: ignore[no-untyped-def]
-    for _ in range(tries):
-        if await probe():
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def test_fill_when_redis_refuses_writes_then_unavailable_and_after_a_crash_its_retry_is_applied(
@@ -45,7 +37,7 @@ async def test_fill_when_redis_refuses_writes_then_unavailable_and_after_a_crash
         "DECISION_ACCEPT")
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        assert await _until(lambda: redis.hexists(KEYS.orders, "acct-1\x1fo1"))
+        assert await eventually(lambda: redis.hexists(KEYS.orders, "acct-1\x1fo1"))
         await redis.config_set("min-replicas-to-write", 1)  # answers PING, refuses writes
         with pytest.raises(AioRpcError) as error:
             await client.fill("acct-1", "o1", "0.5", "50000", execution_id="e1", sequence=7)
@@ -77,7 +69,7 @@ async def test_reload_when_redis_lost_its_last_transaction_then_execution_ids_ar
     await client.check(side="sell", quantity="1", price="50000", leverage=10, order_id="o1")
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        assert await _until(lambda: redis.hexists(KEYS.orders, "acct-1\x1fo1"))
+        assert await eventually(lambda: redis.hexists(KEYS.orders, "acct-1\x1fo1"))
         before_account = await redis.hget(KEYS.accounts, "acct-1")
         before_orders = await redis.hgetall(KEYS.orders)
         ack = await client.fill("acct-1", "o1", "0.5", "50000", execution_id="e1", sequence=11)
@@ -95,7 +87,7 @@ async def test_reload_when_redis_lost_its_last_transaction_then_execution_ids_ar
             return any(p["quantity"] == "0.5" for p in record["positions"]) and bool(
                 await redis.hexists(KEYS.executions, "acct-1\x1fo1\x1fe1"))
 
-        assert await _until(healed)
+        assert await eventually(healed)
     finally:
         await redis.aclose()
     await services.stop(first)
