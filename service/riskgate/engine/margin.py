@@ -170,12 +170,13 @@ def liquidation_price(tiers: TierTable, quantity: Decimal, entry_price: Decimal,
             continue
         notional = price * size
         if tier.floor < notional and (notional <= tier.cap or tier is last):
-            return _to_tick(price, tick, side)
+            return to_tick(price, tick, side)
     # No tier holds its own solution (a short whose collateral is gone even at a price of
     # zero): there is no liquidation price, not the entry tier's inconsistent one.
     return None
 
 
-def _to_tick(price: Decimal, tick: Decimal, side: int) -> Decimal:
+def to_tick(price: Decimal, tick: Decimal, side: int) -> Decimal:
+    """Rounded to the tick against the trader: up for a long (side 1), down for a short."""
     units = (price / tick).to_integral_value(rounding=ROUND_CEILING if side > 0 else ROUND_FLOOR)
     return units * tick

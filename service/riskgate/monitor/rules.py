@@ -13,17 +13,45 @@ from typing import Literal
 
 import msgspec
 
-Scope = Literal["platform", "symbol"]
+Scope = Literal["platform", "symbol", "account"]
 Mode = Literal["act", "alert_only"]
 Severity = Literal["info", "warning", "critical"]
 
-# The metrics and actions built so far; the account-driven rules add theirs.
-METRICS = frozenset({"mark_move"})
+
+class Metric(msgspec.Struct, frozen=True):
+    """What a metric is about ("symbol": evaluated per symbol; "account": per account), the
+    scopes a rule on it may have, the threshold's range, and the actions it may take."""
+
+    about: str
+    scopes: tuple[str, ...]
+    actions: tuple[str, ...]
+    # Threshold bounds: low < threshold <= high (high None = unbounded).
+    low: Decimal
+    high: Decimal | None
+    unit: str
+    # Measured over a window (window_ms required); else at one moment (window_ms 0).
+    windowed: bool = False
+
+
+_FRACTION = "a fraction in (0, 1): '0.05' is 5%"
+METRICS: dict[str, Metric] = {
+    # The largest move of the mark within the window, as a fraction of the reference.
+    "mark_move": Metric("symbol", ("platform", "symbol"), ("symbol_reduce_only", "symbol_halted", "alert"),
+                        Decimal(0), Decimal("0.999999"), _FRACTION, windowed=True),
+    # Maintenance margin / margin balance, cross, at mark (1 = liquidation).
+    "margin_ratio": Metric("account", ("platform", "account"),
+                           ("alert", "account_reduce_only", "liquidation_candidate"),
+                           Decimal(0), Decimal(1000), "a ratio: '0.8' is 80%, '1' is liquidation"),
+    # The account's position notional over the symbol's open interest (the larger side).
+    "concentration": Metric("account", ("platform", "account"), ("alert", "account_reduce_only"),
+                            Decimal(0), Decimal(1), "a fraction in (0, 1]: '0.2' is 20% of open interest"),
+}
 SYMBOL_ACTIONS = {"symbol_reduce_only": "REDUCE_ONLY", "symbol_halted": "HALTED"}
-ACTIONS = frozenset({*SYMBOL_ACTIONS, "alert"})
+ACCOUNT_ACTIONS = {"account_reduce_only": "REDUCE_ONLY"}
+ACTIONS = frozenset(action for metric in METRICS.values() for action in metric.actions)
 SEVERITIES = ("info", "warning", "critical")
 MODES = ("act", "alert_only")
-SCOPES = ("platform", "symbol")
+SCOPES = ("platform", "symbol", "account")
 
 # Marks are kept for the longest window of any rule: a day bounds that memory.
 MAX_WINDOW_MS = 86_400_000
@@ -50,8 +78,12 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     severity: str = "warning"
     mode: str = "act"
     enabled: bool = True
-    # A symbol rule replaces the platform rule with this id for its symbol.
+    # A symbol (or account) rule replaces the platform rule with this id for its symbol (account).
     overrides: str = ""
+    # With scope "account": the account.
+    account_id: str = ""
+    # A floor the measured amount must also reach (concentration: the position's notional).
+    min_value: Decimal | None = None
     version: int = 0
     updated_by: str = ""
     updated_ms: int = 0
@@ -69,6 +101,12 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     def acts(self) -> bool:
         return self.mode == "act" and self.action != "alert"
 
+    @property
+    def about(self) -> str:
+        """"symbol" or "account": what the rule is evaluated per."""
+        metric = METRICS.get(self.metric)
+        return metric.about if metric is not None else ""
+
 
 class RuleError(ValueError):
     """A rule that cannot be used, naming the field: answered INVALID_ARGUMENT."""
@@ -82,27 +120,40 @@ def validate_rule(rule: Rule) -> Rule:
     """Returns the rule if every field is usable; raises RuleError naming the first that is not."""
     if not _ID.match(rule.id):
         raise RuleError("id", "1 to 64 letters, digits, '_', '-', '.', starting with a letter or digit")
-    if rule.scope not in SCOPES:
-        raise RuleError("scope", f"one of {', '.join(SCOPES)}")
+    metric = METRICS.get(rule.metric)
+    if metric is None:
+        raise RuleError("metric", f"one of {', '.join(sorted(METRICS))}")
+    if rule.scope not in metric.scopes:
+        raise RuleError("scope", f"one of {', '.join(metric.scopes)} for metric {rule.metric}")
     if rule.scope == "symbol" and not rule.symbol:
         raise RuleError("symbol", "required with scope 'symbol'")
-    if rule.scope == "platform" and (rule.symbol or rule.overrides):
-        raise RuleError("symbol" if rule.symbol else "overrides", "only for scope 'symbol'")
+    if rule.scope == "account" and not rule.account_id:
+        raise RuleError("account_id", "required with scope 'account'")
+    if rule.scope != "symbol" and rule.symbol:
+        raise RuleError("symbol", "only for scope 'symbol'")
+    if rule.scope != "account" and rule.account_id:
+        raise RuleError("account_id", "only for scope 'account'")
+    if rule.scope == "platform" and rule.overrides:
+        raise RuleError("overrides", "only for scope 'symbol' or 'account'")
     if rule.overrides == rule.id:
         raise RuleError("overrides", "a rule cannot override itself")
-    if rule.metric not in METRICS:
-        raise RuleError("metric", f"one of {', '.join(sorted(METRICS))}")
-    if not rule.threshold.is_finite() or not Decimal(0) < rule.threshold < Decimal(1):
-        raise RuleError("threshold", "a fraction in (0, 1): '0.05' is 5%")
+    high = metric.high
+    if not rule.threshold.is_finite() or not metric.low < rule.threshold or (high is not None
+                                                                              and rule.threshold > high):
+        raise RuleError("threshold", metric.unit)
     if rule.release is not None and (not rule.release.is_finite()
-                                     or not Decimal(0) < rule.release <= rule.threshold):
-        raise RuleError("release", "a fraction in (0, threshold]")
-    if not 0 < rule.window_ms <= MAX_WINDOW_MS:
+                                     or not metric.low < rule.release <= rule.threshold):
+        raise RuleError("release", "in (0, threshold]")
+    if rule.min_value is not None and (not rule.min_value.is_finite() or rule.min_value < 0):
+        raise RuleError("min_value", "a non-negative decimal")
+    if metric.windowed and not 0 < rule.window_ms <= MAX_WINDOW_MS:
         raise RuleError("window_ms", f"between 1 and {MAX_WINDOW_MS}")
+    if not metric.windowed and rule.window_ms:
+        raise RuleError("window_ms", f"0: metric {rule.metric} is measured at one moment")
     if not 1 <= rule.confirmation <= MAX_CONFIRMATION:
         raise RuleError("confirmation", f"between 1 and {MAX_CONFIRMATION}")
-    if rule.action not in ACTIONS:
-        raise RuleError("action", f"one of {', '.join(sorted(ACTIONS))}")
+    if rule.action not in metric.actions:
+        raise RuleError("action", f"one of {', '.join(metric.actions)} for metric {rule.metric}")
     if not 0 <= rule.cooldown_ms <= MAX_COOLDOWN_MS:
         raise RuleError("cooldown_ms", f"between 0 and {MAX_COOLDOWN_MS}")
     if rule.severity not in SEVERITIES:
@@ -116,6 +167,10 @@ def default_rules() -> list[Rule]:
     """The reference's volatility pairs: 5% within 60 s -> reduce-only, 10% within 300 s ->
     halted. Confirmation over two ticks (one bad mark must not halt a market); back to normal
     after two minutes of calm (CME's pause) and five (the LULD pause)."""
+    return [*volatility_rules(), *account_default_rules()]
+
+
+def volatility_rules() -> list[Rule]:
     return [
         Rule(id="volatility-5pct-60s", metric="mark_move", threshold=Decimal("0.05"), window_ms=60_000,
              action="symbol_reduce_only", confirmation=2, cooldown_ms=120_000, severity="warning"),
@@ -125,8 +180,44 @@ def default_rules() -> list[Rule]:
 
 
 def rules_for(symbol: str, rules: dict[str, Rule]) -> list[Rule]:
-    """The rules that apply to one symbol: its own, and the platform's it does not override."""
+    """The symbol rules that apply to one symbol: its own, and the platform's it does not override."""
     own = [r for r in rules.values() if r.scope == "symbol" and r.symbol == symbol]
     replaced = {r.overrides for r in own if r.overrides}
-    platform = [r for r in rules.values() if r.scope == "platform" and r.id not in replaced]
+    platform = [r for r in rules.values() if r.scope == "platform" and r.about == "symbol" and r.id not in replaced]
     return sorted([*platform, *own], key=lambda r: r.id)
+
+
+def account_rules(rules: dict[str, Rule]) -> tuple[list[Rule], dict[str, list[Rule]]]:
+    """The platform account rules, and each account's own (with the platform rules it replaces
+    gone from its list): what `rules_for_account` combines."""
+    platform = sorted((r for r in rules.values() if r.scope == "platform" and r.about == "account"),
+                      key=lambda r: r.id)
+    own: dict[str, list[Rule]] = {}
+    for rule in rules.values():
+        if rule.scope == "account":
+            own.setdefault(rule.account_id, []).append(rule)
+    return platform, own
+
+
+def rules_for_account(account_id: str, platform: list[Rule], own: dict[str, list[Rule]]) -> list[Rule]:
+    mine = own.get(account_id)
+    if not mine:
+        return platform
+    replaced = {r.overrides for r in mine if r.overrides}
+    return sorted([*(r for r in platform if r.id not in replaced), *mine], key=lambda r: r.id)
+
+
+def account_default_rules() -> list[Rule]:
+    """The reference's margin ladder and concentration: a warning at 80% margin ratio
+    (Binance's advice), close-only at 90% until back below 80%, a liquidation candidate at
+    100%; a position above 20% of the open interest and 250,000 notional (OKX) alerted."""
+    return [
+        Rule(id="margin-ratio-warning", metric="margin_ratio", threshold=Decimal("0.8"), release=Decimal("0.7"),
+             window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
+        Rule(id="margin-ratio-close-only", metric="margin_ratio", threshold=Decimal("0.9"), release=Decimal("0.8"),
+             window_ms=0, action="account_reduce_only", cooldown_ms=0, severity="critical"),
+        Rule(id="margin-ratio-liquidation", metric="margin_ratio", threshold=Decimal(1), release=Decimal("0.9"),
+             window_ms=0, action="liquidation_candidate", cooldown_ms=0, severity="critical"),
+        Rule(id="concentration-20pct", metric="concentration", threshold=Decimal("0.2"), min_value=Decimal(250_000),
+             window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
+    ]
