@@ -233,8 +233,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def SetAccountControls(self, request: admin.AccountControls, context: grpc.aio.ServicerContext
                                  ) -> admin.AccountControls:
-        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
-            controls = convert.controls_spec(request)
+        def build(principal: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
+            controls = convert.controls_spec(request, principal.name)
             validate_controls(controls)
             return "controls", controls.account_id, controls, lambda stored: apply_controls(self.book, stored)
 

@@ -177,7 +177,7 @@ def breaker_message(breaker: BreakerSpec) -> admin.CircuitBreaker:
                                 set_by=breaker.set_by, updated_ms=breaker.updated_ms, version=breaker.version)
 
 
-def controls_spec(message: admin.AccountControls) -> ControlsSpec:
+def controls_spec(message: admin.AccountControls, set_by: str = "") -> ControlsSpec:
     if message.restriction not in Restriction._value2member_map_:
         raise SpecError("restriction", "must be RESTRICTION_NONE, RESTRICTION_REDUCE_ONLY or RESTRICTION_FROZEN")
     return ControlsSpec(
@@ -188,6 +188,8 @@ def controls_spec(message: admin.AccountControls) -> ControlsSpec:
         max_leverage=message.max_leverage,
         max_orders_per_second=message.max_orders_per_second,
         max_gross_notional=decimal_field("max_gross_notional", message.max_gross_notional, optional=True),
+        set_by=set_by,
+        reason=message.reason[:500],
     )
 
 
@@ -201,4 +203,6 @@ def controls_message(controls: ControlsSpec) -> admin.AccountControls:
         max_orders_per_second=controls.max_orders_per_second,
         max_gross_notional=fmt(controls.max_gross_notional),
         version=controls.version,
+        set_by=controls.set_by,
+        reason=controls.reason,
     )

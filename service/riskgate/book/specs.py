@@ -83,6 +83,10 @@ class ControlsSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_orders_per_second: int = 0
     max_gross_notional: Decimal | None = None
     version: int = 0
+    # Who wrote the record (an operator's name, or "monitor:<rule>") and why: a monitor rule
+    # lifts only a restriction it set itself, and the gate names the reason in its decisions.
+    set_by: str = ""
+    reason: str = ""
 
 
 class BreakerSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -61,8 +61,8 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     if controls.restriction == Restriction.FROZEN:
         return reject(Reason(ReasonCode.ACCOUNT_FROZEN, "account is frozen", "FROZEN", account.account_id))
     if controls.restriction == Restriction.REDUCE_ONLY and imposed is None:
-        imposed = Reason(ReasonCode.ACCOUNT_REDUCE_ONLY, "account is restricted to reducing orders",
-                         "REDUCE_ONLY", account.account_id)
+        imposed = Reason(ReasonCode.ACCOUNT_REDUCE_ONLY, "account is restricted to reducing orders"
+                         + (f" ({controls.reason})" if controls.reason else ""), "REDUCE_ONLY", account.account_id)
     if not account.bucket.try_take(now_mono):
         return reject(Reason(ReasonCode.ORDER_RATE_EXCEEDED, "orders per second above the account's limit",
                              str(account.bucket.rate), "burst exhausted"))

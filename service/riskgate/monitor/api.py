@@ -136,8 +136,9 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
             if rule.scope == "symbol" and rule.symbol not in self.view.symbols:
                 raise RuleError("symbol", f"unknown symbol {echo(rule.symbol)}")
             if rule.overrides and (rule.overrides not in self.view.rules
-                                   or self.view.rules[rule.overrides].scope != "platform"):
-                raise RuleError("overrides", f"no platform rule {echo(rule.overrides)}")
+                                   or self.view.rules[rule.overrides].scope != "platform"
+                                   or self.view.rules[rule.overrides].metric != rule.metric):
+                raise RuleError("overrides", f"no platform rule {echo(rule.overrides)} on metric {rule.metric}")
         except RuleError as exc:
             await self._refuse(context, principal, "UpsertRule", request, grpc.StatusCode.INVALID_ARGUMENT,
                                str(exc), f"invalid: {exc}")
@@ -190,7 +191,7 @@ def rule_message(rule: Rule) -> pb.Rule:
         release=fmt(rule.release), window_ms=rule.window_ms, confirmation=rule.confirmation, action=rule.action,
         cooldown_ms=rule.cooldown_ms, severity=_SEVERITY_TO_PB[rule.severity], mode=rule.mode,
         disabled=not rule.enabled, overrides=rule.overrides, version=rule.version, updated_by=rule.updated_by,
-        updated_ms=rule.updated_ms,
+        updated_ms=rule.updated_ms, account_id=rule.account_id, min_value=fmt(rule.min_value),
     )
 
 
@@ -211,6 +212,8 @@ def rule_from_message(message: pb.Rule, actor: str) -> Rule:
         window_ms=message.window_ms, confirmation=message.confirmation, action=message.action,
         cooldown_ms=message.cooldown_ms, severity=_SEVERITY_FROM_PB[message.severity], mode=message.mode,
         enabled=not message.disabled, overrides=message.overrides, updated_by=actor, updated_ms=now_ms(),
+        account_id=message.account_id,
+        min_value=decimal("min_value", message.min_value) if message.min_value else None,  # type: ignore[arg-type]
     )
 
 

@@ -109,6 +109,8 @@ class AccountColumns:
         self.holders: dict[str, Holders] = {}
         self.tiers: dict[str, TierColumns] = {}
         self.marks: dict[str, float] = {}
+        # Exact open interest per symbol (long, short), from the records.
+        self.open_interest: dict[str, tuple[Decimal, Decimal]] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -136,6 +138,14 @@ class AccountColumns:
             return None
         self.version[index] = version
         kept = tuple(p for p in positions if p.quantity)
+        for sign, held in ((-1, self.records[index][1]), (1, kept)):
+            for position in held:
+                long, short = self.open_interest.get(position.symbol, (Decimal(0), Decimal(0)))
+                if position.quantity > 0:
+                    long += sign * position.quantity
+                else:
+                    short -= sign * position.quantity
+                self.open_interest[position.symbol] = (long, short)
         self.records[index] = (balance, kept)
         self.balance[index] = float(balance)
         now_held = tuple(p.symbol for p in kept)

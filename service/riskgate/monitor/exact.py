@@ -12,7 +12,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 from riskgate.book.specs import PositionSpec
 from riskgate.engine.margin import liquidation_price, to_tick
-from riskgate.values.money import ZERO
+from riskgate.values.money import ZERO, fmt
 from riskgate.values.tiers import TierTable
 
 RATIO_QUANTUM = Decimal("0.000001")
@@ -71,7 +71,7 @@ class AccountFigures:
             return "0"
         if self.margin_balance <= 0:
             return "inf"
-        return str((self.maintenance / self.margin_balance).quantize(RATIO_QUANTUM, rounding=ROUND_UP))
+        return fmt((self.maintenance / self.margin_balance).quantize(RATIO_QUANTUM, rounding=ROUND_UP))
 
     @property
     def position_value(self) -> Decimal:

@@ -19,10 +19,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from riskgate.book.specs import BreakerSpec, MarkSpec, SymbolSpec
+from riskgate.engine.spec_rules import validate_symbol
+from riskgate.monitor.exact import Market
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.marks import MarkHistory
 from riskgate.monitor.rules import Rule, validate_rule
 from riskgate.store.codec import Change, Stored, decode_record
+from riskgate.values.tiers import TierTable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,27 @@ class MarketView:
         self.marks: dict[str, MarkHistory] = {}
         self.rules: dict[str, Rule] = {}
         self.max_version = 0
+        self._tiers: dict[str, tuple[int, TierTable]] = {}
+
+    def tiers(self, symbol: str) -> TierTable | None:
+        spec = self.symbols.get(symbol)
+        if spec is None:
+            return None
+        cached = self._tiers.get(symbol)
+        if cached is None or cached[0] != spec.version:
+            cached = self._tiers[symbol] = (spec.version, validate_symbol(spec))
+        return cached[1]
+
+    def market(self, symbol: str) -> Market | None:
+        """The symbol as exact figures need it; None when the symbol is unknown."""
+        spec = self.symbols.get(symbol)
+        tiers = self.tiers(symbol)
+        if spec is None or tiers is None:
+            return None
+        history = self.marks.get(symbol)
+        latest = history.latest if history is not None else None
+        return Market(tiers=tiers, tick=spec.tick_size, lot=spec.lot_size, mark=latest[1] if latest else None,
+                      mark_ms=latest[0] if latest else 0, max_age_ms=spec.mark_price_max_age_ms)
 
     def apply(self, kind: str, record: Any) -> str | None:
         """Applies one record; returns the symbol whose mark moved, if one did."""

@@ -23,7 +23,15 @@ class MonitorKeys(Keys):
         # Open episodes ("<rule>\x1f<symbol>" -> the alert and the version of the action):
         # a rule fired there and the market has not been calm for its cooldown since.
         self.episodes = f"{tag}:monitor:episodes"
+        # Open account episodes ("<rule>\x1f<account>\x1f<symbol>", symbol "" for a rule
+        # about the whole account), and the stream the liquidation engine reads candidates from.
+        self.account_episodes = f"{tag}:monitor:account_episodes"
+        self.liquidation_candidates = f"{tag}:liquidation_candidates"
 
 
 def episode_field(rule_id: str, symbol: str) -> str:
     return f"{rule_id}\x1f{symbol}"
+
+
+def account_episode_field(rule_id: str, account_id: str, symbol: str) -> str:
+    return f"{rule_id}\x1f{account_id}\x1f{symbol}"

@@ -195,3 +195,134 @@ RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0
 """
+
+# An account rule's episode opening. KEYS: 1 seq, 2 controls, 3 audit, 4 monitor lease,
+# 5 alerts, 6 alert events, 7 account episodes, 8 alert id counter, 9 liquidation candidates.
+# ARGV: 1 lease token, 2 version floor, 3 account, 4 what to do ('alert', 'reduce_only' or
+# 'candidate'), 5 the controls record to write when the account has none, 6 change channel,
+# 7 audit maxlen, 8 episode field, 9 alert (JSON object without id, action, action_version,
+# audit_id), 10 now ms, 11 actor, 12 reason, 13 candidate (JSON), 14 candidates maxlen,
+# 15... audit evidence pairs.
+# reduce_only is compare-and-set: only an unrestricted account is restricted (whatever a
+# person set stays). Returns {'lease'}, {'open', alert id} or {'ok', alert id, version (0 =
+# no record written), audit id, action taken}.
+ACCOUNT_FIRE = _FENCE + _LIFT + """
+local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
+local open = redis.call('HGET', KEYS[7], ARGV[8])
+if open then return {'open', cjson.decode(open).alert} end
+local alert_id = tostring(redis.call('INCR', KEYS[8]))
+local v = 0
+local outcome = 'ok'
+local action
+local audit_action = 'alert'
+if ARGV[4] == 'reduce_only' then
+  audit_action = 'restrict_account'
+  local record = ARGV[5]
+  local held = nil
+  local current = redis.call('HGET', KEYS[2], ARGV[3])
+  if current then
+    local d = cjson.decode(current).d
+    if d.restriction ~= 1 then
+      held = d
+    else
+      d.restriction = 2
+      d.set_by = ARGV[11]
+      d.reason = ARGV[12]
+      record = cjson.encode(d)
+    end
+  end
+  if held then
+    outcome = 'refused: account is ' .. restrictions[held.restriction] .. ', set by ' .. (held.set_by or '')
+    action = 'none: account already ' .. restrictions[held.restriction] .. ' (set by ' .. (held.set_by or '') .. ')'
+  else
+    v = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. record .. '}')
+    redis.call('PUBLISH', ARGV[6], '{"k":"controls","v":' .. v .. ',"d":' .. record .. '}')
+    action = 'account ' .. ARGV[3] .. ' REDUCE_ONLY (version ' .. v .. ')'
+  end
+elseif ARGV[4] == 'candidate' then
+  audit_action = 'liquidation_candidate'
+  local id = redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[14], '*', 'account', ARGV[3], 'alert_id', alert_id,
+    'd', ARGV[13])
+  action = 'liquidation candidate ' .. id .. ' published'
+else
+  outcome = 'ok: alert only, no action'
+  action = 'none: alert only'
+end
+local entry = {'ts_ms', ARGV[10], 'actor', ARGV[11], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
+for i = 15, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'alert_id'
+entry[#entry + 1] = alert_id
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"action":' .. cjson.encode(action)
+  .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
+redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
+  'at_ms', ARGV[10])
+redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, at_ms = tonumber(ARGV[10])}))
+return {'ok', alert_id, v, audit_id, action}
+"""
+
+# An account rule's episode ending. KEYS: 1 seq, 2 controls, 3 audit, 4 monitor lease,
+# 5 alerts, 6 alert events, 7 account episodes. ARGV: 1 lease token, 2 version floor,
+# 3 account, 4 change channel, 5 audit maxlen, 6 episode field, 7 actor, 8 now ms, 9 note,
+# 10... audit evidence pairs. The restriction is lifted only if the controls record is still
+# the one the rule wrote. Returns {'lease'}, {'none'} or {'ok', alert id, version, audit id,
+# outcome}.
+ACCOUNT_CLEAR = _FENCE + _LIFT + """
+local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
+local raw = redis.call('HGET', KEYS[7], ARGV[6])
+if not raw then return {'none'} end
+local ep = cjson.decode(raw)
+redis.call('HDEL', KEYS[7], ARGV[6])
+local v = 0
+local outcome = 'ok'
+local audit_action = 'end_episode'
+local note = ARGV[9]
+if ep.version > 0 then
+  audit_action = 'lift_restriction'
+  local current = redis.call('HGET', KEYS[2], ARGV[3])
+  local d = nil
+  local cv = 0
+  if current then
+    local rec = cjson.decode(current)
+    d = rec.d
+    cv = rec.v
+  end
+  if d and cv == ep.version and d.set_by == ARGV[7] then
+    d.restriction = 1
+    d.reason = ARGV[9]
+    local record = cjson.encode(d)
+    v = redis.call('INCR', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. record .. '}')
+    redis.call('PUBLISH', ARGV[4], '{"k":"controls","v":' .. v .. ',"d":' .. record .. '}')
+    note = note .. '; restriction lifted (version ' .. v .. ')'
+  else
+    outcome = 'left: the account controls changed since the rule set them'
+    if d then
+      outcome = outcome .. ' (now ' .. restrictions[d.restriction] .. ', set by ' .. (d.set_by or '') .. ', version '
+        .. cv .. ')'
+    end
+    note = note .. '; ' .. outcome
+  end
+end
+local entry = {'ts_ms', ARGV[8], 'actor', ARGV[7], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
+for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'alert_id'
+entry[#entry + 1] = ep.alert
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
+local stored = redis.call('HGET', KEYS[5], ep.alert)
+if stored then
+  local a = cjson.decode(stored)
+  a.cleared_ms = tonumber(ARGV[8])
+  a.updated_ms = tonumber(ARGV[8])
+  table.insert(a.history, {actor = ARGV[7], action = 'cleared', note = note, at_ms = tonumber(ARGV[8])})
+  redis.call('HSET', KEYS[5], ep.alert, cjson.encode(a))
+end
+redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', ARGV[7], 'note', note,
+  'at_ms', ARGV[8])
+return {'ok', ep.alert, v, audit_id, outcome}
+"""

@@ -21,7 +21,10 @@ from riskgate.api import handlers
 from riskgate.api.auth import Authenticator
 from riskgate.api.server import ListenError, StopReport
 from riskgate.config import Config
+from riskgate.monitor.account_feed import AccountFeed
+from riskgate.monitor.account_watch import AccountWatcher
 from riskgate.monitor.api import RiskMonitorServicer
+from riskgate.monitor.columns import AccountColumns, Indices
 from riskgate.monitor.feed import Feed, MarketView
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
@@ -55,6 +58,9 @@ class MonitorService:
         self.keys = MonitorKeys(config.server.key_prefix)
         self.auth = Authenticator(config.admin_tokens)
         self.view = MarketView()
+        self.columns = AccountColumns()
+        self.accounts: AccountWatcher | None = None
+        self.account_feed: AccountFeed | None = None
         self.client: aioredis.Redis | None = None
         self.writes: MonitorWrites | None = None
         self.watcher: Watcher | None = None
@@ -113,12 +119,21 @@ class MonitorService:
                 await self.client.ping()
             await self._seed_rules()
             self.watcher = Watcher(self.view, self.writes)
+            self.accounts = AccountWatcher(self.view, self.columns, self.writes)
             self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live)
+            self.account_feed = AccountFeed(self.client, self.keys, self.columns, self._on_accounts,
+                                            self._on_feed_live)
             self._tasks = [asyncio.create_task(self.feed.run(), name="monitor-feed"),
-                           asyncio.create_task(self.watcher.run(), name="monitor-actions")]
+                           asyncio.create_task(self.watcher.run(), name="monitor-actions"),
+                           asyncio.create_task(self.accounts.run(), name="monitor-account-actions")]
             try:
                 async with asyncio.timeout(LOAD_TIMEOUT_S):
                     await self.feed.loaded.wait()
+                    # Every held symbol valued at its mark before the accounts come in.
+                    for symbol in list(self.view.marks):
+                        self.accounts.on_tick(symbol)
+                    self._tasks.append(asyncio.create_task(self.account_feed.run(), name="monitor-account-feed"))
+                    await self.account_feed.loaded.wait()
             except TimeoutError:
                 raise RuntimeError(f"monitor state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
             self._tasks += [asyncio.create_task(self._lease(), name="monitor-lease"),
@@ -146,10 +161,23 @@ class MonitorService:
             self.writes.floor = self.view.max_version
         if self.watcher is not None:
             self.watcher.on_mark(symbol)
+        if self.accounts is not None:
+            self.accounts.on_tick(symbol)
+
+    def _on_accounts(self, accounts: Indices) -> None:
+        if self.accounts is not None:
+            self.accounts.on_accounts(accounts)
+
+    @property
+    def inputs_live(self) -> bool:
+        return (self.feed is not None and self.feed.live and self.account_feed is not None
+                and self.account_feed.live)
 
     def _on_feed_live(self, live: bool) -> None:
         if self.watcher is not None:
-            self.watcher.inputs_live = live
+            self.watcher.inputs_live = self.feed is not None and self.feed.live
+        if self.accounts is not None:
+            self.accounts.inputs_live = self.inputs_live
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self._serving:
@@ -180,11 +208,15 @@ class MonitorService:
             if held and not self.watcher.actor and not self._stopping:
                 try:
                     await self.watcher.become_actor()
+                    if self.accounts is not None:
+                        await self.accounts.become_actor()
                 except (RedisError, OSError) as exc:
                     log.warning("could not read the open episodes to take over: %s", exc)
                 await self._report_health()
             elif not held and self.watcher.actor:
                 self.watcher.become_standby()
+                if self.accounts is not None:
+                    self.accounts.become_standby()
                 await self._report_health()
             await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
 
@@ -194,6 +226,8 @@ class MonitorService:
             await asyncio.sleep(self.config.monitor.evaluate_ms / 1000)
             try:
                 self.watcher.on_timer()
+                if self.accounts is not None:
+                    self.accounts.on_timer()
             except Exception:  # one bad evaluation must not stop the clock
                 log.exception("monitor evaluation failed")
 
@@ -202,16 +236,22 @@ class MonitorService:
             return
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        live = self.feed is not None and self.feed.live
+        live = self.inputs_live
         for name in ("", SERVICE_NAME):
             await self.health.set(name, serving if live else not_serving)
         await self.health.set(ACTOR_HEALTH_NAME, serving if live and self.is_actor else not_serving)
 
     def _status(self) -> monitor_pb2.MonitorStatus:
         return monitor_pb2.MonitorStatus(
-            role="actor" if self.is_actor else "standby", feed_live=self.feed is not None and self.feed.live,
+            role="actor" if self.is_actor else "standby", feed_live=self.inputs_live,
             symbols=len(self.view.symbols), rules=len(self.view.rules),
-            open_episodes=len(self.watcher.episodes) if self.watcher is not None else 0)
+            open_episodes=(len(self.watcher.episodes) if self.watcher is not None else 0)
+            + (self.accounts.open_episodes if self.accounts is not None else 0),
+            accounts=len(self.columns),
+            account_events=self.account_feed.events if self.account_feed is not None else 0,
+            account_cursor=(self.account_feed.cursor or "") if self.account_feed is not None else "",
+            lag_ms=max(now_ms() - self.account_feed.last_event_ms, 0)
+            if self.account_feed is not None and self.account_feed.last_event_ms else 0)
 
     async def wait(self) -> None:
         assert self.server is not None
@@ -229,8 +269,12 @@ class MonitorService:
             await self.health.enter_graceful_shutdown()
         if self.feed is not None:
             self.feed.close()
+        if self.account_feed is not None:
+            self.account_feed.close()
         if self.watcher is not None:
             self.watcher.actor = False
+        if self.accounts is not None:
+            self.accounts.actor = False
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -10,13 +10,13 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
-from riskgate.book.specs import BreakerSpec
+from riskgate.book.specs import BreakerSpec, ControlsSpec
 from riskgate.monitor import scripts
 from riskgate.monitor.alerts import Alert, Transition, Verb, decode_alert
-from riskgate.monitor.keys import MonitorKeys, episode_field
+from riskgate.monitor.keys import MonitorKeys, account_episode_field, episode_field
 from riskgate.monitor.rules import SYMBOL_ACTIONS, Rule
 from riskgate.store.codec import encode
-from riskgate.values.codes import BreakerState
+from riskgate.values.codes import BreakerState, Restriction
 
 _json = msgspec.json.Encoder(decimal_format="string")
 
@@ -71,7 +71,10 @@ class MonitorWrites:
         self.lease_token = ""
         # The highest version seen on the feed: every write lifts the counter past it.
         self.floor = 0
+        self.candidates_maxlen = 100_000
         self._fire = client.register_script(scripts.FIRE)
+        self._account_fire = client.register_script(scripts.ACCOUNT_FIRE)
+        self._account_clear = client.register_script(scripts.ACCOUNT_CLEAR)
         self._clear = client.register_script(scripts.CLEAR)
         self._transition = client.register_script(scripts.TRANSITION)
         self._put_rule = client.register_script(scripts.PUT_RULE)
@@ -131,6 +134,51 @@ class MonitorWrites:
             return None
         return Cleared(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
                        outcome=_text(result[4]))
+
+    async def account_fire(self, rule: Rule, account_id: str, symbol: str, alert: dict[str, Any],
+                           evidence: dict[str, str], reason: str, candidate: bytes, at_ms: int) -> Fired:
+        """Opens an episode of an account rule: the alert, and (mode act) the account's
+        close-only (compare-and-set: only an unrestricted account) or the liquidation candidate."""
+        kind = "alert"
+        if rule.acts:
+            kind = "reduce_only" if rule.action == "account_reduce_only" else "candidate"
+        record = encode(ControlsSpec(account_id=account_id, restriction=Restriction.REDUCE_ONLY, set_by=rule.actor,
+                                     reason=reason[:500]))
+        result = await self._account_fire(
+            keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
+                  self.keys.alert_events, self.keys.account_episodes, self.keys.alert_seq,
+                  self.keys.liquidation_candidates],
+            args=[self.lease_token, self.floor, account_id, kind, record, self.keys.changes, self.audit_maxlen,
+                  account_episode_field(rule.id, account_id, symbol), _json.encode(alert), at_ms, rule.actor,
+                  reason[:500], candidate, self.candidates_maxlen,
+                  *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
+        code = _text(result[0])
+        if code == "lease":
+            raise LeaseLost("the monitor lease is held by another monitor")
+        if code == "open":
+            return Fired(alert_id=_text(result[1]), already_open=True)
+        return Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                     action=_text(result[4]))
+
+    async def account_clear(self, rule: Rule, account_id: str, symbol: str, note: str, evidence: dict[str, str],
+                            at_ms: int) -> Cleared | None:
+        result = await self._account_clear(
+            keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
+                  self.keys.alert_events, self.keys.account_episodes],
+            args=[self.lease_token, self.floor, account_id, self.keys.changes, self.audit_maxlen,
+                  account_episode_field(rule.id, account_id, symbol), rule.actor, at_ms, note[:500],
+                  *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
+        code = _text(result[0])
+        if code == "lease":
+            raise LeaseLost("the monitor lease is held by another monitor")
+        if code == "none":
+            return None
+        return Cleared(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                       outcome=_text(result[4]))
+
+    async def account_episodes(self) -> set[tuple[str, str, str]]:
+        fields = await self.client.hkeys(self.keys.account_episodes)
+        return {tuple(_text(field).split("\x1f", 2)) for field in fields}  # type: ignore[misc]
 
     async def episodes(self) -> dict[str, dict[str, Any]]:
         rows = await self.client.hgetall(self.keys.episodes)

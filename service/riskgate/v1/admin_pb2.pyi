@@ -158,7 +158,7 @@ class CircuitBreakerList(_message.Message):
     def __init__(self, breakers: _Optional[_Iterable[_Union[CircuitBreaker, _Mapping]]] = ...) -> None: ...
 
 class AccountControls(_message.Message):
-    __slots__ = ("account_id", "restriction", "kyc_level", "qualified_investor", "max_leverage", "max_orders_per_second", "max_gross_notional", "version")
+    __slots__ = ("account_id", "restriction", "kyc_level", "qualified_investor", "max_leverage", "max_orders_per_second", "max_gross_notional", "version", "set_by", "reason")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     RESTRICTION_FIELD_NUMBER: _ClassVar[int]
     KYC_LEVEL_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,8 @@ class AccountControls(_message.Message):
     MAX_ORDERS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     MAX_GROSS_NOTIONAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SET_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     restriction: Restriction
     kyc_level: int
@@ -175,7 +177,9 @@ class AccountControls(_message.Message):
     max_orders_per_second: int
     max_gross_notional: str
     version: int
-    def __init__(self, account_id: _Optional[str] = ..., restriction: _Optional[_Union[Restriction, str]] = ..., kyc_level: _Optional[int] = ..., qualified_investor: _Optional[bool] = ..., max_leverage: _Optional[int] = ..., max_orders_per_second: _Optional[int] = ..., max_gross_notional: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    set_by: str
+    reason: str
+    def __init__(self, account_id: _Optional[str] = ..., restriction: _Optional[_Union[Restriction, str]] = ..., kyc_level: _Optional[int] = ..., qualified_investor: _Optional[bool] = ..., max_leverage: _Optional[int] = ..., max_orders_per_second: _Optional[int] = ..., max_gross_notional: _Optional[str] = ..., version: _Optional[int] = ..., set_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetAccountRiskRequest(_message.Message):
     __slots__ = ("account_id",)

@@ -127,7 +127,7 @@ class AlertActionRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Rule(_message.Message):
-    __slots__ = ("id", "scope", "symbol", "metric", "threshold", "release", "window_ms", "confirmation", "action", "cooldown_ms", "severity", "mode", "disabled", "overrides", "version", "updated_by", "updated_ms")
+    __slots__ = ("id", "scope", "symbol", "metric", "threshold", "release", "window_ms", "confirmation", "action", "cooldown_ms", "severity", "mode", "disabled", "overrides", "version", "updated_by", "updated_ms", "account_id", "min_value")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,8 @@ class Rule(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_VALUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     scope: str
     symbol: str
@@ -162,7 +164,9 @@ class Rule(_message.Message):
     version: int
     updated_by: str
     updated_ms: int
-    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., disabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+    account_id: str
+    min_value: str
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., disabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., account_id: _Optional[str] = ..., min_value: _Optional[str] = ...) -> None: ...
 
 class ListRulesRequest(_message.Message):
     __slots__ = ()
@@ -179,15 +183,23 @@ class MonitorStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MonitorStatus(_message.Message):
-    __slots__ = ("role", "feed_live", "symbols", "rules", "open_episodes")
+    __slots__ = ("role", "feed_live", "symbols", "rules", "open_episodes", "accounts", "account_events", "account_cursor", "lag_ms")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     FEED_LIVE_FIELD_NUMBER: _ClassVar[int]
     SYMBOLS_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     OPEN_EPISODES_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LAG_MS_FIELD_NUMBER: _ClassVar[int]
     role: str
     feed_live: bool
     symbols: int
     rules: int
     open_episodes: int
-    def __init__(self, role: _Optional[str] = ..., feed_live: _Optional[bool] = ..., symbols: _Optional[int] = ..., rules: _Optional[int] = ..., open_episodes: _Optional[int] = ...) -> None: ...
+    accounts: int
+    account_events: int
+    account_cursor: str
+    lag_ms: int
+    def __init__(self, role: _Optional[str] = ..., feed_live: _Optional[bool] = ..., symbols: _Optional[int] = ..., rules: _Optional[int] = ..., open_episodes: _Optional[int] = ..., accounts: _Optional[int] = ..., account_events: _Optional[int] = ..., account_cursor: _Optional[str] = ..., lag_ms: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,140 @@
+"""What the monitor follows of the accounts: balances and positions, from Redis only.
+
+At start it notes the account-event stream's last id, reads every stored account record
+(HSCAN, in pages), then follows the stream from that id: an event older than the record
+already held is skipped by its version, so the overlap is harmless and nothing in between is
+missed. If the stream was trimmed past the point it has read (it fell behind by more than
+the stream's length), it reads the records again rather than miss a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from riskgate.book.specs import AccountEvent, AccountSnapshot
+from riskgate.monitor.columns import AccountColumns, Indices
+from riskgate.monitor.keys import MonitorKeys
+from riskgate.store.codec import Stored
+
+log = logging.getLogger(__name__)
+
+SCAN_PAGE = 2000
+READ_COUNT = 1000
+BLOCK_MS = 1000
+RETRY_BACKOFF_S = 0.05
+MAX_RETRY_BACKOFF_S = 1.0
+_stored = msgspec.json.Decoder(Stored)
+_snapshot = msgspec.json.Decoder(AccountSnapshot)
+_event = msgspec.json.Decoder(AccountEvent)
+
+
+def _id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class AccountFeed:
+    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, columns: AccountColumns,
+                 on_accounts: Callable[[Indices], None], on_live: Callable[[bool], None]) -> None:
+        self.client = client
+        self.keys = keys
+        self.columns = columns
+        self.on_accounts = on_accounts
+        self.on_live = on_live
+        self.live = False
+        self.loaded = asyncio.Event()
+        # The last stream id applied; None = the records must be read (again).
+        self.cursor: str | None = None
+        self.events = 0
+        self.reloads = 0
+        # The gate's time of the last event applied (how far behind the monitor is).
+        self.last_event_ms = 0
+        self._closing = False
+
+    def close(self) -> None:
+        self._closing = True
+
+    async def run(self) -> None:
+        backoff = RETRY_BACKOFF_S
+        while not self._closing:
+            try:
+                if self.cursor is None:
+                    await self._load()
+                self._set_live(True)
+                backoff = RETRY_BACKOFF_S
+                await self._follow()
+            except Exception as exc:
+                self._set_live(False)
+                if isinstance(exc, (RedisError, OSError)):
+                    log.warning("monitor account feed lost (%s); resuming from %s", exc, self.cursor)
+                else:
+                    log.exception("monitor account feed failed; resuming from %s", self.cursor)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
+        self._set_live(False)
+
+    def _set_live(self, live: bool) -> None:
+        if live != self.live:
+            self.live = live
+            self.on_live(live)
+
+    async def _load(self) -> None:
+        last = await self.client.xrevrange(self.keys.account_events, "+", "-", count=1)
+        cursor = last[0][0].decode() if last else "0-0"
+        scan = 0
+        count = 0
+        while True:
+            scan, rows = await self.client.hscan(self.keys.accounts, scan, count=SCAN_PAGE)
+            for field, data in rows.items():
+                try:
+                    stored = _stored.decode(data)
+                    record = _snapshot.decode(stored.d)
+                    self.columns.put(record.account_id, stored.v, record.balance, record.positions)
+                    count += 1
+                except Exception as exc:  # one bad record must not stop the load
+                    log.error("ignoring unreadable account record %r in Redis: %r", field[:100], exc)
+            if not scan:
+                break
+        self.cursor = cursor
+        if self.loaded.is_set():
+            self.reloads += 1
+        log.info("monitor loaded %d account records (following the account events from %s)", count, cursor)
+        self.loaded.set()
+        self.on_accounts(np.arange(len(self.columns), dtype=np.int64))
+
+    async def _follow(self) -> None:
+        while not self._closing and self.cursor is not None:
+            if self.cursor != "0-0":
+                oldest = await self.client.xrange(self.keys.account_events, "-", "+", count=1)
+                if oldest and _id(oldest[0][0]) > _id(self.cursor):
+                    log.warning("account events before %s were trimmed unread: reading the records again",
+                                oldest[0][0])
+                    self.cursor = None
+                    return
+            response = await self.client.xread({self.keys.account_events: self.cursor}, count=READ_COUNT,
+                                               block=BLOCK_MS)
+            changed: list[int] = []
+            for _, entries in response or ():
+                for entry_id, fields in entries:
+                    self.cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    try:
+                        event = _event.decode(fields[b"d"])
+                        index = self.columns.put(event.account_id, int(fields[b"v"]), event.balance,
+                                                 event.positions)
+                        self.last_event_ms = event.at_ms
+                    except Exception as exc:  # one bad entry must not stop the feed
+                        log.error("ignoring unreadable account event %s: %r", self.cursor, exc)
+                        continue
+                    self.events += 1
+                    if index is not None:
+                        changed.append(index)
+            if changed:
+                self.on_accounts(np.unique(np.array(changed, dtype=np.int64)))

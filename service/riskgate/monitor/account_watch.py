@@ -1,0 +1,359 @@
+"""Evaluates the account rules (margin ratio, concentration) over the column-wise book, and
+carries out what they decide while this monitor holds the lease.
+
+A mark tick re-values every holder of the symbol at once (columns.py) and screens them
+against each rule's level in floats; only the accounts that cross are recomputed exactly
+(exact.py) before anything is written, and an action is taken only on the exact figures.
+Inputs that are missing or stale never loosen anything: an episode ends (and a close-only
+is lifted) only on fresh marks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import numpy as np
+from redis.exceptions import RedisError
+
+from riskgate.monitor.alerts import OPEN
+from riskgate.monitor.columns import AccountColumns, Indices
+from riskgate.monitor.exact import AccountFigures, Market, account_figures, partial_liquidation
+from riskgate.monitor.feed import MarketView
+from riskgate.monitor.rules import Rule, account_rules
+from riskgate.monitor.writes import LeaseLost, MonitorWrites, first_transition, now_ms
+from riskgate.values.money import fmt
+
+log = logging.getLogger(__name__)
+
+# Floats screen with this much slack either way; the exact figures decide.
+SCREEN_SLACK = 1e-9
+_json = msgspec.json.Encoder(decimal_format="string")
+
+Key = tuple[int, str]  # (account index, symbol: "" for a rule about the whole account)
+
+
+@dataclass
+class _RuleState:
+    # Episodes open (as this monitor knows them), consecutive evaluations at or above the
+    # threshold not yet fired on, and since when an open episode has been calm.
+    active: set[Key] = field(default_factory=set)
+    counts: dict[Key, int] = field(default_factory=dict)
+    calm_since: dict[Key, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Action:
+    fire: bool
+    rule: Rule
+    account: int
+    symbol: str
+    at_ms: int
+
+
+class AccountWatcher:
+    def __init__(self, view: MarketView, columns: AccountColumns, writes: MonitorWrites) -> None:
+        self.view = view
+        self.columns = columns
+        self.writes = writes
+        self.actor = False
+        self.inputs_live = False
+        self.states: dict[str, _RuleState] = {}
+        self._queue: asyncio.Queue[_Action] = asyncio.Queue()
+        self._pending: set[tuple[bool, str, int, str]] = set()
+        self._tier_versions: dict[str, int] = {}
+        self.fired = 0
+
+    @property
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._pending
+
+    @property
+    def open_episodes(self) -> int:
+        return sum(len(state.active) for state in self.states.values())
+
+    # ---- evaluation ----------------------------------------------------------------------
+
+    def on_tick(self, symbol: str) -> None:
+        history = self.view.marks.get(symbol)
+        latest = history.latest if history is not None else None
+        tiers = self.view.tiers(symbol)
+        if latest is None or tiers is None:
+            return
+        version = self.view.symbols[symbol].version
+        if self._tier_versions.get(symbol) != version:
+            self._tier_versions[symbol] = version
+            self.columns.set_tiers(symbol, tiers)
+        accounts = self.columns.tick(symbol, float(latest[1]))
+        self._evaluate(accounts, {symbol}, now_ms())
+
+    def on_accounts(self, accounts: Indices) -> None:
+        symbols: set[str] = set()
+        for index in accounts.tolist():
+            symbols.update(self.columns.held[index])
+        # An account that closed a position changed the open interest others' shares are of.
+        for state in self._concentration_states():
+            symbols.update(symbol for _, symbol in state.active)
+        self._evaluate(accounts, symbols, now_ms())
+
+    def on_timer(self) -> None:
+        """Open episodes with a cooldown are calm for long enough only as time passes."""
+        now = now_ms()
+        for rule in self._rules():
+            state = self.states.get(rule.id)
+            if state is not None and state.calm_since:
+                self._calm(rule, state, now)
+
+    def _rules(self) -> list[Rule]:
+        platform, own = account_rules(self.view.rules)
+        return [*platform, *(rule for rules in own.values() for rule in rules)]
+
+    def _concentration_states(self) -> list[_RuleState]:
+        return [self.states[r.id] for r in self._rules() if r.metric == "concentration" and r.id in self.states]
+
+    def _targets(self, rule: Rule, accounts: Indices, replaced: dict[str, set[int]]) -> Indices:
+        if rule.scope == "account":
+            index = self.columns.index.get(rule.account_id)
+            return accounts[accounts == index] if index is not None else accounts[:0]
+        excluded = replaced.get(rule.id)
+        if excluded:
+            return accounts[~np.isin(accounts, np.fromiter(excluded, dtype=np.int64))]
+        return accounts
+
+    def _evaluate(self, accounts: Indices, symbols: set[str], now: int) -> None:
+        platform, own = account_rules(self.view.rules)
+        replaced: dict[str, set[int]] = {}
+        for account_id, rules in own.items():
+            index = self.columns.index.get(account_id)
+            if index is not None:
+                for rule in rules:
+                    if rule.overrides:
+                        replaced.setdefault(rule.overrides, set()).add(index)
+        for rule in [*platform, *(r for rules in own.values() for r in rules)]:
+            state = self.states.setdefault(rule.id, _RuleState())
+            if rule.metric == "margin_ratio":
+                targets = self._targets(rule, accounts, replaced)
+                above = targets[self.columns.ratio[targets] >= float(rule.threshold) * (1 - SCREEN_SLACK)]
+                self._confirm(rule, state, [(i, "") for i in above.tolist()], now)
+                ratio = self.columns.ratio
+                threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
+                for key in [k for k in state.counts if ratio[k[0]] < threshold]:
+                    del state.counts[key]
+            elif rule.metric == "concentration":
+                floor = float(rule.min_value or 0) * (1 - SCREEN_SLACK)
+                threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
+                for symbol in symbols:
+                    holders, shares, notionals = self.columns.share(symbol)
+                    keep = (shares >= threshold) & (notionals >= floor)
+                    hot = self._targets(rule, holders[keep], replaced)
+                    hot_keys = {(i, symbol) for i in hot.tolist()}
+                    self._confirm(rule, state, list(hot_keys), now)
+                    for key in [k for k in state.counts if k[1] == symbol and k not in hot_keys]:
+                        del state.counts[key]
+            self._calm(rule, state, now)
+
+    def _confirm(self, rule: Rule, state: _RuleState, keys: list[Key], now: int) -> None:
+        for key in keys:
+            state.calm_since.pop(key, None)
+            if key in state.active or not rule.enabled:
+                continue
+            count = state.counts.get(key, 0) + 1
+            state.counts[key] = count
+            if count >= rule.confirmation:
+                self._enqueue(_Action(True, rule, key[0], key[1], now))
+
+    def _calm(self, rule: Rule, state: _RuleState, now: int) -> None:
+        for key in list(state.active):
+            if self._screen_below_release(rule, key):
+                since = state.calm_since.setdefault(key, now)
+                if now - since >= rule.cooldown_ms:
+                    self._enqueue(_Action(False, rule, key[0], key[1], now))
+            else:
+                state.calm_since.pop(key, None)
+
+    def _screen_below_release(self, rule: Rule, key: Key) -> bool:
+        level = float(rule.calm_below) * (1 + SCREEN_SLACK)
+        if rule.metric == "margin_ratio":
+            return bool(self.columns.ratio[key[0]] < level)
+        holders = self.columns.holders.get(key[1])
+        slot = holders.slot.get(key[0]) if holders is not None else None
+        if holders is None or slot is None:
+            return True
+        long, short = self.columns.open_interest.get(key[1], (Decimal(0), Decimal(0)))
+        open_interest = float(max(long, short))
+        share = abs(float(holders.quantity[slot])) / open_interest if open_interest > 0 else 0.0
+        notional = abs(float(holders.quantity[slot])) * self.columns.marks.get(key[1], 0.0)
+        return share < level or notional < float(rule.min_value or 0) * (1 - SCREEN_SLACK)
+
+    def _enqueue(self, action: _Action) -> None:
+        if not (self.actor and self.inputs_live):
+            return
+        pending = (action.fire, action.rule.id, action.account, action.symbol)
+        if pending not in self._pending:
+            self._pending.add(pending)
+            self._queue.put_nowait(action)
+
+    # ---- exact figures -------------------------------------------------------------------
+
+    def _markets(self, figures_for: int) -> dict[str, Market]:
+        markets: dict[str, Market] = {}
+        for position in self.columns.records[figures_for][1]:
+            market = self.view.market(position.symbol)
+            if market is not None:
+                markets[position.symbol] = market
+        return markets
+
+    def figures(self, index: int, now: int) -> tuple[AccountFigures, dict[str, Market]]:
+        balance, positions = self.columns.records[index]
+        markets = self._markets(index)
+        return account_figures(self.columns.ids[index], balance, positions, markets, now), markets
+
+    # ---- role ----------------------------------------------------------------------------
+
+    async def become_actor(self) -> None:
+        found = await self.writes.account_episodes()
+        for state in self.states.values():
+            state.active.clear()
+            state.calm_since.clear()
+        for rule_id, account_id, symbol in found:
+            index = self.columns.index.get(account_id)
+            if index is None:
+                index = self.columns.put(account_id, 0, Decimal(0), ()) or self.columns.index[account_id]
+            self.states.setdefault(rule_id, _RuleState()).active.add((index, symbol))
+        self.actor = True
+
+    def become_standby(self) -> None:
+        self.actor = False
+        self._pending.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    # ---- acting --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            action = await self._queue.get()
+            try:
+                if self.actor:
+                    await self._act(action)
+            except LeaseLost:
+                self.become_standby()
+            except (RedisError, OSError) as exc:
+                log.warning("monitor account action %s on %s not written: %s", action.rule.id,
+                            self.columns.ids[action.account], exc)
+            except Exception:
+                log.exception("monitor account action %s on %s failed", action.rule.id,
+                              self.columns.ids[action.account])
+            finally:
+                self._pending.discard((action.fire, action.rule.id, action.account, action.symbol))
+
+    async def _act(self, action: _Action) -> None:
+        rule = self.view.rules.get(action.rule.id, action.rule)
+        state = self.states.setdefault(rule.id, _RuleState())
+        key = (action.account, action.symbol)
+        account_id = self.columns.ids[action.account]
+        now = now_ms()
+        measured = self._measure(rule, action.account, action.symbol, now)
+        if measured is None:
+            return  # a held symbol has no mark: nothing is decided on figures that cannot be made
+        value, above, below_release, fresh, evidence, figures, markets = measured
+        if action.fire:
+            if not above or key in state.active:
+                state.counts.pop(key, None)
+                return
+            description = _describe(rule, account_id, action.symbol, value)
+            candidate = b""
+            if rule.action == "liquidation_candidate" and figures is not None:
+                candidate = _candidate(rule, figures, markets, now)
+            alert = _alert(rule, account_id, action.symbol, value, evidence, description, now)
+            fired = await self.writes.account_fire(rule, account_id, action.symbol, alert, evidence, description,
+                                                   candidate, now)
+            state.active.add(key)
+            state.counts.pop(key, None)
+            if not fired.already_open:
+                self.fired += 1
+                log.warning("rule %s fired on %s: %s; %s (alert %s)", rule.id, account_id, description, fired.action,
+                            fired.alert_id)
+        else:
+            if key not in state.active or not below_release or not fresh:
+                return
+            note = f"calm: {rule.metric} {value} below {fmt(rule.calm_below)}"
+            cleared = await self.writes.account_clear(rule, account_id, action.symbol, note, evidence, now)
+            state.active.discard(key)
+            state.calm_since.pop(key, None)
+            if cleared is not None:
+                log.warning("rule %s episode on %s ended: %s (alert %s)", rule.id, account_id, cleared.outcome,
+                            cleared.alert_id)
+
+    def _measure(self, rule: Rule, index: int, symbol: str, now: int
+                 ) -> tuple[str, bool, bool, bool, dict[str, str], AccountFigures | None, dict[str, Market]] | None:
+        """The metric exactly: (value shown, at or above the threshold, below the release
+        level, inputs fresh, evidence, the account's figures, the markets used)."""
+        figures, markets = self.figures(index, now)
+        if figures.missing_mark:
+            return None
+        fresh = not figures.stale_mark
+        if rule.metric == "margin_ratio":
+            evidence = {"metric": rule.metric, "value": figures.ratio_shown, "threshold": fmt(rule.threshold),
+                        "release": fmt(rule.calm_below), "maintenance_margin": fmt(figures.maintenance),
+                        "margin_balance": fmt(figures.margin_balance), "balance": fmt(figures.balance),
+                        "mode": rule.mode}
+            if figures.stale_mark:
+                evidence["stale_mark"] = figures.stale_mark
+            return (figures.ratio_shown, figures.ratio_at_least(rule.threshold),
+                    not figures.ratio_at_least(rule.calm_below), fresh, evidence, figures, markets)
+        long, short = self.columns.open_interest.get(symbol, (Decimal(0), Decimal(0)))
+        open_interest = max(long, short)
+        position = next((p for p in figures.positions if p.symbol == symbol), None)
+        size = abs(position.quantity) if position is not None else Decimal(0)
+        notional = position.notional if position is not None else Decimal(0)
+        floor = rule.min_value or Decimal(0)
+        share = size / open_interest if open_interest > 0 else Decimal(0)
+        shown = fmt(share.quantize(Decimal("0.000001")))
+        evidence = {"metric": rule.metric, "value": shown, "threshold": fmt(rule.threshold),
+                    "release": fmt(rule.calm_below), "position": fmt(size), "open_interest": fmt(open_interest),
+                    "notional": fmt(notional), "min_notional": fmt(floor), "symbol": symbol, "mode": rule.mode}
+        above = open_interest > 0 and size >= rule.threshold * open_interest and notional >= floor
+        below = open_interest <= 0 or size < rule.calm_below * open_interest or notional < floor
+        return shown, above, below, fresh, evidence, figures, markets
+
+
+def _describe(rule: Rule, account_id: str, symbol: str, value: str) -> str:
+    if rule.metric == "margin_ratio":
+        return (f"monitor rule {rule.id}: margin ratio {value} of account {account_id} at or above "
+                f"{fmt(rule.threshold)}")
+    return (f"monitor rule {rule.id}: account {account_id} holds {value} of the {symbol} open interest, "
+            f"threshold {fmt(rule.threshold)}")
+
+
+def _alert(rule: Rule, account_id: str, symbol: str, value: str, evidence: dict[str, str], description: str,
+           at_ms: int) -> dict[str, Any]:
+    return {
+        "rule_id": rule.id, "rule_version": rule.version, "severity": rule.severity, "state": OPEN,
+        "metric": rule.metric, "value": value, "threshold": fmt(rule.threshold), "window_ms": rule.window_ms,
+        "created_ms": at_ms, "updated_ms": at_ms, "history": [first_transition(rule, description, at_ms)],
+        "symbol": symbol, "account_id": account_id, "evidence": evidence, "cleared_ms": 0,
+    }
+
+
+def _candidate(rule: Rule, figures: AccountFigures, markets: dict[str, Market], at_ms: int) -> bytes:
+    """What the liquidation engine gets: the account's exact figures, its positions with
+    liquidation and bankruptcy prices, and the reduce-only orders of a tiered partial
+    liquidation. A proposal: the engine re-checks against the gate's state before acting."""
+    return _json.encode({
+        "account_id": figures.account_id, "rule": rule.id, "at_ms": at_ms, "margin_ratio": figures.ratio_shown,
+        "margin_balance": figures.margin_balance, "maintenance_margin": figures.maintenance,
+        "balance": figures.balance, "stale_mark": figures.stale_mark,
+        "positions": [{"symbol": p.symbol, "quantity": p.quantity, "entry_price": p.entry_price, "mark": p.mark,
+                       "notional": p.notional, "maintenance_margin": p.maintenance, "tier": p.tier,
+                       "liquidation_price": p.liquidation_price, "bankruptcy_price": p.bankruptcy_price}
+                      for p in figures.positions],
+        "orders": [{"symbol": o.symbol, "side": o.side, "quantity": o.quantity, "limit_price": o.limit_price,
+                    "reduce_only": True, "time_in_force": "IOC", "target_tier": o.target_tier,
+                    "remaining_quantity": o.remaining_quantity, "maintenance_after": o.maintenance_after}
+                   for o in partial_liquidation(figures, markets)],
+    })
