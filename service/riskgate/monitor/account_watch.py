@@ -108,6 +108,19 @@ class AccountWatcher:
             if state is not None and state.calm_since:
                 self._calm(rule, state, now)
 
+    def reconsider(self) -> None:
+        """What was decided while this monitor could not act (a standby, or its inputs down):
+        confirmed crossings not yet fired, and open episodes calm for long enough."""
+        now = now_ms()
+        for rule in self._rules():
+            state = self.states.get(rule.id)
+            if state is None:
+                continue
+            for key, count in list(state.counts.items()):
+                if count >= rule.confirmation and key not in state.active and rule.enabled:
+                    self._enqueue(_Action(True, rule, key[0], key[1], now))
+            self._calm(rule, state, now)
+
     def _rules(self) -> list[Rule]:
         platform, own = account_rules(self.view.rules)
         return [*platform, *(rule for rules in own.values() for rule in rules)]
@@ -161,7 +174,7 @@ class AccountWatcher:
             state.calm_since.pop(key, None)
             if key in state.active or not rule.enabled:
                 continue
-            count = state.counts.get(key, 0) + 1
+            count = min(state.counts.get(key, 0) + 1, rule.confirmation)
             state.counts[key] = count
             if count >= rule.confirmation:
                 self._enqueue(_Action(True, rule, key[0], key[1], now))
@@ -225,6 +238,7 @@ class AccountWatcher:
                 index = self.columns.put(account_id, 0, Decimal(0), ()) or self.columns.index[account_id]
             self.states.setdefault(rule_id, _RuleState()).active.add((index, symbol))
         self.actor = True
+        self.reconsider()
 
     def become_standby(self) -> None:
         self.actor = False
@@ -346,14 +360,15 @@ def _candidate(rule: Rule, figures: AccountFigures, markets: dict[str, Market], 
     liquidation. A proposal: the engine re-checks against the gate's state before acting."""
     return _json.encode({
         "account_id": figures.account_id, "rule": rule.id, "at_ms": at_ms, "margin_ratio": figures.ratio_shown,
-        "margin_balance": figures.margin_balance, "maintenance_margin": figures.maintenance,
-        "balance": figures.balance, "stale_mark": figures.stale_mark,
-        "positions": [{"symbol": p.symbol, "quantity": p.quantity, "entry_price": p.entry_price, "mark": p.mark,
-                       "notional": p.notional, "maintenance_margin": p.maintenance, "tier": p.tier,
-                       "liquidation_price": p.liquidation_price, "bankruptcy_price": p.bankruptcy_price}
+        "margin_balance": fmt(figures.margin_balance), "maintenance_margin": fmt(figures.maintenance),
+        "balance": fmt(figures.balance), "stale_mark": figures.stale_mark,
+        "positions": [{"symbol": p.symbol, "quantity": fmt(p.quantity), "entry_price": fmt(p.entry_price),
+                       "mark": fmt(p.mark), "notional": fmt(p.notional), "maintenance_margin": fmt(p.maintenance),
+                       "tier": p.tier, "liquidation_price": fmt(p.liquidation_price),
+                       "bankruptcy_price": fmt(p.bankruptcy_price)}
                       for p in figures.positions],
-        "orders": [{"symbol": o.symbol, "side": o.side, "quantity": o.quantity, "limit_price": o.limit_price,
+        "orders": [{"symbol": o.symbol, "side": o.side, "quantity": fmt(o.quantity), "limit_price": fmt(o.limit_price),
                     "reduce_only": True, "time_in_force": "IOC", "target_tier": o.target_tier,
-                    "remaining_quantity": o.remaining_quantity, "maintenance_after": o.maintenance_after}
+                    "remaining_quantity": fmt(o.remaining_quantity), "maintenance_after": fmt(o.maintenance_after)}
                    for o in partial_liquidation(figures, markets)],
     })

@@ -178,6 +178,8 @@ class MonitorService:
             self.watcher.inputs_live = self.feed is not None and self.feed.live
         if self.accounts is not None:
             self.accounts.inputs_live = self.inputs_live
+            if self.inputs_live:
+                self.accounts.reconsider()
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self._serving:
