@@ -234,3 +234,19 @@ async def test_account_rules_when_two_monitors_follow_then_one_acts_once(service
         entries = await audit_entries(services.redis_url, lambda e: e["action"] == "restrict_account",
                                       lambda rows: len(rows) >= 1)
         assert len(entries) == 1
+
+
+async def test_stale_mark_rule_when_held_symbol_mark_ages_past_bound_then_alert_and_cleared_when_fresh(
+        services: Services) -> None:
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000", mark_price_max_age_ms=1000)
+    await gate.trader("acct-1", "100000", LONG_10)
+    rule = Rule(id="stale", metric="mark_age", threshold=D(1), window_ms=0, action="alert", cooldown_ms=0)
+    async with running_monitor(services.redis_url, [rule]) as (_, client):
+        alerts = await until(client.alerts, lambda a: len(a) == 1)
+        alert = alerts[0]
+        assert (alert.rule_id, alert.symbol, alert.evidence["bound_ms"], alert.evidence["holders"]) == (
+            "stale", "BTCUSDT", "1000", "1")
+        assert int(alert.evidence["mark_age_ms"]) >= 1000
+        await gate.set_mark("BTCUSDT", "50001")
+        await until(client.alerts, lambda a: any(x.id == alert.id and x.cleared_ms for x in a))

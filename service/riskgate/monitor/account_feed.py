@@ -57,6 +57,8 @@ class AccountFeed:
         self.reloads = 0
         # The gate's time of the last event applied (how far behind the monitor is).
         self.last_event_ms = 0
+        # The last read filled its batch: more events are waiting.
+        self.behind = False
         self._closing = False
 
     def close(self) -> None:
@@ -80,6 +82,12 @@ class AccountFeed:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
         self._set_live(False)
+
+    def lag_ms(self, now_ms: int) -> int:
+        """How far behind the newest event the monitor is: 0 when it has read all there was."""
+        if not self.behind or not self.last_event_ms:
+            return 0
+        return max(now_ms - self.last_event_ms, 0)
 
     def _set_live(self, live: bool) -> None:
         if live != self.live:
@@ -122,6 +130,7 @@ class AccountFeed:
             response = await self.client.xread({self.keys.account_events: self.cursor}, count=READ_COUNT,
                                                block=BLOCK_MS)
             changed: list[int] = []
+            self.behind = any(len(entries) >= READ_COUNT for _, entries in response or ())
             for _, entries in response or ():
                 for entry_id, fields in entries:
                     self.cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id

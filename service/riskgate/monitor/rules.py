@@ -45,6 +45,12 @@ METRICS: dict[str, Metric] = {
     # The account's position notional over the symbol's open interest (the larger side).
     "concentration": Metric("account", ("platform", "account"), ("alert", "account_reduce_only"),
                             Decimal(0), Decimal(1), "a fraction in (0, 1]: '0.2' is 20% of open interest"),
+    # The monitor's own inputs: the age of a held symbol's mark over its bound, and how far
+    # (ms) the account-event stream is behind.
+    "mark_age": Metric("symbol", ("platform", "symbol"), ("alert",), Decimal(0), Decimal(1000),
+                       "a multiple of the symbol's mark_price_max_age_ms: '1' is at the bound"),
+    "account_events_lag": Metric("platform", ("platform",), ("alert",), Decimal(0), None,
+                                 "milliseconds behind the newest account event"),
 }
 SYMBOL_ACTIONS = {"symbol_reduce_only": "REDUCE_ONLY", "symbol_halted": "HALTED"}
 ACCOUNT_ACTIONS = {"account_reduce_only": "REDUCE_ONLY"}
@@ -167,7 +173,7 @@ def default_rules() -> list[Rule]:
     """The reference's volatility pairs: 5% within 60 s -> reduce-only, 10% within 300 s ->
     halted. Confirmation over two ticks (one bad mark must not halt a market); back to normal
     after two minutes of calm (CME's pause) and five (the LULD pause)."""
-    return [*volatility_rules(), *account_default_rules()]
+    return [*volatility_rules(), *account_default_rules(), *input_rules()]
 
 
 def volatility_rules() -> list[Rule]:
@@ -220,4 +226,15 @@ def account_default_rules() -> list[Rule]:
              window_ms=0, action="liquidation_candidate", cooldown_ms=0, severity="critical"),
         Rule(id="concentration-20pct", metric="concentration", threshold=Decimal("0.2"), min_value=Decimal(250_000),
              window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
+    ]
+
+
+def input_rules() -> list[Rule]:
+    """The monitor says when it is half blind: a held symbol's mark past its bound, or the
+    account events more than 5 s behind."""
+    return [
+        Rule(id="stale-mark", metric="mark_age", threshold=Decimal(1), window_ms=0, action="alert", cooldown_ms=0,
+             severity="critical"),
+        Rule(id="account-events-lag", metric="account_events_lag", threshold=Decimal(5000), window_ms=0,
+             action="alert", cooldown_ms=0, severity="critical"),
     ]

@@ -26,6 +26,7 @@ from riskgate.monitor.account_watch import AccountWatcher
 from riskgate.monitor.api import RiskMonitorServicer
 from riskgate.monitor.columns import AccountColumns, Indices
 from riskgate.monitor.feed import Feed, MarketView
+from riskgate.monitor.inputs import InputWatcher
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
 from riskgate.monitor.watch import Watcher
@@ -43,6 +44,8 @@ LOAD_TIMEOUT_S = 120.0
 # A standby looks for a lapsed lease this often, so it takes over soon after it lapses.
 STANDBY_POLL_S = 0.1
 STOP_TIMEOUT_S = 2.0
+# The monitor's own inputs (mark ages, stream lag) are checked this often.
+INPUT_CHECK_S = 0.5
 
 
 class MonitorService:
@@ -60,6 +63,7 @@ class MonitorService:
         self.view = MarketView()
         self.columns = AccountColumns()
         self.accounts: AccountWatcher | None = None
+        self.inputs: InputWatcher | None = None
         self.account_feed: AccountFeed | None = None
         self.client: aioredis.Redis | None = None
         self.writes: MonitorWrites | None = None
@@ -120,6 +124,7 @@ class MonitorService:
             await self._seed_rules()
             self.watcher = Watcher(self.view, self.writes)
             self.accounts = AccountWatcher(self.view, self.columns, self.writes)
+            self.inputs = InputWatcher(self.view, self.columns, self.writes, self._lag_ms, INPUT_CHECK_S)
             self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live)
             self.account_feed = AccountFeed(self.client, self.keys, self.columns, self._on_accounts,
                                             self._on_feed_live)
@@ -136,7 +141,8 @@ class MonitorService:
                     await self.account_feed.loaded.wait()
             except TimeoutError:
                 raise RuntimeError(f"monitor state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
-            self._tasks += [asyncio.create_task(self._lease(), name="monitor-lease"),
+            self._tasks += [asyncio.create_task(self.inputs.run(), name="monitor-inputs"),
+                            asyncio.create_task(self._lease(), name="monitor-lease"),
                             asyncio.create_task(self._timer(), name="monitor-timer")]
         except BaseException:
             await self.stop()
@@ -168,6 +174,9 @@ class MonitorService:
         if self.accounts is not None:
             self.accounts.on_accounts(accounts)
 
+    def _lag_ms(self) -> int:
+        return self.account_feed.lag_ms(now_ms()) if self.account_feed is not None else 0
+
     @property
     def inputs_live(self) -> bool:
         return (self.feed is not None and self.feed.live and self.account_feed is not None
@@ -180,6 +189,8 @@ class MonitorService:
             self.accounts.inputs_live = self.inputs_live
             if self.inputs_live:
                 self.accounts.reconsider()
+        if self.inputs is not None:
+            self.inputs.inputs_live = self.inputs_live
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self._serving:
@@ -212,6 +223,8 @@ class MonitorService:
                     await self.watcher.become_actor()
                     if self.accounts is not None:
                         await self.accounts.become_actor()
+                    if self.inputs is not None:
+                        await self.inputs.become_actor()
                 except (RedisError, OSError) as exc:
                     log.warning("could not read the open episodes to take over: %s", exc)
                 await self._report_health()
@@ -219,6 +232,8 @@ class MonitorService:
                 self.watcher.become_standby()
                 if self.accounts is not None:
                     self.accounts.become_standby()
+                if self.inputs is not None:
+                    self.inputs.become_standby()
                 await self._report_health()
             await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
 
@@ -252,8 +267,7 @@ class MonitorService:
             accounts=len(self.columns),
             account_events=self.account_feed.events if self.account_feed is not None else 0,
             account_cursor=(self.account_feed.cursor or "") if self.account_feed is not None else "",
-            lag_ms=max(now_ms() - self.account_feed.last_event_ms, 0)
-            if self.account_feed is not None and self.account_feed.last_event_ms else 0)
+            lag_ms=self._lag_ms())
 
     async def wait(self) -> None:
         assert self.server is not None
@@ -277,6 +291,8 @@ class MonitorService:
             self.watcher.actor = False
         if self.accounts is not None:
             self.accounts.actor = False
+        if self.inputs is not None:
+            self.inputs.actor = False
         for task in self._tasks:
             task.cancel()
         if self._tasks:
