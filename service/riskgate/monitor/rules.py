@@ -34,6 +34,8 @@ class Metric(msgspec.Struct, frozen=True):
 
 
 _FRACTION = "a fraction in (0, 1): '0.05' is 5%"
+_ACCOUNT_SCOPES = ("platform", "account")
+_FLOW_ACTIONS = ("alert", "account_reduce_only")
 METRICS: dict[str, Metric] = {
     # The largest move of the mark within the window, as a fraction of the reference.
     "mark_move": Metric("symbol", ("platform", "symbol"), ("symbol_reduce_only", "symbol_halted", "alert"),
@@ -51,6 +53,22 @@ METRICS: dict[str, Metric] = {
                        "a multiple of the symbol's mark_price_max_age_ms: '1' is at the bound"),
     "account_events_lag": Metric("platform", ("platform",), ("alert",), Decimal(0), None,
                                  "milliseconds behind the newest account event"),
+    # Order flow and fills per account over the window (the gate's order_flow stream).
+    # min_value: the fewest orders in the window before the ratio means anything (for the
+    # z-score: the fewest past windows).
+    "order_to_trade_ratio": Metric("flow", _ACCOUNT_SCOPES, _FLOW_ACTIONS, Decimal(0), None,
+                                   "orders / fills - 1 (MiFID II RTS 9): '99' is 1,000 orders for 10 fills",
+                                   windowed=True),
+    "cancel_share": Metric("flow", _ACCOUNT_SCOPES, _FLOW_ACTIONS, Decimal(0), Decimal(1),
+                           "a fraction of the orders in (0, 1]", windowed=True),
+    "rate_limit_rejections": Metric("flow", _ACCOUNT_SCOPES, _FLOW_ACTIONS, Decimal(0), None,
+                                    "a count of orders refused for the account's rate", windowed=True),
+    "wash_trades": Metric("flow", _ACCOUNT_SCOPES, _FLOW_ACTIONS, Decimal(0), None,
+                          "a count of fills against the account itself or its linked group", windowed=True),
+    "realized_pnl": Metric("flow", _ACCOUNT_SCOPES, ("alert",), Decimal(0), None,
+                           "an amount: |realised PnL| within the window", windowed=True),
+    "realized_pnl_zscore": Metric("flow", _ACCOUNT_SCOPES, ("alert",), Decimal(0), None,
+                                  "standard deviations of the account's own past windows", windowed=True),
 }
 SYMBOL_ACTIONS = {"symbol_reduce_only": "REDUCE_ONLY", "symbol_halted": "HALTED"}
 ACCOUNT_ACTIONS = {"account_reduce_only": "REDUCE_ONLY"}
@@ -173,7 +191,7 @@ def default_rules() -> list[Rule]:
     """The reference's volatility pairs: 5% within 60 s -> reduce-only, 10% within 300 s ->
     halted. Confirmation over two ticks (one bad mark must not halt a market); back to normal
     after two minutes of calm (CME's pause) and five (the LULD pause)."""
-    return [*volatility_rules(), *account_default_rules(), *input_rules()]
+    return [*volatility_rules(), *account_default_rules(), *flow_rules(), *input_rules()]
 
 
 def volatility_rules() -> list[Rule]:
@@ -237,4 +255,24 @@ def input_rules() -> list[Rule]:
              severity="critical"),
         Rule(id="account-events-lag", metric="account_events_lag", threshold=Decimal(5000), window_ms=0,
              action="alert", cooldown_ms=0, severity="critical"),
+    ]
+
+
+def flow_rules() -> list[Rule]:
+    """Abuse signals and unusual PnL (reference, section 7): RTS 9's ratio (1,000 orders for
+    10 fills is 99) and Binance's 99% cancel share over 10 minutes with at least 1,000
+    orders, 100 rate-limit refusals within a minute, any wash fill within an hour, and
+    realised PnL above 1,000,000 or 4 standard deviations of the account's past hours."""
+    def alert(rule_id: str, metric: str, threshold: str, window_ms: int, minimum: str | None = None,
+              severity: str = "warning") -> Rule:
+        return Rule(id=rule_id, metric=metric, threshold=Decimal(threshold), window_ms=window_ms, action="alert",
+                    cooldown_ms=0, severity=severity, min_value=Decimal(minimum) if minimum else None)
+
+    return [
+        alert("order-to-trade-ratio", "order_to_trade_ratio", "99", 600_000, "1000"),
+        alert("cancel-share", "cancel_share", "0.99", 600_000, "1000"),
+        alert("rate-limit-rejections", "rate_limit_rejections", "100", 60_000),
+        alert("wash-trade", "wash_trades", "1", 3_600_000, severity="critical"),
+        alert("realized-pnl", "realized_pnl", "1000000", 3_600_000),
+        alert("realized-pnl-zscore", "realized_pnl_zscore", "4", 3_600_000, "10"),
     ]

@@ -26,6 +26,8 @@ from riskgate.monitor.account_watch import AccountWatcher
 from riskgate.monitor.api import RiskMonitorServicer
 from riskgate.monitor.columns import AccountColumns, Indices
 from riskgate.monitor.feed import Feed, MarketView
+from riskgate.monitor.flow_feed import FlowFeed
+from riskgate.monitor.flow_watch import FlowWatcher
 from riskgate.monitor.inputs import InputWatcher
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
@@ -64,6 +66,8 @@ class MonitorService:
         self.columns = AccountColumns()
         self.accounts: AccountWatcher | None = None
         self.inputs: InputWatcher | None = None
+        self.flows: FlowWatcher | None = None
+        self.flow_feed: FlowFeed | None = None
         self.account_feed: AccountFeed | None = None
         self.client: aioredis.Redis | None = None
         self.writes: MonitorWrites | None = None
@@ -125,6 +129,8 @@ class MonitorService:
             self.watcher = Watcher(self.view, self.writes)
             self.accounts = AccountWatcher(self.view, self.columns, self.writes)
             self.inputs = InputWatcher(self.view, self.columns, self.writes, self._lag_ms, INPUT_CHECK_S)
+            self.flows = FlowWatcher(self.view, self.writes)
+            self.flow_feed = FlowFeed(self.client, self.keys, self.flows.window_ms, self.flows.on_batches)
             self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live)
             self.account_feed = AccountFeed(self.client, self.keys, self.columns, self._on_accounts,
                                             self._on_feed_live)
@@ -141,7 +147,10 @@ class MonitorService:
                     await self.account_feed.loaded.wait()
             except TimeoutError:
                 raise RuntimeError(f"monitor state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
-            self._tasks += [asyncio.create_task(self.inputs.run(), name="monitor-inputs"),
+            # Rules are loaded: the order flow is read from (now - the longest flow window) on.
+            self._tasks += [asyncio.create_task(self.flow_feed.run(), name="monitor-flow-feed"),
+                            asyncio.create_task(self.flows.run(), name="monitor-flow-actions"),
+                            asyncio.create_task(self.inputs.run(), name="monitor-inputs"),
                             asyncio.create_task(self._lease(), name="monitor-lease"),
                             asyncio.create_task(self._timer(), name="monitor-timer")]
         except BaseException:
@@ -191,6 +200,10 @@ class MonitorService:
                 self.accounts.reconsider()
         if self.inputs is not None:
             self.inputs.inputs_live = self.inputs_live
+        if self.flows is not None:
+            self.flows.inputs_live = self.inputs_live
+            if self.inputs_live:
+                self.flows.reconsider()
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self._serving:
@@ -225,6 +238,8 @@ class MonitorService:
                         await self.accounts.become_actor()
                     if self.inputs is not None:
                         await self.inputs.become_actor()
+                    if self.flows is not None:
+                        await self.flows.become_actor()
                 except (RedisError, OSError) as exc:
                     log.warning("could not read the open episodes to take over: %s", exc)
                 await self._report_health()
@@ -234,6 +249,8 @@ class MonitorService:
                     self.accounts.become_standby()
                 if self.inputs is not None:
                     self.inputs.become_standby()
+                if self.flows is not None:
+                    self.flows.become_standby()
                 await self._report_health()
             await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
 
@@ -245,6 +262,8 @@ class MonitorService:
                 self.watcher.on_timer()
                 if self.accounts is not None:
                     self.accounts.on_timer()
+                if self.flows is not None:
+                    self.flows.on_timer()
             except Exception:  # one bad evaluation must not stop the clock
                 log.exception("monitor evaluation failed")
 
@@ -293,6 +312,10 @@ class MonitorService:
             self.accounts.actor = False
         if self.inputs is not None:
             self.inputs.actor = False
+        if self.flows is not None:
+            self.flows.actor = False
+        if self.flow_feed is not None:
+            self.flow_feed.close()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
