@@ -34,7 +34,7 @@ from riskgate.engine.ledger import (
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
-from riskgate.engine.spec_rules import ID_MAX_LEN
+from riskgate.engine.spec_rules import ID_MAX_LEN, SpecError, validate_account_id
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
@@ -116,6 +116,11 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "kind must be FILL, CANCELED, EXPIRED, REJECTED or NOT_SENT")
         kind = ExecutionKind(request.kind)
+        if request.counterparty_account_id:
+            try:
+                validate_account_id("counterparty_account_id", request.counterparty_account_id)
+            except SpecError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         if kind == ExecutionKind.NOT_SENT:
             return await self._not_sent(request, context)
         if request.execution_id and (len(request.execution_id) > ID_MAX_LEN or not request.execution_id.isprintable()):
