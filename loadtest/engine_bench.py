@@ -4,7 +4,8 @@ The book is built as the server builds it, orders come from the same generator, 
 cancels are applied after each allowed order, and marks move, all on a virtual clock running at
 a nominal order rate, so rate limits and mark freshness decide as they would in a served run.
 Only `check_order` is inside the timed region (and, separately, the whole parse-check-reserve
-path); its latencies go to an HDR histogram.
+path, with the order-flow count the server makes per decision); its latencies go to an HDR
+histogram.
 `python -m loadtest.engine_bench [--seconds S] [--accounts N] [--cpu C]` prints JSON.
 """
 
@@ -111,6 +112,7 @@ def run(workload: Workload, seconds: float) -> EngineResult:
             t2 = perf()
             if result.allowed_quantity:
                 reserve(book, parsed, result, now_ms)
+            book.flow.decision(parsed.account_id, result.decision, result.reasons[0].code if result.reasons else 0)
             t3 = perf()
             check_ns.append(t2 - t1)
             path_ns.append(t3 - t0)
@@ -123,6 +125,7 @@ def run(workload: Workload, seconds: float) -> EngineResult:
                 # The server's write-behind task empties these; nothing does here.
                 book.dirty_accounts.clear()
                 book.dirty_orders.clear()
+                book.flow.take()
             if index % 1000 == 0 and perf() >= deadline:
                 break
     gc.unfreeze()

@@ -42,6 +42,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     audit_stream_maxlen: int = 1_000_000
     # Entries kept (approximately) in the account-event stream the monitor follows.
     account_events_maxlen: int = 1_000_000
+    # Entries kept (approximately) in the order-flow stream the monitor follows (one per
+    # write-behind batch with any order flow).
+    order_flow_maxlen: int = 1_000_000
     # Reservations and fills are written to Redis in batches at most this far apart.
     write_behind_ms: float = 5.0
     # "uvloop" or "asyncio": the event loop `riskgate serve` runs on.

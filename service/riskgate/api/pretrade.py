@@ -17,6 +17,7 @@ import grpc
 from riskgate.api.convert import check_response, invalid_response
 from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
+from riskgate.book.flow import FlowFill
 from riskgate.book.state import Book, Reservation
 from riskgate.engine.check import check_order
 from riskgate.engine.ledger import (
@@ -34,12 +35,12 @@ from riskgate.engine.ledger import (
 from riskgate.engine.margin import value_account
 from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
-from riskgate.engine.spec_rules import ID_MAX_LEN
+from riskgate.engine.spec_rules import ID_MAX_LEN, SpecError, validate_account_id
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
-from riskgate.values.codes import ExecutionKind
+from riskgate.values.codes import Decision, ExecutionKind
 from riskgate.values.money import ZERO, DecimalFormatError, fmt, parse_non_negative, round_down
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,15 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                             request.quantity, request.price, request.leverage, request.reduce_only)
         if isinstance(order, Reason):
             self.counters.count(pb.DECISION_REJECT, order.code)
+            self.book.flow.decision(request.account_id, Decision.REJECT, order.code)
             return invalid_response(request.order_id, order), None
         now_ms = time.time_ns() // 1_000_000
-        result = check_order(self.book, order, now_ms, time.monotonic())
-        reservation = reserve(self.book, order, result, now_ms) if result.allowed_quantity else None
-        self.counters.count(result.decision, result.reasons[0].code if result.reasons else 0)
+        book = self.book
+        result = check_order(book, order, now_ms, time.monotonic())
+        reservation = reserve(book, order, result, now_ms) if result.allowed_quantity else None
+        code = result.reasons[0].code if result.reasons else 0
+        self.counters.count(result.decision, code)
+        book.flow.decision(order.account_id, result.decision, code)
         return check_response(order.order_id, result), reservation
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
@@ -116,6 +121,11 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "kind must be FILL, CANCELED, EXPIRED, REJECTED or NOT_SENT")
         kind = ExecutionKind(request.kind)
+        if request.counterparty_account_id:
+            try:
+                validate_account_id("counterparty_account_id", request.counterparty_account_id)
+            except SpecError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         if kind == ExecutionKind.NOT_SENT:
             return await self._not_sent(request, context)
         if request.execution_id and (len(request.execution_id) > ID_MAX_LEN or not request.execution_id.isprintable()):
@@ -166,6 +176,14 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                                           "target": clip(request.account_id),
                                           "outcome": f"fill of unknown order {clip(request.order_id)}: "
                                                      f"{applied.clamped}"})
+        if kind == ExecutionKind.FILL:
+            book.flow.fill(FlowFill(
+                account_id=request.account_id, order_id=request.order_id, symbol=applied.symbol,
+                quantity=applied.quantity, price=price, realised_pnl=applied.realised,
+                counterparty_account_id=request.counterparty_account_id, execution_id=request.execution_id,
+                sequence=request.sequence, in_snapshot=applied.included, at_ms=now_ms))
+        elif applied.cancelled:
+            book.flow.cancel(request.account_id)
         # The state as this execution left it, before anything else can move it.
         ack = self._ack(request, applied.symbol, applied)
         await self._durable(context, exactly_once=ref is not None and bool(ref.execution_id))

@@ -141,7 +141,7 @@ class RiskgateService:
             self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
                                     server_config.write_behind_ms, server_config.account_events_maxlen,
-                                    on_health=self._on_link_health)
+                                    on_health=self._on_link_health, flow_maxlen=server_config.order_flow_maxlen)
             assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
             self.pretrade.store = self.store

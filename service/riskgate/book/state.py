@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
+from riskgate.book.flow import OrderFlow
 from riskgate.book.ratelimit import TokenBucket
 from riskgate.book.specs import (
     AccountEvent,
@@ -330,6 +331,12 @@ class Book:
         self.dirty_executions: dict[str, ExecutionSpec] = {}
         self.expired_executions: set[str] = set()
         self.on_dirty: Callable[[], None] = _nothing
+        # Each account's order flow since the last batch (for the monitor): the store writes it
+        # with the next batch; the first decision or report after a batch wakes the writer.
+        self.flow = OrderFlow(self.accounts, self._flow_started)
+
+    def _flow_started(self) -> None:
+        self.on_dirty()  # looked up at call time: the store sets on_dirty after the book is made
 
     def unavailable_message(self, now_mono: float) -> str:
         if not self.fresh_until:

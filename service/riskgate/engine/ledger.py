@@ -85,7 +85,7 @@ class Applied:
     """What an execution did: the order as it now stands (None for a fill of an order
     riskgate held no reservation for), the symbol, and any leverage it had to clamp."""
 
-    __slots__ = ("clamped", "duplicate", "included", "remaining", "symbol")
+    __slots__ = ("cancelled", "clamped", "duplicate", "included", "quantity", "realised", "remaining", "symbol")
 
     def __init__(self, symbol: str, remaining: Decimal, duplicate: bool = False) -> None:
         self.symbol = symbol
@@ -94,6 +94,11 @@ class Applied:
         # The fill was already in clearing's snapshot: the reservation moved, the position not.
         self.included = False
         self.clamped = ""
+        # A fill: its signed quantity, and what it credited to the balance (realised PnL).
+        self.quantity = ZERO
+        self.realised = ZERO
+        # A closing report that closed the order with quantity still open.
+        self.cancelled = False
 
 
 # ---- leverage -------------------------------------------------------------------------
@@ -272,15 +277,17 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
     open_orders = symbol_open_orders(account, symbol_name)
     _hold(account, open_orders, reservation, book, -1)
     moved: Fill | None = None
-    included = False
+    included = cancelled = False
+    signed = realised = ZERO
     if kind == ExecutionKind.FILL:
         _consume(reservation, quantity)
         signed = quantity if reservation.side == Side.BUY else -quantity
         included = _included(account, ref)
         if not included:
-            moved = _move_position(book, account, symbol_name, signed, price, leverage,
-                                   ref.sequence if ref is not None else 0)
+            moved, realised = _move_position(book, account, symbol_name, signed, price, leverage,
+                                             ref.sequence if ref is not None else 0)
     else:
+        cancelled = reservation.remaining > 0
         reservation.remaining = reservation.reducing_left = reservation.increasing_left = ZERO
         reservation.cost_left = reservation.margin_left = ZERO
     if reservation.remaining > 0:
@@ -296,6 +303,9 @@ def apply_execution(book: Book, account_id: str, order_id: str, kind: ExecutionK
     verify(book, account, symbol_name)
     applied = Applied(symbol_name, reservation.remaining)
     applied.included = included
+    applied.cancelled = cancelled
+    applied.quantity = signed
+    applied.realised = realised
     return applied
 
 
@@ -328,10 +338,11 @@ def apply_unreserved_fill(book: Book, account_id: str, order_id: str, symbol_nam
         if chosen != wanted:
             applied.clamped = f"{symbol_name} leverage {wanted} -> {chosen} (tier max or account cap)"
     moved: Fill | None = None
+    applied.quantity = signed
     applied.included = _included(account, ref)
     if not applied.included:
-        moved = _move_position(book, account, symbol_name, signed, price, chosen,
-                               ref.sequence if ref is not None else 0)
+        moved, applied.realised = _move_position(book, account, symbol_name, signed, price, chosen,
+                                                 ref.sequence if ref is not None else 0)
     _remember(book, account, order_id, ref, moved, now_ms)
     rebalance(book, account, symbol_name)
     verify(book, account, symbol_name)
@@ -440,8 +451,11 @@ def expire_executions(book: Book, now_ms: int) -> int:
 
 
 def _move_position(book: Book, account: Account, symbol_name: str, signed_quantity: Decimal, price: Decimal,
-                   leverage: int, sequence: int = 0) -> Fill:
+                   leverage: int, sequence: int = 0) -> tuple[Fill, Decimal]:
+    """Moves the position by a fill; returns its journal entry and the PnL it realised (what it
+    credited to the balance: 0 when it only opened or increased the position)."""
     position = account.positions.get(symbol_name)
+    realised = ZERO
     if position is None:
         position = account.positions[symbol_name] = Position(ZERO, price, leverage)
     held = position.quantity
@@ -449,7 +463,8 @@ def _move_position(book: Book, account: Account, symbol_name: str, signed_quanti
     if held and (held > 0) != (signed_quantity > 0):
         closed = min(abs(held), abs(signed_quantity))
         direction = 1 if held > 0 else -1
-        account.balance += closed * (price - position.entry_price) * direction
+        realised = closed * (price - position.entry_price) * direction
+        account.balance += realised
         if resulting and (resulting > 0) != (held > 0):
             position.entry_price = price
     elif held:
@@ -464,7 +479,7 @@ def _move_position(book: Book, account: Account, symbol_name: str, signed_quanti
     if not resulting:
         del account.positions[symbol_name]
     book.mark_account_dirty(account.account_id)
-    return Fill(sequence, 0, symbol_name, signed_quantity, price, leverage)
+    return Fill(sequence, 0, symbol_name, signed_quantity, price, leverage), realised
 
 
 def rebalance(book: Book, account: Account, symbol_name: str) -> None:

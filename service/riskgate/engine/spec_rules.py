@@ -37,6 +37,12 @@ def _identifier(field: str, value: str, max_len: int) -> None:
         raise SpecError(field, f"must be 1-{max_len} printable characters without surrounding spaces")
 
 
+def validate_account_id(field: str, value: str) -> None:
+    """An account id, wherever it comes in (`field` names where): the limits every account id
+    is held to."""
+    _identifier(field, value, ID_MAX_LEN)
+
+
 def validate_symbol(spec: SymbolSpec) -> TierTable:
     """Checks every field and returns the derived tier table."""
     _identifier("symbol", spec.symbol, SYMBOL_MAX_LEN)
@@ -97,7 +103,7 @@ def validate_symbol(spec: SymbolSpec) -> TierTable:
 
 
 def validate_account(snapshot: AccountSnapshot, known_symbols: set[str] | None = None) -> None:
-    _identifier("account_id", snapshot.account_id, ID_MAX_LEN)
+    validate_account_id("account_id", snapshot.account_id)
     seen: set[str] = set()
     for i, position in enumerate(snapshot.positions):
         where = f"positions[{i}]"
@@ -114,7 +120,7 @@ def validate_account(snapshot: AccountSnapshot, known_symbols: set[str] | None =
 
 
 def validate_controls(controls: ControlsSpec) -> None:
-    _identifier("account_id", controls.account_id, ID_MAX_LEN)
+    validate_account_id("account_id", controls.account_id)
     if controls.kyc_level < 0:
         raise SpecError("kyc_level", "must not be negative")
     if not 0 <= controls.max_leverage <= MAX_LEVERAGE:

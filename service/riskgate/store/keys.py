@@ -18,6 +18,8 @@ class Keys:
         self.executions = f"{tag}:executions"
         # Every account's state after each batch that moved it, in order: the monitor's feed.
         self.account_events = f"{tag}:account_events"
+        # Each account's order flow (decisions, cancels, fills) per batch: the monitor's feed.
+        self.order_flow = f"{tag}:order_flow"
         self.audit = f"{tag}:audit"
         self.changes = f"{tag}:changes"
         # Written by every health round: proves Redis takes writes, and reads its clock.
@@ -31,6 +33,11 @@ class Keys:
     def writer_lease(self, shard_index: int, shard_count: int) -> str:
         """Held by the one process that writes the accounts of a shard."""
         return f"{self._tag}:writer:{shard_count}:{shard_index}"
+
+    def order_flow_written(self, writer_token: str) -> str:
+        """The number of the last order-flow batch a process appended (per process: its lease
+        token), so that a batch sent again after a lost answer is not appended twice."""
+        return f"{self._tag}:order_flow_written:{writer_token}"
 
 
 

@@ -35,6 +35,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from riskgate.book.flow import FlowBatch
 from riskgate.book.specs import ExecutionSpec, ReservationSpec
 from riskgate.book.state import Book, Reservation, ensure_account
 from riskgate.engine.ledger import (
@@ -176,14 +177,28 @@ SUBSCRIBE_TIMEOUT_S = 2.0
 _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError)
 
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
-# the next version), reservation upserts and deletes. Per-command overhead in the client,
-# not Redis, is what write-behind costs the event loop.
-# KEYS: seq, accounts, orders, executions, writer lease, account-event stream. ARGV: 1 version
-# floor, 2 lease token, 3 event stream max length, then: n accounts and their (id, record,
-# event) triples; n reservation upserts (field, record); n reservation deletes; n execution
-# upserts (key, record); n execution deletes.
+# the next version), reservation upserts and deletes, the batch's order flow. Per-command
+# overhead in the client, not Redis, is what write-behind costs the event loop.
+# KEYS: seq, accounts, orders, executions, writer lease, account-event stream, order-flow
+# stream, order-flow number of this process. ARGV: 1 version floor, 2 lease token, 3 event
+# stream max length, 4 order-flow batch number (0 = none in this call), 5 its entry, 6 flow
+# stream max length, 7 how long the flow number is kept (ms), then: n accounts and their (id,
+# record, event) triples; n reservation upserts (field, record); n reservation deletes; n
+# execution upserts (key, record); n execution deletes.
+# Returns {versions of the accounts, flow}: flow 1 = appended, 0 = that batch number was
+# appended before (an earlier answer was lost: not appended again), -1 = none in this call.
 _FLUSH_SCRIPT = _fenced("KEYS[5]", "ARGV[2]") + _LIFT_SEQ + """
-local i = 4
+local flow = -1
+local number = tonumber(ARGV[4])
+if number > 0 then
+  flow = 0
+  if tonumber(redis.call('GET', KEYS[8]) or '0') < number then
+    redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[6], '*', 'd', ARGV[5])
+    redis.call('SET', KEYS[8], number, 'PX', ARGV[7])
+    flow = 1
+  end
+end
+local i = 8
 local versions = {}
 local accounts = tonumber(ARGV[i]); i = i + 1
 for k = 1, accounts do
@@ -207,7 +222,7 @@ pairs_into(KEYS[3])
 fields_out_of(KEYS[3])
 pairs_into(KEYS[4])
 fields_out_of(KEYS[4])
-return versions
+return {versions, flow}
 """
 # Keeps each script call's unpack() far below Lua's C-stack limit.
 FLUSH_CHUNK = 1000
@@ -216,6 +231,10 @@ _reservation_encoder = msgspec.json.Encoder(decimal_format="string")
 _reservation_decoder = msgspec.json.Decoder(ReservationSpec)
 _execution_encoder = msgspec.json.Encoder(decimal_format="string")
 _execution_decoder = msgspec.json.Decoder(ExecutionSpec)
+_flow_encoder = msgspec.json.Encoder(decimal_format="string")
+# How long Redis keeps the number of the last order-flow batch a process appended: far longer
+# than any retry of a batch (or a late run of one queued in a hung Redis) can come.
+FLOW_NUMBER_EXPIRY_MS = 24 * 3_600_000
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
 SEED_BATCH = 500
@@ -265,13 +284,14 @@ class _AdminChange:
 class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
                  audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
-                 on_health: Callable[[bool], None] | None = None) -> None:
+                 on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000) -> None:
         self.client = client
         self.book = book
         self.keys = keys
         self.stale_after_s = stale_after_ms / 1000
         self.audit_maxlen = audit_maxlen
         self.events_maxlen = events_maxlen
+        self.flow_maxlen = flow_maxlen
         self.write_behind_s = write_behind_ms / 1000
         self.on_health = on_health
         self._put = client.register_script(_PUT_SCRIPT)
@@ -283,6 +303,11 @@ class RedisStore:
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
         self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
         self.lease_token = uuid.uuid4().hex
+        self._flow_written_key = keys.order_flow_written(self.lease_token)
+        # Order flow: the number of the last batch taken, and the entry of one not yet confirmed
+        # by Redis (sent again as it is, under its number, until it is).
+        self._flow_number = 0
+        self._flow_unsent: tuple[int, bytes] | None = None
         # Longer than the staleness bound: while this process counts its state fresh its lease
         # is still live, so a successor only takes over once this one already fails closed.
         self.lease_ms = max(2 * stale_after_ms, 1000)
@@ -385,6 +410,7 @@ class RedisStore:
         """Whether anything acknowledged is not yet in Redis (the batch in flight included)."""
         book = self.book
         return bool(book.dirty_accounts or book.dirty_orders or book.dirty_executions or book.expired_executions
+                    or book.flow.pending() or self._flow_unsent is not None
                     or self._admin_queue or self._audit_backlog
                     or self.audit_dropped or self.audit_suppressed or self._inflight_since is not None)
 
@@ -413,7 +439,9 @@ class RedisStore:
             book = self.book
             unfinished.append(f"write-behind not drained: {len(book.dirty_accounts)} accounts, "
                               f"{len(book.dirty_orders)} orders, {len(self._admin_queue)} admin changes, "
-                              f"{len(self._audit_backlog)} audit entries"
+                              f"{len(self._audit_backlog)} audit entries, order flow of "
+                              f"{len(book.flow.counts)} accounts"
+                              + (", an order-flow entry unconfirmed" if self._flow_unsent is not None else "")
                               + (", a batch still in flight" if self._inflight_since is not None else ""))
         for change in self._admin_queue:
             _settle(change.future, StoreUnavailable("riskgate is stopping"))
@@ -600,6 +628,22 @@ class RedisStore:
         change = self._take_admin_change()
         # Every version this batch takes lies above this one: the scripts lift the counter first.
         floor = self._max_version
+        # Order flow: an entry a failed batch left unconfirmed goes again as it was, under its
+        # number (Redis appends a number once, so a batch whose answer was lost after Redis ran
+        # it is not counted twice); new flow is taken only once it is confirmed. Flow is never
+        # merged back: a batch may have landed even though its answer did not come.
+        flow = self._flow_unsent
+        # Fills reported before this batch whose flow it does not carry: their acknowledgements
+        # wait for the next batch, so an acknowledged fill is in the stream.
+        flow_left_behind = False
+        if flow is None:
+            taken = book.flow.take()
+            if taken is not None:
+                self._flow_number += 1
+                flow = self._flow_unsent = (self._flow_number, _flow_encoder.encode(FlowBatch.of(
+                    time.time_ns() // 1_000_000, book.shard_index, *taken)))
+        else:
+            flow_left_behind = bool(book.flow.fills)
         counts = 0  # entries for what was counted, not audited one by one: last in `audits`
         if dropped:
             counts += 1
@@ -638,12 +682,17 @@ class RedisStore:
                 calls = 0
                 execution_rows = [(key, _execution_encoder.encode(spec)) for key, spec in executions.items()]
                 forgotten_keys = list(forgotten)
-                longest = max(len(snapshots), len(upserts), len(deletes), len(execution_rows), len(forgotten_keys))
+                longest = max(len(snapshots), len(upserts), len(deletes), len(execution_rows), len(forgotten_keys),
+                              1 if flow is not None else 0)
                 for start in range(0, longest, FLUSH_CHUNK):
                     chunk = slice(start, start + FLUSH_CHUNK)
+                    # The flow entry rides with the first call.
+                    flow_number, flow_entry = flow if flow is not None and not start else (0, b"")
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
-                                            self.keys.executions, self.lease_key, self.keys.account_events],
-                                      args=[floor, self.lease_token, self.events_maxlen,
+                                            self.keys.executions, self.lease_key, self.keys.account_events,
+                                            self.keys.order_flow, self._flow_written_key],
+                                      args=[floor, self.lease_token, self.events_maxlen, flow_number, flow_entry,
+                                            self.flow_maxlen, FLOW_NUMBER_EXPIRY_MS,
                                             *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
                                                          execution_rows[chunk], forgotten_keys[chunk])],
                                       client=pipe)
@@ -712,16 +761,24 @@ class RedisStore:
             self._write_failing_since = None
             self._proven(sent)
         versions: list[int] = []
-        for chunk_versions in results[:calls]:
+        for chunk_versions, flow_outcome in results[:calls]:
             versions.extend(int(v) for v in chunk_versions)
+            if int(flow_outcome) == 0:
+                log.warning("order-flow batch %d was already in Redis (the answer to an earlier send was lost): "
+                            "not appended again", flow[0] if flow is not None else 0)
+        if flow is not None:
+            self._flow_unsent = None
         for (account_id, _, _), version in zip(snapshots, versions, strict=True):
             account = book.accounts.get(account_id)
             if account is not None:
                 account.snapshot_version = max(account.snapshot_version, version)
         if versions:
             self._max_version = max(self._max_version, *versions)
-        for barrier in barriers:
-            _settle(barrier, True)
+        if flow_left_behind and not self._waiters_released:
+            self._barriers[:0] = barriers
+        else:
+            for barrier in barriers:
+                _settle(barrier, True)
         if change is not None:
             self._finish_change(change, int(results[-1]))
         return True

@@ -197,7 +197,7 @@ class CheckOrderResponse(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., allowed_quantity: _Optional[str] = ..., initial_margin: _Optional[str] = ..., order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., max_leverage: _Optional[int] = ..., estimated_liquidation_price: _Optional[str] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("order_id", "account_id", "kind", "quantity", "price", "symbol", "side", "leverage", "execution_id", "sequence")
+    __slots__ = ("order_id", "account_id", "kind", "quantity", "price", "symbol", "side", "leverage", "execution_id", "sequence", "counterparty_account_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,7 @@ class ExecutionReport(_message.Message):
     LEVERAGE_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COUNTERPARTY_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     account_id: str
     kind: ExecutionKind
@@ -218,7 +219,8 @@ class ExecutionReport(_message.Message):
     leverage: int
     execution_id: str
     sequence: int
-    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., leverage: _Optional[int] = ..., execution_id: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
+    counterparty_account_id: str
+    def __init__(self, order_id: _Optional[str] = ..., account_id: _Optional[str] = ..., kind: _Optional[_Union[ExecutionKind, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., leverage: _Optional[int] = ..., execution_id: _Optional[str] = ..., sequence: _Optional[int] = ..., counterparty_account_id: _Optional[str] = ...) -> None: ...
 
 class ExecutionAck(_message.Message):
     __slots__ = ("order_id", "remaining_quantity", "position_quantity", "balance", "available_margin", "duplicate", "cancel_order_ids", "included_in_snapshot")
