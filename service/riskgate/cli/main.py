@@ -33,11 +33,15 @@ from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from riskgate.api.server import RiskgateService
     from riskgate.config import Config
+    from riskgate.monitor.service import MonitorService
     from riskgate.store.datadir import DataDirLock
     from riskgate.store.embedded import EmbeddedRedis
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MONITOR_TARGET = "127.0.0.1:50053"
+# `riskgate alerts --follow` asks for the alerts this often, each time the newest this many.
+FOLLOW_POLL_S = 0.5
+FOLLOW_WINDOW = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
                                           "(env RISKGATE_DATA_DIR)")
     serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                        help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    serve.add_argument("--no-monitor", action="store_true",
+                       help="with the embedded Redis (the demo), do not also run the monitor in this process")
+    serve.add_argument("--monitor-listen",
+                       help="HOST:PORT of the demo's monitor (env RISKGATE_MONITOR_LISTEN; default from config: "
+                            "127.0.0.1:50053)")
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -253,6 +262,7 @@ def _serve(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
     from riskgate.config import ConfigError, apply_overrides, load_config
+    from riskgate.monitor.rules import RuleError, validate_rule
     from riskgate.store.datadir import DataDirBusy, DataDirError, DataDirLock, refuse_if_redis_running
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -261,7 +271,17 @@ def _serve(args: argparse.Namespace) -> int:
                                  args.admin_listen)
     except ConfigError as exc:
         return _fail(exc, 2)
-    for listen in filter(None, (config.server.listen, config.server.admin_listen)):
+    # The one-command demo (embedded Redis) also runs the monitor, in this process; with a
+    # Redis URL (production) the monitor is a process of its own: `riskgate monitor`.
+    monitor_listen: str | None = None
+    if not config.server.redis_url and not args.no_monitor:
+        monitor_listen = args.monitor_listen or os.environ.get("RISKGATE_MONITOR_LISTEN") or config.monitor.listen
+        try:
+            for rule in config.monitor.rules:
+                validate_rule(rule)
+        except RuleError as exc:
+            return _fail(f"[monitor] rules: {exc}", 2)
+    for listen in filter(None, (config.server.listen, config.server.admin_listen, monitor_listen)):
         if problem := _listen_syntax_problem(listen):
             return _fail(problem, 2)
     # One data dir, one owner: lock it before anything else, so a second process on the same
@@ -281,7 +301,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.install()
     saved = _signal_handlers()
     try:
-        return asyncio.run(_Serving(config, lock).run())
+        return asyncio.run(_Serving(config, lock, monitor_listen, args.no_monitor).run())
     except (ValueError, RuntimeError, OSError, RedisError) as exc:
         return _fail(exc, 1)
     finally:
@@ -362,15 +382,21 @@ def _set_signal_handlers(handlers: dict[signal.Signals, Any]) -> None:
 
 
 class _Serving:
-    """One run of `riskgate serve`: bind, start the embedded Redis, start, wait for SIGTERM or
-    SIGINT, stop. Nothing is written before the listener is bound, so a start that cannot
-    listen leaves the data dir as it was."""
+    """One run of `riskgate serve`: bind, start the embedded Redis, start, (the demo) start the
+    monitor, wait for SIGTERM or SIGINT, stop. Nothing is written before the listener is bound,
+    so a start that cannot listen leaves the data dir as it was."""
 
-    def __init__(self, config: Config, lock: DataDirLock | None) -> None:
+    def __init__(self, config: Config, lock: DataDirLock | None, monitor_listen: str | None = None,
+                 no_monitor: bool = False) -> None:
         self.config = config
         self.lock = lock
+        # Where the demo's monitor listens; None = no monitor in this process, for this reason:
+        self.monitor_listen = monitor_listen if lock is not None else None
+        self.no_monitor_reason = ("--no-monitor" if no_monitor or lock is not None else
+                                  "an external Redis: production runs it on its own, riskgate monitor --redis-url ...")
         self.service: RiskgateService | None = None
         self.embedded: EmbeddedRedis | None = None
+        self.monitor: MonitorService | None = None
         self.log = logging.getLogger("riskgate")
 
     async def run(self) -> int:
@@ -389,6 +415,16 @@ class _Serving:
                 operators = (f" (operators also on {_with_port(self.config.server.admin_listen, admin_port)})"
                              if admin_port else "")
                 print(f"riskgate ready on {_with_port(self.config.server.listen, port)}{operators}", flush=True)
+                if self.monitor_listen is None:
+                    self.log.info("no monitor in this process (%s)", self.no_monitor_reason)
+                else:
+                    monitoring = asyncio.ensure_future(self._start_monitor(self.monitor_listen))
+                    await asyncio.wait({monitoring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not monitoring.done():
+                        self.log.info("stop requested while the monitor was starting")
+                        monitoring.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await monitoring
                 await stopping
             else:
                 self.log.info("stop requested during start-up")
@@ -422,8 +458,35 @@ class _Serving:
                           self.lock.data_dir)
         return await self.service.start(redis_url)
 
+    async def _start_monitor(self, listen: str) -> None:
+        """The demo's monitor, on this process's event loop, against the embedded Redis. A
+        monitor that cannot start is logged as an error and the gate goes on serving: the
+        gate is what the demo is for, and the monitor is optional there."""
+        from riskgate.monitor.service import MonitorService
+
+        assert self.embedded is not None
+        try:
+            _probe_listen(listen)
+            self.monitor = MonitorService(self.config, self.embedded.url, listen)
+            port = await self.monitor.start()  # stops itself again when it cannot start
+        except Exception as exc:
+            self.log.error("monitor not started (the gate serves without it; --monitor-listen to move it, "
+                           "--no-monitor to skip it): %s", _one_line(str(exc)) or type(exc).__name__)
+            return
+        print(f"riskgate monitor ready on {_with_port(listen, port)} (in this process, for the demo)", flush=True)
+
     async def _stop(self) -> int:
         code = 0
+        if self.monitor is not None:
+            # First, while the gate and its Redis still run: it hands its lease on at once.
+            try:
+                report = await self.monitor.stop()
+                if not report.clean:
+                    self.log.error("monitor shutdown not clean; unfinished: %s", ", ".join(report.unfinished))
+                    code = 1
+            except Exception as exc:  # the gate and the embedded Redis must still be stopped
+                self.log.error("monitor shutdown failed: %s", exc)
+                code = 1
         try:
             if self.service is not None:
                 report = await self.service.stop()
