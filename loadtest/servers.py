@@ -99,7 +99,9 @@ def start_riskgate(workload: Workload, workdir: Path, wait: bool = True) -> Serv
     port = free_port()
     config = riskgate_config.write(workdir / "riskgate.toml", workload, f"{HOST}:{port}", workdir / "riskgate-data")
     args = [sys.executable, "-m", "riskgate.cli.main", "serve", "--config", str(config), "--listen",
-            f"{HOST}:{port}", "--data-dir", str(workdir / "riskgate-data"), "--log-level", "WARNING"]
+            f"{HOST}:{port}", "--data-dir", str(workdir / "riskgate-data"), "--log-level", "WARNING",
+            # The gate alone is measured: the demo's in-process monitor would share its event loop.
+            "--no-monitor"]
     return _spawn("riskgate", args, port, workdir, wait)
 
 

@@ -15,8 +15,10 @@ from riskgate.store.embedded import EmbeddedRedis
 from tests.support import Client, test_config
 
 # `riskgate serve` processes the tests start take the sample configuration, whose operators'
-# listener has a fixed port: give them an ephemeral one instead.
+# listener and (with the embedded Redis) demo monitor have fixed ports: give them ephemeral
+# ones instead.
 os.environ.setdefault("RISKGATE_ADMIN_LISTEN", "127.0.0.1:0")
+os.environ.setdefault("RISKGATE_MONITOR_LISTEN", "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,13 @@ def _one_line(err: str) -> str:
     (["controls", "--account", "a", "--kyc-level", str(2**32)], "--kyc-level"),
     (["mark", "BTCUSDT", "1", "--target", "127.0.0.1:99999"], "--target"),
     (["serve", "--log-level", "bogus"], "--log-level"),
+    (["serve", "--monitor-listen", "127.0.0.1:70000"], "127.0.0.1:70000"),
+    (["alerts", "--follow", "--max-seconds", "0"], "--max-seconds"),
+    (["rules", "set", "--id", "r", "--window-ms", "-1"], "--window-ms"),
+    (["rules", "--threshold", "0.5"], "rules set"),
 ], ids=["leverage-negative", "leverage-fraction", "max-leverage", "kyc-level", "max-orders-per-second",
-        "kyc-level-too-large", "target-port", "log-level"])
+        "kyc-level-too-large", "target-port", "log-level", "monitor-listen", "max-seconds", "window-ms",
+        "rule-field-without-set"])
 def test_command_when_flag_value_wrong_then_one_line_naming_it_and_exit_2(argv, named, capsys) -> None:
     assert main(argv) == 2
     out, err = capsys.readouterr()

@@ -33,11 +33,15 @@ from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
 if TYPE_CHECKING:
     from riskgate.api.server import RiskgateService
     from riskgate.config import Config
+    from riskgate.monitor.service import MonitorService
     from riskgate.store.datadir import DataDirLock
     from riskgate.store.embedded import EmbeddedRedis
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MONITOR_TARGET = "127.0.0.1:50053"
+# `riskgate alerts --follow` asks for the alerts this often, each time the newest this many.
+FOLLOW_POLL_S = 0.5
+FOLLOW_WINDOW = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +115,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < 1e9:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def _target(text: str) -> str:
     """HOST:PORT (or a gRPC target URI, passed as is)."""
     if not text or any(c.isspace() for c in text):
@@ -141,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
                                           "(env RISKGATE_DATA_DIR)")
     serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                        help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    serve.add_argument("--no-monitor", action="store_true",
+                       help="with the embedded Redis (the demo), do not also run the monitor in this process")
+    serve.add_argument("--monitor-listen",
+                       help="HOST:PORT of the demo's monitor (env RISKGATE_MONITOR_LISTEN; default from config: "
+                            "127.0.0.1:50053)")
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -228,7 +248,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
     monitor.set_defaults(handler=_monitor)
 
-    alerts = sub.add_parser("alerts", help="list the monitor's alerts, or acknowledge, escalate or resolve one")
+    def monitor_client(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--target", type=_target,
+                             default=os.environ.get("RISKGATE_MONITOR_TARGET") or DEFAULT_MONITOR_TARGET,
+                             help=f"monitor address (default {DEFAULT_MONITOR_TARGET}, env RISKGATE_MONITOR_TARGET)")
+        command.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
+                             help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
+        command.add_argument("--json", action="store_true", help="JSON instead of a table")
+        return command
+
+    alerts = monitor_client("alerts", "list the monitor's alerts (--follow: live), or acknowledge, escalate or "
+                                      "resolve one")
     alerts.add_argument("verb", nargs="?", default="list", choices=["list", "ack", "escalate", "resolve"])
     alerts.add_argument("id", nargs="?", default="", help="the alert (ack, escalate, resolve)")
     alerts.add_argument("--note", default="", help="a note; the rationale, required to resolve")
@@ -239,13 +270,35 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--account", default="")
     alerts.add_argument("--since-ms", type=_count, default=0, help="created at or after (unix ms)")
     alerts.add_argument("--limit", type=_count, default=0, help="0 = 100, newest first")
-    alerts.add_argument("--json", action="store_true", help="JSON instead of a table")
-    alerts.add_argument("--target", type=_target,
-                        default=os.environ.get("RISKGATE_MONITOR_TARGET") or DEFAULT_MONITOR_TARGET,
-                        help=f"monitor address (default {DEFAULT_MONITOR_TARGET}, env RISKGATE_MONITOR_TARGET)")
-    alerts.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
-                        help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
+    alerts.add_argument("--follow", action="store_true",
+                        help=f"list, then print each new or changed alert as it comes (polled every "
+                             f"{FOLLOW_POLL_S:g} s) until Ctrl-C or --max-seconds; JSON lines with --json")
+    alerts.add_argument("--max-seconds", type=_seconds, default=0.0, help="with --follow: stop after this long")
     alerts.set_defaults(handler=_alerts)
+
+    rules = monitor_client("rules", "list the monitor's rules, or change one (set: admin token)")
+    rules.add_argument("verb", nargs="?", default="list", choices=["list", "set"])
+    fields = rules.add_argument_group(
+        "rules set", "the rule's fields; one not given keeps its current value (a new rule: its default, "
+                     "scope platform, confirmation 1, cooldown 120000 ms, severity warning, mode act)")
+    fields.add_argument("--id", help="the rule to change or create")
+    fields.add_argument("--scope", choices=["platform", "symbol", "account"])
+    fields.add_argument("--symbol", help="with scope symbol")
+    fields.add_argument("--account", help="with scope account")
+    fields.add_argument("--metric", help="mark_move, margin_ratio or concentration")
+    fields.add_argument("--threshold", help="fires at or above this: a fraction ('0.05' is 5%%) or a ratio")
+    fields.add_argument("--release", help="calm again below this; '' = the threshold")
+    fields.add_argument("--window-ms", type=_count, help="mark_move: the window; 0 for the others")
+    fields.add_argument("--confirmation", type=_count, help="consecutive evaluations at or above it before it fires")
+    fields.add_argument("--action", help="alert, symbol_reduce_only, symbol_halted, account_reduce_only, "
+                                         "liquidation_candidate (which ones depends on the metric)")
+    fields.add_argument("--cooldown-ms", type=_count, help="calm this long before the action is undone")
+    fields.add_argument("--severity", choices=["info", "warning", "critical"])
+    fields.add_argument("--mode", choices=["act", "alert_only"])
+    fields.add_argument("--enabled", choices=["yes", "no"])
+    fields.add_argument("--overrides", help="the platform rule this one replaces for its symbol or account; '' = none")
+    fields.add_argument("--min-value", help="a floor the measured amount must reach as well; '' = none")
+    rules.set_defaults(handler=_rules)
     return parser
 
 
@@ -253,6 +306,7 @@ def _serve(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
     from riskgate.config import ConfigError, apply_overrides, load_config
+    from riskgate.monitor.rules import RuleError, validate_rule
     from riskgate.store.datadir import DataDirBusy, DataDirError, DataDirLock, refuse_if_redis_running
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -261,7 +315,17 @@ def _serve(args: argparse.Namespace) -> int:
                                  args.admin_listen)
     except ConfigError as exc:
         return _fail(exc, 2)
-    for listen in filter(None, (config.server.listen, config.server.admin_listen)):
+    # The one-command demo (embedded Redis) also runs the monitor, in this process; with a
+    # Redis URL (production) the monitor is a process of its own: `riskgate monitor`.
+    monitor_listen: str | None = None
+    if not config.server.redis_url and not args.no_monitor:
+        monitor_listen = args.monitor_listen or os.environ.get("RISKGATE_MONITOR_LISTEN") or config.monitor.listen
+        try:
+            for rule in config.monitor.rules:
+                validate_rule(rule)
+        except RuleError as exc:
+            return _fail(f"[monitor] rules: {exc}", 2)
+    for listen in filter(None, (config.server.listen, config.server.admin_listen, monitor_listen)):
         if problem := _listen_syntax_problem(listen):
             return _fail(problem, 2)
     # One data dir, one owner: lock it before anything else, so a second process on the same
@@ -281,7 +345,7 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.install()
     saved = _signal_handlers()
     try:
-        return asyncio.run(_Serving(config, lock).run())
+        return asyncio.run(_Serving(config, lock, monitor_listen, args.no_monitor).run())
     except (ValueError, RuntimeError, OSError, RedisError) as exc:
         return _fail(exc, 1)
     finally:
@@ -362,15 +426,21 @@ def _set_signal_handlers(handlers: dict[signal.Signals, Any]) -> None:
 
 
 class _Serving:
-    """One run of `riskgate serve`: bind, start the embedded Redis, start, wait for SIGTERM or
-    SIGINT, stop. Nothing is written before the listener is bound, so a start that cannot
-    listen leaves the data dir as it was."""
+    """One run of `riskgate serve`: bind, start the embedded Redis, start, (the demo) start the
+    monitor, wait for SIGTERM or SIGINT, stop. Nothing is written before the listener is bound,
+    so a start that cannot listen leaves the data dir as it was."""
 
-    def __init__(self, config: Config, lock: DataDirLock | None) -> None:
+    def __init__(self, config: Config, lock: DataDirLock | None, monitor_listen: str | None = None,
+                 no_monitor: bool = False) -> None:
         self.config = config
         self.lock = lock
+        # Where the demo's monitor listens; None = no monitor in this process, for this reason:
+        self.monitor_listen = monitor_listen if lock is not None else None
+        self.no_monitor_reason = ("--no-monitor" if no_monitor or lock is not None else
+                                  "an external Redis: production runs it on its own, riskgate monitor --redis-url ...")
         self.service: RiskgateService | None = None
         self.embedded: EmbeddedRedis | None = None
+        self.monitor: MonitorService | None = None
         self.log = logging.getLogger("riskgate")
 
     async def run(self) -> int:
@@ -389,6 +459,16 @@ class _Serving:
                 operators = (f" (operators also on {_with_port(self.config.server.admin_listen, admin_port)})"
                              if admin_port else "")
                 print(f"riskgate ready on {_with_port(self.config.server.listen, port)}{operators}", flush=True)
+                if self.monitor_listen is None:
+                    self.log.info("no monitor in this process (%s)", self.no_monitor_reason)
+                else:
+                    monitoring = asyncio.ensure_future(self._start_monitor(self.monitor_listen))
+                    await asyncio.wait({monitoring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not monitoring.done():
+                        self.log.info("stop requested while the monitor was starting")
+                        monitoring.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await monitoring
                 await stopping
             else:
                 self.log.info("stop requested during start-up")
@@ -422,8 +502,35 @@ class _Serving:
                           self.lock.data_dir)
         return await self.service.start(redis_url)
 
+    async def _start_monitor(self, listen: str) -> None:
+        """The demo's monitor, on this process's event loop, against the embedded Redis. A
+        monitor that cannot start is logged as an error and the gate goes on serving: the
+        gate is what the demo is for, and the monitor is optional there."""
+        from riskgate.monitor.service import MonitorService
+
+        assert self.embedded is not None
+        try:
+            _probe_listen(listen)
+            self.monitor = MonitorService(self.config, self.embedded.url, listen)
+            port = await self.monitor.start()  # stops itself again when it cannot start
+        except Exception as exc:
+            self.log.error("monitor not started (the gate serves without it; --monitor-listen to move it, "
+                           "--no-monitor to skip it): %s", _one_line(str(exc)) or type(exc).__name__)
+            return
+        print(f"riskgate monitor ready on {_with_port(listen, port)} (in this process, for the demo)", flush=True)
+
     async def _stop(self) -> int:
         code = 0
+        if self.monitor is not None:
+            # First, while the gate and its Redis still run: it hands its lease on at once.
+            try:
+                report = await self.monitor.stop()
+                if not report.clean:
+                    self.log.error("monitor shutdown not clean; unfinished: %s", ", ".join(report.unfinished))
+                    code = 1
+            except Exception as exc:  # the gate and the embedded Redis must still be stopped
+                self.log.error("monitor shutdown failed: %s", exc)
+                code = 1
         try:
             if self.service is not None:
                 report = await self.service.stop()
@@ -526,6 +633,12 @@ def _alerts(args: argparse.Namespace) -> int:
     if args.verb == "resolve" and not args.note.strip():
         print("riskgate alerts: resolve needs --note with the rationale", file=sys.stderr)
         return 2
+    if args.verb != "list" and args.follow:
+        print(f"riskgate alerts: --follow lists; it does not go with {args.verb}", file=sys.stderr)
+        return 2
+    if args.max_seconds and not args.follow:
+        print("riskgate alerts: --max-seconds goes with --follow", file=sys.stderr)
+        return 2
     with _channel(args) as channel:
         stub = mpb_grpc.RiskMonitorStub(channel)
         try:
@@ -534,6 +647,8 @@ def _alerts(args: argparse.Namespace) -> int:
                     state=_ALERT_STATES.get(args.state or "", 0), severity=_SEVERITIES.get(args.severity or "", 0),
                     rule_id=args.rule, symbol=args.symbol, account_id=args.account, since_ms=args.since_ms,
                     limit=args.limit)
+                if args.follow:
+                    return _follow_alerts(stub, request, args)
                 answer = stub.ListAlerts(request, metadata=_metadata(args), timeout=5)
                 if args.json:
                     _print(answer)
@@ -543,31 +658,201 @@ def _alerts(args: argparse.Namespace) -> int:
             method = {"ack": stub.AckAlert, "escalate": stub.EscalateAlert, "resolve": stub.ResolveAlert}[args.verb]
             _print(method(mpb.AlertActionRequest(id=args.id, note=args.note), metadata=_metadata(args), timeout=5))
         except grpc.RpcError as exc:
-            print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
+            _print_rpc_error(exc)
             return 1
     return 0
 
 
-def _print_alert_table(answer: Any) -> None:
-    """One line per alert, newest first: what an operator on shift scans."""
+def _follow_alerts(stub: Any, request: Any, args: argparse.Namespace) -> int:
+    """A live tail: the alerts matching the filters (the newest --limit, oldest first), then
+    every alert that is new or has changed since the last poll, one line each, as they come.
+    Polls ListAlerts (the newest FOLLOW_WINDOW matching) every FOLLOW_POLL_S; ends at
+    --max-seconds (exit 0) or Ctrl-C. A monitor that stops answering for a while is said once
+    on stderr and followed again when it is back; any other refusal ends it (exit 1)."""
+    shown_at_start = min(request.limit or 100, FOLLOW_WINDOW)
+    request.limit = FOLLOW_WINDOW
+    deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
+    seen: dict[str, bytes] = {}
+    first = True
+    away = False
+    if not args.json:
+        _print_row(_ALERT_HEADER, _ALERT_FOLLOW_WIDTHS)
+    while True:
+        try:
+            answer = stub.ListAlerts(request, metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            transient = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)  # type: ignore[attr-defined]
+            if first or not transient:
+                _print_rpc_error(exc)
+                return 1
+            if not away:
+                _print_rpc_error(exc, " (still following)")
+                away = True
+        else:
+            if away:
+                print("riskgate: the monitor answers again", file=sys.stderr, flush=True)
+                away = False
+            current = {alert.id: alert.SerializeToString(deterministic=True) for alert in answer.alerts}
+            news = [alert for alert in answer.alerts if seen.get(alert.id) != current[alert.id]]
+            if first:
+                news = list(reversed(news[:shown_at_start]))  # newest at the bottom, as a tail
+            else:
+                news.sort(key=lambda a: (a.updated_ms, a.created_ms, int(a.id) if a.id.isdigit() else 0))
+            for alert in news:
+                if args.json:
+                    print(json_format.MessageToJson(alert, preserving_proto_field_name=True, indent=None),
+                          flush=True)
+                else:
+                    _print_row(_alert_row(alert), _ALERT_FOLLOW_WIDTHS)
+            seen = current  # bounded by what the monitor returns
+            first = False
+        pause = FOLLOW_POLL_S
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return 0
+            pause = min(pause, left)
+        time.sleep(pause)
+
+
+_ALERT_HEADER = ("ID", "CREATED (UTC)", "SEVERITY", "STATE", "RULE", "SCOPE", "VALUE", "THRESHOLD", "WINDOW",
+                 "ACTION")
+# A tail cannot size its columns by what is still to come: these fit the usual values.
+_ALERT_FOLLOW_WIDTHS = (6, 19, 8, 12, 24, 20, 9, 9, 6, 0)
+
+
+def _alert_row(alert: Any) -> tuple[str, ...]:
     from riskgate.v1 import monitor_pb2 as mpb
 
-    rows = [("ID", "CREATED (UTC)", "SEVERITY", "STATE", "RULE", "SCOPE", "VALUE", "THRESHOLD", "WINDOW", "ACTION")]
-    for alert in answer.alerts:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alert.created_ms / 1000))
-        scope = " ".join(filter(None, (alert.symbol, alert.account_id)))
-        state = mpb.AlertState.Name(alert.state).removeprefix("ALERT_")
-        if alert.cleared_ms and state != "RESOLVED":
-            state += " (calm)"
-        rows.append((alert.id, created, mpb.Severity.Name(alert.severity).removeprefix("SEVERITY_"), state,
-                     alert.rule_id, scope, alert.value, alert.threshold, f"{alert.window_ms / 1000:g}s",
-                     _one_line(alert.action_taken)[:60]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alert.created_ms / 1000))
+    scope = " ".join(filter(None, (alert.symbol, alert.account_id)))
+    state = mpb.AlertState.Name(alert.state).removeprefix("ALERT_")
+    if alert.cleared_ms and state != "RESOLVED":
+        state += " (calm)"
+    return (alert.id, created, mpb.Severity.Name(alert.severity).removeprefix("SEVERITY_"), state,
+            alert.rule_id, scope, alert.value, alert.threshold, _duration(alert.window_ms),
+            _one_line(alert.action_taken)[:60])
+
+
+def _print_alert_table(answer: Any) -> None:
+    """One line per alert, newest first: what an operator on shift scans."""
+    _print_table([_ALERT_HEADER, *(_alert_row(alert) for alert in answer.alerts)])
     shown = len(answer.alerts)
     if answer.total > shown:
         print(f"({shown} of {answer.total}; --limit for more)")
+
+
+_RULE_HEADER = ("ID", "SCOPE", "METRIC", "THRESHOLD", "RELEASE", "MIN", "WINDOW", "CONFIRM", "ACTION",
+                "COOLDOWN", "SEVERITY", "MODE", "VERSION", "UPDATED BY")
+
+
+def _rule_row(rule: Any) -> tuple[str, ...]:
+    from riskgate.v1 import monitor_pb2 as mpb
+
+    scope = " ".join(filter(None, (rule.scope, rule.symbol, rule.account_id)))
+    if rule.overrides:
+        scope += f" (replaces {rule.overrides})"
+    mode = rule.mode + (" (disabled)" if rule.disabled else "")
+    return (rule.id, scope, rule.metric, rule.threshold, rule.release or "-", rule.min_value or "-",
+            _duration(rule.window_ms), str(rule.confirmation), rule.action, _duration(rule.cooldown_ms),
+            mpb.Severity.Name(rule.severity).removeprefix("SEVERITY_"), mode, str(rule.version),
+            rule.updated_by or "-")
+
+
+def _duration(ms: int) -> str:
+    return f"{ms / 1000:g}s" if ms else "-"
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Left-aligned columns as wide as their widest cell, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        _print_row(row, widths)
+
+
+def _print_row(row: Sequence[str], widths: Sequence[int]) -> None:
+    print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), flush=True)
+
+
+def _print_rpc_error(exc: grpc.RpcError, suffix: str = "") -> None:
+    print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}{suffix}",  # type: ignore[attr-defined]
+          file=sys.stderr, flush=True)
+
+
+# `riskgate rules set` flag -> Rule field (text and counts: copied as given).
+_RULE_FLAGS = {"scope": "scope", "symbol": "symbol", "account": "account_id", "metric": "metric",
+               "threshold": "threshold", "release": "release", "window_ms": "window_ms",
+               "confirmation": "confirmation", "action": "action", "cooldown_ms": "cooldown_ms", "mode": "mode",
+               "overrides": "overrides", "min_value": "min_value"}
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    given = {field: getattr(args, flag) for flag, field in _RULE_FLAGS.items() if getattr(args, flag) is not None}
+    if args.severity is not None:
+        given["severity"] = mpb.Severity.Value(f"SEVERITY_{args.severity.upper()}")
+    if args.enabled is not None:
+        given["disabled"] = args.enabled == "no"
+    if args.verb == "list" and (given or args.id is not None):
+        print("riskgate rules: the rule's fields (--id, --threshold, ...) go with `rules set`", file=sys.stderr)
+        return 2
+    if args.verb == "set" and not args.id:
+        print("riskgate rules set: --id is required (the rule to change or create)", file=sys.stderr)
+        return 2
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            listed = stub.ListRules(mpb.ListRulesRequest(), metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 1
+        if args.verb == "list":
+            if args.json:
+                _print(listed)
+            else:
+                _print_table([_RULE_HEADER, *(_rule_row(rule) for rule in listed.rules)])
+            return 0
+        # Read, change what was given, write back: a flag left out keeps the rule's value.
+        current = next((rule for rule in listed.rules if rule.id == args.id), None)
+        rule = mpb.Rule()
+        if current is not None:
+            rule.CopyFrom(current)
+            rule.version, rule.updated_by, rule.updated_ms = 0, "", 0
+        else:
+            missing = [f"--{flag}" for flag in ("metric", "threshold", "action") if flag not in given]
+            if missing:
+                print(f"riskgate rules set: there is no rule {args.id!r} yet: a new rule needs "
+                      f"{', '.join(missing)}", file=sys.stderr)
+                return 2
+            rule.MergeFrom(_new_rule(mpb, args.id))
+        for field, value in given.items():
+            setattr(rule, field, value)
+        try:
+            stored = stub.UpsertRule(rule, metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            invalid = exc.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            # A value the monitor refuses is a mistake in the command: exit 2, as a bad flag.
+            _print_rpc_error(exc, f" (rule {args.id} not changed)" if invalid else "")
+            return 2 if invalid else 1
+        if args.json:
+            _print(stored)
+        else:
+            _print_table([_RULE_HEADER, _rule_row(stored)])
+    return 0
+
+
+def _new_rule(mpb: Any, rule_id: str) -> Any:
+    """A rule not stored yet starts from the defaults a rule has in the configuration file."""
+    import msgspec
+
+    from riskgate.monitor.rules import Rule
+
+    defaults = {field.name: field.default for field in msgspec.structs.fields(Rule)}
+    return mpb.Rule(id=rule_id, scope=defaults["scope"], confirmation=defaults["confirmation"],
+                    cooldown_ms=defaults["cooldown_ms"], mode=defaults["mode"],
+                    severity=mpb.Severity.Value(f"SEVERITY_{defaults['severity'].upper()}"))
 
 
 def _with_port(listen: str, port: int) -> str:
