@@ -19,8 +19,9 @@ Severity = Literal["info", "warning", "critical"]
 
 
 class Metric(msgspec.Struct, frozen=True):
-    """What a metric is about ("symbol": evaluated per symbol; "account": per account), the
-    scopes a rule on it may have, the threshold's range, and the actions it may take."""
+    """What a metric is about ("symbol": evaluated per symbol; "account": per account;
+    "platform": once for the whole platform), the scopes a rule on it may have, the
+    threshold's range, and the actions it may take."""
 
     about: str
     scopes: tuple[str, ...]
@@ -45,6 +46,12 @@ METRICS: dict[str, Metric] = {
     # The account's position notional over the symbol's open interest (the larger side).
     "concentration": Metric("account", ("platform", "account"), ("alert", "account_reduce_only"),
                             Decimal(0), Decimal(1), "a fraction in (0, 1]: '0.2' is 20% of open interest"),
+    # |funding rate| per interval of a symbol (SetFundingRate), on each change of it.
+    "funding_rate": Metric("symbol", ("platform", "symbol"), ("alert",), Decimal(0), Decimal("0.999999"),
+                           "a fraction per funding interval in (0, 1): '0.003' is 0.3%"),
+    # |sum over every position of quantity x mark x rate| over the symbols with a rate.
+    "net_funding_flow": Metric("platform", ("platform",), ("alert",), Decimal(0), None,
+                               "an amount in quote currency per funding interval: '100000'"),
 }
 SYMBOL_ACTIONS = {"symbol_reduce_only": "REDUCE_ONLY", "symbol_halted": "HALTED"}
 ACCOUNT_ACTIONS = {"account_reduce_only": "REDUCE_ONLY"}
@@ -103,7 +110,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def about(self) -> str:
-        """"symbol" or "account": what the rule is evaluated per."""
+        """"symbol", "account" or "platform": what the rule is evaluated per."""
         metric = METRICS.get(self.metric)
         return metric.about if metric is not None else ""
 
@@ -167,7 +174,7 @@ def default_rules() -> list[Rule]:
     """The reference's volatility pairs: 5% within 60 s -> reduce-only, 10% within 300 s ->
     halted. Confirmation over two ticks (one bad mark must not halt a market); back to normal
     after two minutes of calm (CME's pause) and five (the LULD pause)."""
-    return [*volatility_rules(), *account_default_rules()]
+    return [*volatility_rules(), *account_default_rules(), *funding_rules()]
 
 
 def volatility_rules() -> list[Rule]:
@@ -220,4 +227,15 @@ def account_default_rules() -> list[Rule]:
              window_ms=0, action="liquidation_candidate", cooldown_ms=0, severity="critical"),
         Rule(id="concentration-20pct", metric="concentration", threshold=Decimal("0.2"), min_value=Decimal(250_000),
              window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
+    ]
+
+
+def funding_rules() -> list[Rule]:
+    """A funding rate at or beyond Binance's BTCUSDT cap (0.3% per interval), and the
+    platform's net funding flow at or above 100,000 per interval: alerts."""
+    return [
+        Rule(id="funding-rate-cap", metric="funding_rate", threshold=Decimal("0.003"), window_ms=0, action="alert",
+             cooldown_ms=0, severity="warning"),
+        Rule(id="net-funding-flow", metric="net_funding_flow", threshold=Decimal(100_000), window_ms=0,
+             action="alert", cooldown_ms=0, severity="warning"),
     ]

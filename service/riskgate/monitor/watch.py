@@ -75,9 +75,10 @@ class Watcher:
         history = self.view.marks.get(symbol)
         if history is None:
             return
-        rules = [r for r in rules_for(symbol, self.view.rules) if only is None or r.id in only]
+        rules = [r for r in rules_for(symbol, self.view.rules)
+                 if r.metric == "mark_move" and (only is None or r.id in only)]
         if rules:
-            history.prune(now - max(r.window_ms for r in self.view.rules.values()))
+            history.prune(now - max(r.window_ms for r in self.view.rules.values() if r.metric == "mark_move"))
         for rule in rules:
             move = history.move(now, rule.window_ms)
             if move is None:
