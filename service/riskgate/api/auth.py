@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ListRules": frozenset({"admin", "operator", "viewer"}),
     "UpsertRule": frozenset({"admin"}),
     "GetMonitorStatus": frozenset({"admin", "operator", "viewer"}),
+    "SetFundingRate": frozenset({"admin"}),
+    "ListFundingRates": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -299,6 +299,19 @@ def _parser() -> argparse.ArgumentParser:
     fields.add_argument("--overrides", help="the platform rule this one replaces for its symbol or account; '' = none")
     fields.add_argument("--min-value", help="a floor the measured amount must reach as well; '' = none")
     rules.set_defaults(handler=_rules)
+    funding = sub.add_parser("funding", help="set a symbol's funding rate on the monitor, or list the rates")
+    funding.add_argument("verb", nargs="?", default="list", choices=["list", "set"])
+    funding.add_argument("symbol", nargs="?", default="", help="the symbol (set)")
+    funding.add_argument("rate", nargs="?", default="",
+                         help="per funding interval, signed (set): 0.0001 is 0.01%%, longs pay shorts")
+    funding.add_argument("--interval-ms", type=_count, default=0, help="the funding interval (0 = 8 h)")
+    funding.add_argument("--json", action="store_true", help="JSON instead of a table (list)")
+    funding.add_argument("--target", type=_target,
+                         default=os.environ.get("RISKGATE_MONITOR_TARGET") or DEFAULT_MONITOR_TARGET,
+                         help=f"monitor address (default {DEFAULT_MONITOR_TARGET}, env RISKGATE_MONITOR_TARGET)")
+    funding.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
+                         help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
+    funding.set_defaults(handler=_funding)
     return parser
 
 
@@ -853,6 +866,47 @@ def _new_rule(mpb: Any, rule_id: str) -> Any:
     return mpb.Rule(id=rule_id, scope=defaults["scope"], confirmation=defaults["confirmation"],
                     cooldown_ms=defaults["cooldown_ms"], mode=defaults["mode"],
                     severity=mpb.Severity.Value(f"SEVERITY_{defaults['severity'].upper()}"))
+def _funding(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    if args.verb == "set" and not (args.symbol and args.rate):
+        print("riskgate funding: set needs the symbol and the rate", file=sys.stderr)
+        return 2
+    if args.verb == "list" and args.symbol:
+        print("riskgate funding: list takes no symbol (it lists every rate)", file=sys.stderr)
+        return 2
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        if args.verb == "set":
+            request = mpb.FundingRate(symbol=args.symbol, rate=args.rate, interval_ms=args.interval_ms)
+            return _call(lambda: stub.SetFundingRate(request, metadata=_metadata(args), timeout=5))
+        try:
+            answer = stub.ListFundingRates(mpb.ListFundingRatesRequest(), metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    if args.json:
+        _print(answer)
+    else:
+        _print_funding_table(answer)
+    return 0
+
+
+def _print_funding_table(answer: Any) -> None:
+    from decimal import Decimal
+
+    from riskgate.values.money import fmt
+
+    rows = [("SYMBOL", "RATE", "PERCENT", "INTERVAL", "VERSION", "UPDATED (UTC)", "BY")]
+    for rate in answer.rates:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rate.updated_ms / 1000))
+        percent = f"{fmt(Decimal(rate.rate) * 100)}%"
+        rows.append((rate.symbol, rate.rate, percent, f"{rate.interval_ms / 3_600_000:g}h", str(rate.version),
+                     updated, rate.updated_by))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _with_port(listen: str, port: int) -> str:

@@ -18,6 +18,7 @@ from riskgate.api.echo import clip, details, echo
 from riskgate.book.ratelimit import TokenBucket
 from riskgate.monitor.alerts import STATES, VERBS, Alert
 from riskgate.monitor.feed import MarketView
+from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
 from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
 from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
 from riskgate.v1 import monitor_pb2 as pb
@@ -39,12 +40,15 @@ _STATE_FROM_PB = {value: name for name, value in _STATE_TO_PB.items()}
 
 class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
     def __init__(self, auth: Authenticator, writes: MonitorWrites, view: MarketView,
-                 status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool]) -> None:
+                 status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool],
+                 on_funding: Callable[[str], None] | None = None) -> None:
         self.auth = auth
         self.writes = writes
         self.view = view
         self.status = status
         self.serving = serving
+        # Called with the symbol once a rate set here is in the view (its rules evaluate it).
+        self.on_funding = on_funding
         self._denied = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
@@ -160,6 +164,34 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         principal = await self._guard("GetMonitorStatus", request, context)
         await self._audit(principal.name, "GetMonitorStatus", request, "ok")
         return self.status()
+
+    async def SetFundingRate(self, request: pb.FundingRate, context: grpc.aio.ServicerContext) -> pb.FundingRate:
+        principal = await self._guard("SetFundingRate", request, context)
+        try:
+            spec = funding_from_message(request, principal.name, self.view.symbols)
+        except RuleError as exc:
+            await self._refuse(context, principal, "SetFundingRate", request, grpc.StatusCode.INVALID_ARGUMENT,
+                               str(exc), f"invalid: {exc}")
+        audit = {"actor": principal.name, "action": "SetFundingRate", "target": clip(spec.symbol), "outcome": "ok",
+                 "request": _request_text(request)[:AUDIT_REQUEST_MAX]}
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                version = await self.writes.put_funding(spec.symbol, encode_funding(spec), audit)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, "SetFundingRate", request, grpc.StatusCode.UNAVAILABLE,
+                               f"not confirmed by Redis ({exc}); list the funding rates before retrying",
+                               f"unavailable: {exc}")
+        stored = msgspec.structs.replace(spec, version=version)
+        # The published copy may arrive after the answer: applied (and evaluated) here at once.
+        if self.view.apply("funding", stored) is not None and self.on_funding is not None:
+            self.on_funding(stored.symbol)
+        return funding_message(stored)
+
+    async def ListFundingRates(self, request: pb.ListFundingRatesRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.FundingRateList:
+        principal = await self._guard("ListFundingRates", request, context)
+        await self._audit(principal.name, "ListFundingRates", request, "ok")
+        return pb.FundingRateList(rates=[funding_message(self.view.funding[s]) for s in sorted(self.view.funding)])
 
 
 def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:

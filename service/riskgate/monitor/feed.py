@@ -1,4 +1,4 @@
-"""What the monitor follows: symbols, marks, breakers and rules, from Redis.
+"""What the monitor follows: symbols, marks, breakers, rules and funding rates, from Redis.
 
 It subscribes to the gate's change channel and the rule channel *before* it loads the
 snapshot, so no change made in between is missed (versions make a replay harmless), and
@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from riskgate.book.specs import BreakerSpec, MarkSpec, SymbolSpec
 from riskgate.engine.spec_rules import validate_symbol
 from riskgate.monitor.exact import Market
+from riskgate.monitor.funding import FundingSpec, decode_funding
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.marks import MarkHistory
 from riskgate.monitor.rules import Rule, validate_rule
@@ -46,6 +47,7 @@ class MarketView:
         self.breakers: dict[str, BreakerSpec] = {}
         self.marks: dict[str, MarkHistory] = {}
         self.rules: dict[str, Rule] = {}
+        self.funding: dict[str, FundingSpec] = {}
         self.max_version = 0
         self._tiers: dict[str, tuple[int, TierTable]] = {}
 
@@ -70,7 +72,8 @@ class MarketView:
                       mark_ms=latest[0] if latest else 0, max_age_ms=spec.mark_price_max_age_ms)
 
     def apply(self, kind: str, record: Any) -> str | None:
-        """Applies one record; returns the symbol whose mark moved, if one did."""
+        """Applies one record; returns the symbol whose mark moved (kind "funding": whose rate
+        changed), if one did."""
         self.max_version = max(self.max_version, record.version)
         if kind == "symbol":
             current = self.symbols.get(record.symbol)
@@ -89,17 +92,24 @@ class MarketView:
             current_rule = self.rules.get(record.id)
             if current_rule is None or record.version > current_rule.version:
                 self.rules[record.id] = record
+        elif kind == "funding":
+            current_funding = self.funding.get(record.symbol)
+            if current_funding is None or record.version > current_funding.version:
+                self.funding[record.symbol] = record
+                return record.symbol
         return None
 
 
 class Feed:
     def __init__(self, client: aioredis.Redis, keys: MonitorKeys, view: MarketView,
-                 on_mark: Callable[[str], None], on_live: Callable[[bool], None]) -> None:
+                 on_mark: Callable[[str], None], on_live: Callable[[bool], None],
+                 on_funding: Callable[[str], None] | None = None) -> None:
         self.client = client
         self.keys = keys
         self.view = view
         self.on_mark = on_mark
         self.on_live = on_live
+        self.on_funding = on_funding
         self.live = False
         self.loaded = asyncio.Event()
         self._closing = False
@@ -159,12 +169,21 @@ class Feed:
                 self._apply("rule", _decode_rule(stored.d, stored.v))
             except Exception as exc:
                 log.error("ignoring unreadable rule %r in Redis: %r", field[:100], exc)
+        # After the rules: each rate loaded is evaluated by the rules in force.
+        for field, data in (await self.client.hgetall(self.keys.funding)).items():
+            try:
+                stored = _stored.decode(data)
+                self._apply("funding", decode_funding(stored.d, stored.v))
+            except Exception as exc:
+                log.error("ignoring unreadable funding rate %r in Redis: %r", field[:100], exc)
 
     def _on_message(self, data: bytes) -> None:
         try:
             change = _change.decode(data)
             if change.k == "rule":
                 self._apply("rule", _decode_rule(change.d, change.v))
+            elif change.k == "funding":
+                self._apply("funding", decode_funding(change.d, change.v))
             elif change.k in FOLLOWED:
                 self._apply(change.k, decode_record(change.k, change.d, change.v))
         except Exception as exc:  # one bad message must not end the feed
@@ -172,8 +191,12 @@ class Feed:
 
     def _apply(self, kind: str, record: Any) -> None:
         moved = self.view.apply(kind, record)
-        if moved is not None:
+        if moved is None:
+            return
+        if kind != "funding":
             self.on_mark(moved)
+        elif self.on_funding is not None:
+            self.on_funding(moved)
 
 
 def _decode_rule(raw: msgspec.Raw, version: int) -> Rule:

@@ -27,6 +27,11 @@ class MonitorKeys(Keys):
         # about the whole account), and the stream the liquidation engine reads candidates from.
         self.account_episodes = f"{tag}:monitor:account_episodes"
         self.liquidation_candidates = f"{tag}:liquidation_candidates"
+        # Funding rates by symbol, stored {"v": version, "d": rate} and published on
+        # rule_changes as kind "funding"; the funding rules' open episodes ("<rule>\x1f<symbol>",
+        # symbol "" for the platform's net flow), apart from the mark rules' own.
+        self.funding = f"{tag}:funding"
+        self.funding_episodes = f"{tag}:monitor:funding_episodes"
 
 
 def episode_field(rule_id: str, symbol: str) -> str:

@@ -19,8 +19,9 @@ Severity = Literal["info", "warning", "critical"]
 
 
 class Metric(msgspec.Struct, frozen=True):
-    """What a metric is about ("symbol": evaluated per symbol; "account": per account), the
-    scopes a rule on it may have, the threshold's range, and the actions it may take."""
+    """What a metric is about ("symbol": evaluated per symbol; "account": per account;
+    "platform": once for the whole platform), the scopes a rule on it may have, the
+    threshold's range, and the actions it may take."""
 
     about: str
     scopes: tuple[str, ...]
@@ -69,6 +70,12 @@ METRICS: dict[str, Metric] = {
                            "an amount: |realised PnL| within the window", windowed=True),
     "realized_pnl_zscore": Metric("flow", _ACCOUNT_SCOPES, ("alert",), Decimal(0), None,
                                   "standard deviations of the account's own past windows", windowed=True),
+    # |funding rate| per interval of a symbol (SetFundingRate), on each change of it.
+    "funding_rate": Metric("symbol", ("platform", "symbol"), ("alert",), Decimal(0), Decimal("0.999999"),
+                           "a fraction per funding interval in (0, 1): '0.003' is 0.3%"),
+    # |sum over every position of quantity x mark x rate| over the symbols with a rate.
+    "net_funding_flow": Metric("platform", ("platform",), ("alert",), Decimal(0), None,
+                               "an amount in quote currency per funding interval: '100000'"),
 }
 SYMBOL_ACTIONS = {"symbol_reduce_only": "REDUCE_ONLY", "symbol_halted": "HALTED"}
 ACCOUNT_ACTIONS = {"account_reduce_only": "REDUCE_ONLY"}
@@ -127,7 +134,7 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @property
     def about(self) -> str:
-        """"symbol" or "account": what the rule is evaluated per."""
+        """"symbol", "account" or "platform": what the rule is evaluated per."""
         metric = METRICS.get(self.metric)
         return metric.about if metric is not None else ""
 
@@ -191,7 +198,7 @@ def default_rules() -> list[Rule]:
     """The reference's volatility pairs: 5% within 60 s -> reduce-only, 10% within 300 s ->
     halted. Confirmation over two ticks (one bad mark must not halt a market); back to normal
     after two minutes of calm (CME's pause) and five (the LULD pause)."""
-    return [*volatility_rules(), *account_default_rules(), *flow_rules(), *input_rules()]
+    return [*volatility_rules(), *account_default_rules(), *funding_rules(), *flow_rules(), *input_rules()]
 
 
 def volatility_rules() -> list[Rule]:
@@ -275,4 +282,15 @@ def flow_rules() -> list[Rule]:
         alert("wash-trade", "wash_trades", "1", 3_600_000, severity="critical"),
         alert("realized-pnl", "realized_pnl", "1000000", 3_600_000),
         alert("realized-pnl-zscore", "realized_pnl_zscore", "4", 3_600_000, "10"),
+    ]
+
+
+def funding_rules() -> list[Rule]:
+    """A funding rate at or beyond Binance's BTCUSDT cap (0.3% per interval), and the
+    platform's net funding flow at or above 100,000 per interval: alerts."""
+    return [
+        Rule(id="funding-rate-cap", metric="funding_rate", threshold=Decimal("0.003"), window_ms=0, action="alert",
+             cooldown_ms=0, severity="warning"),
+        Rule(id="net-funding-flow", metric="net_funding_flow", threshold=Decimal(100_000), window_ms=0,
+             action="alert", cooldown_ms=0, severity="warning"),
     ]

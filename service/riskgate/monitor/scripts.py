@@ -326,3 +326,18 @@ redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', AR
   'at_ms', ARGV[8])
 return {'ok', ep.alert, v, audit_id, outcome}
 """
+
+# A funding rate, stored and published like a rule (kind 'funding' on the rule channel).
+# KEYS: 1 seq, 2 funding, 3 audit. ARGV: 1 unused, 2 version floor, 3 symbol, 4 rate JSON,
+# 5 channel, 6 audit maxlen, 7... audit pairs. Returns the new version.
+PUT_FUNDING = _LIFT + """
+local v = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+redis.call('PUBLISH', ARGV[5], '{"k":"funding","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+local entry = {}
+for i = 7, #ARGV do entry[#entry + 1] = ARGV[i] end
+entry[#entry + 1] = 'version'
+entry[#entry + 1] = tostring(v)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
+return v
+"""

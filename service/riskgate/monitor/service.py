@@ -28,6 +28,7 @@ from riskgate.monitor.columns import AccountColumns, Indices
 from riskgate.monitor.feed import Feed, MarketView
 from riskgate.monitor.flow_feed import FlowFeed
 from riskgate.monitor.flow_watch import FlowWatcher
+from riskgate.monitor.funding import FundingWatcher
 from riskgate.monitor.inputs import InputWatcher
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
@@ -68,6 +69,7 @@ class MonitorService:
         self.inputs: InputWatcher | None = None
         self.flows: FlowWatcher | None = None
         self.flow_feed: FlowFeed | None = None
+        self.funding: FundingWatcher | None = None
         self.account_feed: AccountFeed | None = None
         self.client: aioredis.Redis | None = None
         self.writes: MonitorWrites | None = None
@@ -96,7 +98,8 @@ class MonitorService:
                                               socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
         self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen)
         self.writes.lease_token = self.lease_token
-        servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving)
+        servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
+                                       on_funding=self._on_funding)
         handlers.add_servicer(server, RISK_MONITOR, servicer)
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -131,12 +134,15 @@ class MonitorService:
             self.inputs = InputWatcher(self.view, self.columns, self.writes, self._lag_ms, INPUT_CHECK_S)
             self.flows = FlowWatcher(self.view, self.writes)
             self.flow_feed = FlowFeed(self.client, self.keys, self.flows.window_ms, self.flows.on_batches)
-            self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live)
+            self.funding = FundingWatcher(self.view, self.columns, self.writes)
+            self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live,
+                             on_funding=self._on_funding)
             self.account_feed = AccountFeed(self.client, self.keys, self.columns, self._on_accounts,
                                             self._on_feed_live)
             self._tasks = [asyncio.create_task(self.feed.run(), name="monitor-feed"),
                            asyncio.create_task(self.watcher.run(), name="monitor-actions"),
-                           asyncio.create_task(self.accounts.run(), name="monitor-account-actions")]
+                           asyncio.create_task(self.accounts.run(), name="monitor-account-actions"),
+                           asyncio.create_task(self.funding.run(), name="monitor-funding-actions")]
             try:
                 async with asyncio.timeout(LOAD_TIMEOUT_S):
                     await self.feed.loaded.wait()
@@ -178,10 +184,20 @@ class MonitorService:
             self.watcher.on_mark(symbol)
         if self.accounts is not None:
             self.accounts.on_tick(symbol)
+        if self.funding is not None:
+            self.funding.on_tick(symbol)
 
     def _on_accounts(self, accounts: Indices) -> None:
         if self.accounts is not None:
             self.accounts.on_accounts(accounts)
+        if self.funding is not None:
+            self.funding.on_accounts(accounts)
+
+    def _on_funding(self, symbol: str) -> None:
+        if self.writes is not None:
+            self.writes.floor = self.view.max_version
+        if self.funding is not None:
+            self.funding.on_funding(symbol)
 
     def _lag_ms(self) -> int:
         return self.account_feed.lag_ms(now_ms()) if self.account_feed is not None else 0
@@ -204,6 +220,10 @@ class MonitorService:
             self.flows.inputs_live = self.inputs_live
             if self.inputs_live:
                 self.flows.reconsider()
+        if self.funding is not None:
+            self.funding.inputs_live = self.inputs_live
+            if self.inputs_live:
+                self.funding.reconsider()
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self._serving:
@@ -240,6 +260,8 @@ class MonitorService:
                         await self.inputs.become_actor()
                     if self.flows is not None:
                         await self.flows.become_actor()
+                    if self.funding is not None:
+                        await self.funding.become_actor()
                 except (RedisError, OSError) as exc:
                     log.warning("could not read the open episodes to take over: %s", exc)
                 await self._report_health()
@@ -251,6 +273,8 @@ class MonitorService:
                     self.inputs.become_standby()
                 if self.flows is not None:
                     self.flows.become_standby()
+                if self.funding is not None:
+                    self.funding.become_standby()
                 await self._report_health()
             await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
 
@@ -264,6 +288,8 @@ class MonitorService:
                     self.accounts.on_timer()
                 if self.flows is not None:
                     self.flows.on_timer()
+                if self.funding is not None:
+                    self.funding.on_timer()
             except Exception:  # one bad evaluation must not stop the clock
                 log.exception("monitor evaluation failed")
 
@@ -282,7 +308,8 @@ class MonitorService:
             role="actor" if self.is_actor else "standby", feed_live=self.inputs_live,
             symbols=len(self.view.symbols), rules=len(self.view.rules),
             open_episodes=(len(self.watcher.episodes) if self.watcher is not None else 0)
-            + (self.accounts.open_episodes if self.accounts is not None else 0),
+            + (self.accounts.open_episodes if self.accounts is not None else 0)
+            + (self.funding.open_episodes if self.funding is not None else 0),
             accounts=len(self.columns),
             account_events=self.account_feed.events if self.account_feed is not None else 0,
             account_cursor=(self.account_feed.cursor or "") if self.account_feed is not None else "",
@@ -316,6 +343,8 @@ class MonitorService:
             self.flows.actor = False
         if self.flow_feed is not None:
             self.flow_feed.close()
+        if self.funding is not None:
+            self.funding.actor = False
         for task in self._tasks:
             task.cancel()
         if self._tasks:

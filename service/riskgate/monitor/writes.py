@@ -78,6 +78,7 @@ class MonitorWrites:
         self._clear = client.register_script(scripts.CLEAR)
         self._transition = client.register_script(scripts.TRANSITION)
         self._put_rule = client.register_script(scripts.PUT_RULE)
+        self._put_funding = client.register_script(scripts.PUT_FUNDING)
         self._lease = client.register_script(scripts.TAKE_OR_RENEW_LEASE)
         self._release = client.register_script(scripts.RELEASE_LEASE)
 
@@ -92,9 +93,10 @@ class MonitorWrites:
     # ---- actions ----------------------------------------------------------------------
 
     async def fire(self, rule: Rule, symbol: str, alert: dict[str, Any], evidence: dict[str, str],
-                   reason: str, at_ms: int) -> Fired:
+                   reason: str, at_ms: int, episodes: str = "") -> Fired:
         """Opens an episode of rule on symbol: the alert, and (mode act) the breaker, tripped
-        only if NORMAL or absent (or set by a rule to a milder state)."""
+        only if NORMAL or absent (or set by a rule to a milder state). `episodes`: the hash
+        of open episodes ("" = the mark rules'; the funding rules keep their own)."""
         record = b""
         state_name = ""
         if rule.acts:
@@ -103,7 +105,7 @@ class MonitorWrites:
                                         set_by=rule.actor, updated_ms=at_ms))
         result = await self._fire(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, self.keys.episodes, self.keys.alert_seq],
+                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.alert_seq],
             args=[self.lease_token, self.floor, symbol, record, self.keys.changes,
                   int(BreakerState[state_name]) if state_name else 0, self.audit_maxlen,
                   episode_field(rule.id, symbol), _json.encode(alert), at_ms, rule.actor, state_name,
@@ -116,14 +118,14 @@ class MonitorWrites:
         return Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
                      action=_text(result[4]))
 
-    async def clear(self, rule: Rule, symbol: str, note: str, evidence: dict[str, str], at_ms: int
-                    ) -> Cleared | None:
+    async def clear(self, rule: Rule, symbol: str, note: str, evidence: dict[str, str], at_ms: int,
+                    episodes: str = "") -> Cleared | None:
         """Ends the episode; the breaker goes back to NORMAL only if it is still the rule's."""
         record = encode(BreakerSpec(symbol=symbol, state=BreakerState.NORMAL, reason=note[:500], set_by=rule.actor,
                                     updated_ms=at_ms))
         result = await self._clear(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, self.keys.episodes],
+                  self.keys.alert_events, episodes or self.keys.episodes],
             args=[self.lease_token, self.floor, symbol, record, self.keys.changes, self.audit_maxlen,
                   episode_field(rule.id, symbol), rule.actor, at_ms, note,
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
@@ -208,6 +210,14 @@ class MonitorWrites:
         return int(await self._put_rule(
             keys=[self.keys.seq, self.keys.rules, self.keys.audit],
             args=["", self.floor, rule.id, payload, self.keys.rule_changes, self.audit_maxlen, "nx" if seed else "",
+                  *_pairs({"ts_ms": str(now_ms()), **audit})]))
+
+    async def put_funding(self, symbol: str, record: bytes, audit: dict[str, str]) -> int:
+        """Stores a funding rate (its JSON) under the next version, publishes it as kind
+        "funding" on the rule channel and audits it: one script."""
+        return int(await self._put_funding(
+            keys=[self.keys.seq, self.keys.funding, self.keys.audit],
+            args=["", self.floor, symbol, record, self.keys.rule_changes, self.audit_maxlen,
                   *_pairs({"ts_ms": str(now_ms()), **audit})]))
 
     async def audit(self, entry: dict[str, str]) -> None:

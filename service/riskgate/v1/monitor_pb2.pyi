@@ -168,6 +168,32 @@ class Rule(_message.Message):
     min_value: str
     def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., symbol: _Optional[str] = ..., metric: _Optional[str] = ..., threshold: _Optional[str] = ..., release: _Optional[str] = ..., window_ms: _Optional[int] = ..., confirmation: _Optional[int] = ..., action: _Optional[str] = ..., cooldown_ms: _Optional[int] = ..., severity: _Optional[_Union[Severity, str]] = ..., mode: _Optional[str] = ..., disabled: _Optional[bool] = ..., overrides: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., account_id: _Optional[str] = ..., min_value: _Optional[str] = ...) -> None: ...
 
+class FundingRate(_message.Message):
+    __slots__ = ("symbol", "rate", "interval_ms", "version", "updated_by", "updated_ms")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    rate: str
+    interval_ms: int
+    version: int
+    updated_by: str
+    updated_ms: int
+    def __init__(self, symbol: _Optional[str] = ..., rate: _Optional[str] = ..., interval_ms: _Optional[int] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+
+class ListFundingRatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FundingRateList(_message.Message):
+    __slots__ = ("rates",)
+    RATES_FIELD_NUMBER: _ClassVar[int]
+    rates: _containers.RepeatedCompositeFieldContainer[FundingRate]
+    def __init__(self, rates: _Optional[_Iterable[_Union[FundingRate, _Mapping]]] = ...) -> None: ...
+
 class ListRulesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

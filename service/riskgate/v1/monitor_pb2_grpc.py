@@ -69,6 +69,16 @@ class RiskMonitorStub:
                 request_serializer=riskgate_dot_v1_dot_monitor__pb2.MonitorStatusRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
                 _registered_method=True)
+        self.SetFundingRate = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/SetFundingRate',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.FundingRate.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.FundingRate.FromString,
+                _registered_method=True)
+        self.ListFundingRates = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/ListFundingRates',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.FundingRateList.FromString,
+                _registered_method=True)
 
 
 class RiskMonitorServicer:
@@ -118,6 +128,20 @@ class RiskMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetFundingRate(self, request, context):
+        """Admin only; validated (INVALID_ARGUMENT naming the field), versioned, audited and
+        followed by every monitor. Evaluated at once by the funding rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFundingRates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +179,16 @@ def add_RiskMonitorServicer_to_server(servicer, server):
                     servicer.GetMonitorStatus,
                     request_deserializer=riskgate_dot_v1_dot_monitor__pb2.MonitorStatusRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_monitor__pb2.MonitorStatus.SerializeToString,
+            ),
+            'SetFundingRate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFundingRate,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.FundingRate.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.FundingRate.SerializeToString,
+            ),
+            'ListFundingRates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFundingRates,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.FundingRateList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +380,60 @@ class RiskMonitor:
             '/riskgate.v1.RiskMonitor/GetMonitorStatus',
             riskgate_dot_v1_dot_monitor__pb2.MonitorStatusRequest.SerializeToString,
             riskgate_dot_v1_dot_monitor__pb2.MonitorStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFundingRate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/SetFundingRate',
+            riskgate_dot_v1_dot_monitor__pb2.FundingRate.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.FundingRate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFundingRates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/ListFundingRates',
+            riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.FundingRateList.FromString,
             options,
             channel_credentials,
             insecure,
