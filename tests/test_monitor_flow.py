@@ -3,15 +3,23 @@ and fires on the threshold and not below it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
+import grpc
+import pytest
+
+from riskgate.cli.main import main
 from riskgate.monitor.rules import Rule
 from riskgate.monitor.service import MonitorService
+from riskgate.v1 import monitor_pb2 as mpb
 from riskgate.v1 import pretrade_pb2 as pb
+from tests.audit_trail import audit_entries
 from tests.conftest import Services
 from tests.monitor_support import running_monitor, until
-from tests.support import Client
+from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, Client
 
 D = Decimal
 WINDOW = 600_000
@@ -113,3 +121,68 @@ async def test_realized_pnl_rule_when_closing_profit_reaches_amount_then_alert_a
         await seen(monitor, "acct-1", "fills", 2)
         alerts = await until(client.alerts, lambda a: len(a) == 1)
         assert (alerts[0].rule_id, alerts[0].value, alerts[0].evidence["realized_pnl"]) == ("pnl-at", "1000", "1000")
+
+
+async def test_wash_trade_rule_when_counterparty_in_same_linked_group_then_alert_and_other_group_none(
+        services: Services) -> None:
+    gate = await _gate(services)
+    await gate.trader("acct-3", "1000000")
+    rule = flow_rule("wash", "wash_trades", "1")
+    async with running_monitor(services.redis_url, [rule]) as (monitor, client):
+        await until(client.status, lambda s: s.role == "actor")
+        for account, group in (("acct-1", "owner-a"), ("acct-2", "owner-a"), ("acct-3", "owner-b")):
+            stored = await client.stub.SetAccountGroup(mpb.AccountGroup(account_id=account, group=group),
+                                                       metadata=client.auth(ADMIN_TOKEN))
+            assert stored.version > 0 and stored.updated_by == "test-admin"
+        listed = await client.stub.ListAccountGroups(mpb.ListAccountGroupsRequest(group="owner-a"),
+                                                     metadata=client.auth())
+        assert [a.account_id for a in listed.accounts] == ["acct-1", "acct-2"]
+
+        await _filled(gate, "acct-1", "buy", "0.01", "50000", counterparty_account_id="acct-3")
+        await seen(monitor, "acct-1", "fills", 1)
+        assert await client.alerts() == []
+        await _filled(gate, "acct-1", "buy", "0.01", "50000", execution_id="linked-1",
+                      counterparty_account_id="acct-2")
+        alerts = await until(client.alerts, lambda a: len(a) == 1)
+        assert alerts[0].account_id == "acct-1" and "linked-1 BTCUSDT vs acct-2" in alerts[0].evidence["fills"]
+
+
+async def test_set_account_group_when_caller_not_admin_or_field_bad_then_refused_naming_it(
+        services: Services) -> None:
+    await _gate(services)
+    async with running_monitor(services.redis_url, []) as (_, client):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await client.stub.SetAccountGroup(mpb.AccountGroup(account_id="acct-1", group="g"),
+                                              metadata=client.auth(OPERATOR_TOKEN))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await client.stub.SetAccountGroup(mpb.AccountGroup(account_id="", group="g"),
+                                              metadata=client.auth(ADMIN_TOKEN))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad.value.details().startswith("account_id")
+        entries = await audit_entries(services.redis_url, lambda e: e["action"] == "SetAccountGroup",
+                                      lambda rows: len(rows) == 2)
+        assert sorted(e["outcome"].split(":")[0] for e in entries) == ["denied", "invalid"]
+
+
+async def test_groups_command_when_setting_and_listing_then_table_json_and_exit_codes(
+        services: Services, capsys: pytest.CaptureFixture[str]) -> None:
+    await _gate(services)
+    async with running_monitor(services.redis_url, []) as (_, client):
+        target = ("--target", client.target)
+
+        async def run(*argv: str) -> tuple[int, str, str]:
+            code = await asyncio.to_thread(main, list(argv))  # a blocking channel: off this loop
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        code, out, _ = await run("groups", "set", "acct-1", "owner-a", *target, "--token", ADMIN_TOKEN)
+        assert code == 0 and json.loads(out)["group"] == "owner-a"
+        code, out, _ = await run("groups", *target, "--token", OPERATOR_TOKEN)
+        header, row = out.splitlines()
+        assert code == 0 and header.split()[:2] == ["ACCOUNT", "GROUP"] and row.split()[:2] == ["acct-1", "owner-a"]
+        code, out, _ = await run("groups", "set", "acct-1", "", *target, "--token", ADMIN_TOKEN)
+        assert code == 0
+        code, out, _ = await run("groups", "--json", *target, "--token", OPERATOR_TOKEN)
+        assert code == 0 and json.loads(out) == {}
+        code, _, err = await run("groups", "set", "acct-1", *target, "--token", ADMIN_TOKEN)
+        assert code == 2 and "set needs the account and its group" in err

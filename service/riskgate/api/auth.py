@@ -30,6 +30,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "GetMonitorStatus": frozenset({"admin", "operator", "viewer"}),
     "SetFundingRate": frozenset({"admin"}),
     "ListFundingRates": frozenset({"admin", "operator", "viewer"}),
+    "SetAccountGroup": frozenset({"admin"}),
+    "ListAccountGroups": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -299,19 +299,20 @@ def _parser() -> argparse.ArgumentParser:
     fields.add_argument("--overrides", help="the platform rule this one replaces for its symbol or account; '' = none")
     fields.add_argument("--min-value", help="a floor the measured amount must reach as well; '' = none")
     rules.set_defaults(handler=_rules)
-    funding = sub.add_parser("funding", help="set a symbol's funding rate on the monitor, or list the rates")
+    funding = monitor_client("funding", "set a symbol's funding rate on the monitor, or list the rates")
     funding.add_argument("verb", nargs="?", default="list", choices=["list", "set"])
     funding.add_argument("symbol", nargs="?", default="", help="the symbol (set)")
     funding.add_argument("rate", nargs="?", default="",
                          help="per funding interval, signed (set): 0.0001 is 0.01%%, longs pay shorts")
     funding.add_argument("--interval-ms", type=_count, default=0, help="the funding interval (0 = 8 h)")
-    funding.add_argument("--json", action="store_true", help="JSON instead of a table (list)")
-    funding.add_argument("--target", type=_target,
-                         default=os.environ.get("RISKGATE_MONITOR_TARGET") or DEFAULT_MONITOR_TARGET,
-                         help=f"monitor address (default {DEFAULT_MONITOR_TARGET}, env RISKGATE_MONITOR_TARGET)")
-    funding.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
-                         help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
     funding.set_defaults(handler=_funding)
+
+    groups = monitor_client("groups", "link accounts of one owner (the wash-trade rule), or list the groups")
+    groups.add_argument("verb", nargs="?", default="list", choices=["list", "set"])
+    groups.add_argument("account", nargs="?", default="", help="the account (set)")
+    groups.add_argument("group", nargs="?", default=None, help="its group (set); '' takes it out of any")
+    groups.add_argument("--group", dest="only", default="", help="list: only this group's accounts")
+    groups.set_defaults(handler=_groups)
     return parser
 
 
@@ -900,13 +901,41 @@ def _print_funding_table(answer: Any) -> None:
 
     rows = [("SYMBOL", "RATE", "PERCENT", "INTERVAL", "VERSION", "UPDATED (UTC)", "BY")]
     for rate in answer.rates:
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(rate.updated_ms / 1000))
         percent = f"{fmt(Decimal(rate.rate) * 100)}%"
         rows.append((rate.symbol, rate.rate, percent, f"{rate.interval_ms / 3_600_000:g}h", str(rate.version),
-                     updated, rate.updated_by))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+                     _utc(rate.updated_ms), rate.updated_by))
+    _print_table(rows)
+
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+
+
+def _groups(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    if args.verb == "set" and (not args.account or args.group is None):
+        print("riskgate groups: set needs the account and its group ('' for none)", file=sys.stderr)
+        return 2
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        if args.verb == "set":
+            request = mpb.AccountGroup(account_id=args.account, group=args.group)
+            return _call(lambda: stub.SetAccountGroup(request, metadata=_metadata(args), timeout=5))
+        try:
+            answer = stub.ListAccountGroups(mpb.ListAccountGroupsRequest(group=args.only), metadata=_metadata(args),
+                                            timeout=5)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 1
+    if args.json:
+        _print(answer)
+    else:
+        _print_table([("ACCOUNT", "GROUP", "VERSION", "UPDATED (UTC)", "BY"),
+                      *((a.account_id, a.group, str(a.version), _utc(a.updated_ms), a.updated_by)
+                        for a in answer.accounts)])
+    return 0
 
 
 def _with_port(listen: str, port: int) -> str:

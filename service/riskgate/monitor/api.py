@@ -19,6 +19,7 @@ from riskgate.book.ratelimit import TokenBucket
 from riskgate.monitor.alerts import STATES, VERBS, Alert
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
+from riskgate.monitor.groups import GroupSpec, encode_group, group_message, validate_group
 from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
 from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
 from riskgate.v1 import monitor_pb2 as pb
@@ -186,6 +187,35 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         if self.view.apply("funding", stored) is not None and self.on_funding is not None:
             self.on_funding(stored.symbol)
         return funding_message(stored)
+
+    async def SetAccountGroup(self, request: pb.AccountGroup, context: grpc.aio.ServicerContext) -> pb.AccountGroup:
+        principal = await self._guard("SetAccountGroup", request, context)
+        try:
+            spec = validate_group(GroupSpec(account_id=request.account_id, group=request.group,
+                                            updated_by=principal.name, updated_ms=now_ms()))
+        except RuleError as exc:
+            await self._refuse(context, principal, "SetAccountGroup", request, grpc.StatusCode.INVALID_ARGUMENT,
+                               str(exc), f"invalid: {exc}")
+        audit = {"actor": principal.name, "action": "SetAccountGroup", "target": clip(spec.account_id),
+                 "outcome": "ok", "request": _request_text(request)[:AUDIT_REQUEST_MAX]}
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                version = await self.writes.put_record("group", spec.account_id, encode_group(spec), audit)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, "SetAccountGroup", request, grpc.StatusCode.UNAVAILABLE,
+                               f"not confirmed by Redis ({exc}); list the groups before retrying",
+                               f"unavailable: {exc}")
+        stored = msgspec.structs.replace(spec, version=version)
+        self.view.apply("group", stored)  # the published copy may arrive after the answer
+        return group_message(stored)
+
+    async def ListAccountGroups(self, request: pb.ListAccountGroupsRequest, context: grpc.aio.ServicerContext
+                                ) -> pb.AccountGroupList:
+        principal = await self._guard("ListAccountGroups", request, context)
+        await self._audit(principal.name, "ListAccountGroups", request, "ok")
+        return pb.AccountGroupList(accounts=[
+            group_message(spec) for _, spec in sorted(self.view.groups.items())
+            if spec.group and (not request.group or spec.group == request.group)])
 
     async def ListFundingRates(self, request: pb.ListFundingRatesRequest, context: grpc.aio.ServicerContext
                                ) -> pb.FundingRateList:

@@ -22,6 +22,7 @@ from riskgate.book.specs import BreakerSpec, MarkSpec, SymbolSpec
 from riskgate.engine.spec_rules import validate_symbol
 from riskgate.monitor.exact import Market
 from riskgate.monitor.funding import FundingSpec, decode_funding
+from riskgate.monitor.groups import GroupSpec, decode_group
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.marks import MarkHistory
 from riskgate.monitor.rules import Rule, validate_rule
@@ -48,6 +49,8 @@ class MarketView:
         self.marks: dict[str, MarkHistory] = {}
         self.rules: dict[str, Rule] = {}
         self.funding: dict[str, FundingSpec] = {}
+        # Linked accounts: account -> its group record ("" group: in none).
+        self.groups: dict[str, GroupSpec] = {}
         self.max_version = 0
         self._tiers: dict[str, tuple[int, TierTable]] = {}
 
@@ -92,6 +95,10 @@ class MarketView:
             current_rule = self.rules.get(record.id)
             if current_rule is None or record.version > current_rule.version:
                 self.rules[record.id] = record
+        elif kind == "group":
+            current_group = self.groups.get(record.account_id)
+            if current_group is None or record.version > current_group.version:
+                self.groups[record.account_id] = record
         elif kind == "funding":
             current_funding = self.funding.get(record.symbol)
             if current_funding is None or record.version > current_funding.version:
@@ -163,19 +170,17 @@ class Feed:
                     self._apply(kind, decode_record(kind, stored.d, stored.v))
                 except Exception as exc:  # one bad record must not stop the load
                     log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
-        for field, data in (await self.client.hgetall(self.keys.rules)).items():
-            try:
-                stored = _stored.decode(data)
-                self._apply("rule", _decode_rule(stored.d, stored.v))
-            except Exception as exc:
-                log.error("ignoring unreadable rule %r in Redis: %r", field[:100], exc)
-        # After the rules: each rate loaded is evaluated by the rules in force.
-        for field, data in (await self.client.hgetall(self.keys.funding)).items():
-            try:
-                stored = _stored.decode(data)
-                self._apply("funding", decode_funding(stored.d, stored.v))
-            except Exception as exc:
-                log.error("ignoring unreadable funding rate %r in Redis: %r", field[:100], exc)
+        # Rules first: each rate loaded is evaluated by the rules in force.
+        people: tuple[tuple[str, str, Callable[[msgspec.Raw, int], Any]], ...] = (
+            ("rule", self.keys.rules, _decode_rule), ("funding", self.keys.funding, decode_funding),
+            ("group", self.keys.account_groups, decode_group))
+        for kind, key, decode in people:
+            for field, data in (await self.client.hgetall(key)).items():
+                try:
+                    stored = _stored.decode(data)
+                    self._apply(kind, decode(stored.d, stored.v))
+                except Exception as exc:
+                    log.error("ignoring unreadable %s %r in Redis: %r", kind, field[:100], exc)
 
     def _on_message(self, data: bytes) -> None:
         try:
@@ -184,6 +189,8 @@ class Feed:
                 self._apply("rule", _decode_rule(change.d, change.v))
             elif change.k == "funding":
                 self._apply("funding", decode_funding(change.d, change.v))
+            elif change.k == "group":
+                self._apply("group", decode_group(change.d, change.v))
             elif change.k in FOLLOWED:
                 self._apply(change.k, decode_record(change.k, change.d, change.v))
         except Exception as exc:  # one bad message must not end the feed

@@ -42,8 +42,6 @@ class FlowWatcher:
         self.actor = False
         self.inputs_live = False
         self.flows: dict[str, AccountFlow] = {}
-        # Linked accounts (same beneficial owner): account -> group, set by admins.
-        self.groups: dict[str, str] = {}
         self.active: set[tuple[str, str]] = set()
         self.counts: dict[tuple[str, str], int] = {}
         self.calm_since: dict[tuple[str, str], int] = {}
@@ -67,8 +65,9 @@ class FlowWatcher:
             return False
         if counterparty == account_id:
             return True
-        group = self.groups.get(account_id)
-        return group is not None and group == self.groups.get(counterparty)
+        mine = self.view.groups.get(account_id)
+        theirs = self.view.groups.get(counterparty)
+        return mine is not None and theirs is not None and bool(mine.group) and mine.group == theirs.group
 
     # ---- evaluation ----------------------------------------------------------------------
 

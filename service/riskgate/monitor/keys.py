@@ -27,6 +27,8 @@ class MonitorKeys(Keys):
         # about the whole account), and the stream the liquidation engine reads candidates from.
         self.account_episodes = f"{tag}:monitor:account_episodes"
         self.liquidation_candidates = f"{tag}:liquidation_candidates"
+        # Linked accounts (one beneficial owner): account -> {"v": version, "d": its group}.
+        self.account_groups = f"{tag}:account_groups"
         # Funding rates by symbol, stored {"v": version, "d": rate} and published on
         # rule_changes as kind "funding"; the funding rules' open episodes ("<rule>\x1f<symbol>",
         # symbol "" for the platform's net flow), apart from the mark rules' own.

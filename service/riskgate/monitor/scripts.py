@@ -167,14 +167,15 @@ audit('ok: ' .. ARGV[3])
 return {'ok', encoded}
 """
 
-# KEYS: 1 seq, 2 rules, 3 audit. ARGV: 1 unused, 2 version floor, 3 id, 4 rule JSON, 5 channel,
-# 6 audit maxlen, 7 'nx' (a seed: only where none is stored) or '', 8... audit pairs.
-# Returns the new version, or 0 when 'nx' found a rule.
-PUT_RULE = _LIFT + """
+# A record people set on the monitor (a rule, a funding rate, an account's group), versioned
+# like every admin record. KEYS: 1 seq, 2 the record hash, 3 audit. ARGV: 1 kind, 2 version
+# floor, 3 field, 4 record JSON, 5 channel, 6 audit maxlen, 7 'nx' (a seed: only where none
+# is stored) or '', 8... audit pairs. Returns the new version, or 0 when 'nx' found one.
+PUT_RECORD = _LIFT + """
 if ARGV[7] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 0 end
 local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-redis.call('PUBLISH', ARGV[5], '{"k":"rule","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
+redis.call('PUBLISH', ARGV[5], '{"k":"' .. ARGV[1] .. '","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
 local entry = {}
 for i = 8, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'version'
@@ -325,19 +326,4 @@ end
 redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', ARGV[7], 'note', note,
   'at_ms', ARGV[8])
 return {'ok', ep.alert, v, audit_id, outcome}
-"""
-
-# A funding rate, stored and published like a rule (kind 'funding' on the rule channel).
-# KEYS: 1 seq, 2 funding, 3 audit. ARGV: 1 unused, 2 version floor, 3 symbol, 4 rate JSON,
-# 5 channel, 6 audit maxlen, 7... audit pairs. Returns the new version.
-PUT_FUNDING = _LIFT + """
-local v = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-redis.call('PUBLISH', ARGV[5], '{"k":"funding","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-local entry = {}
-for i = 7, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
-return v
 """

@@ -77,8 +77,7 @@ class MonitorWrites:
         self._account_clear = client.register_script(scripts.ACCOUNT_CLEAR)
         self._clear = client.register_script(scripts.CLEAR)
         self._transition = client.register_script(scripts.TRANSITION)
-        self._put_rule = client.register_script(scripts.PUT_RULE)
-        self._put_funding = client.register_script(scripts.PUT_FUNDING)
+        self._put_record = client.register_script(scripts.PUT_RECORD)
         self._lease = client.register_script(scripts.TAKE_OR_RENEW_LEASE)
         self._release = client.register_script(scripts.RELEASE_LEASE)
 
@@ -205,20 +204,22 @@ class MonitorWrites:
         rows = await self.client.hgetall(self.keys.alerts)
         return [decode_alert(data) for data in rows.values()]
 
-    async def put_rule(self, rule: Rule, audit: dict[str, str], seed: bool = False) -> int:
-        payload = _json.encode(rule)
-        return int(await self._put_rule(
-            keys=[self.keys.seq, self.keys.rules, self.keys.audit],
-            args=["", self.floor, rule.id, payload, self.keys.rule_changes, self.audit_maxlen, "nx" if seed else "",
+    async def put_record(self, kind: str, field: str, record: bytes, audit: dict[str, str], seed: bool = False
+                         ) -> int:
+        """Stores a record people set on the monitor (kind "rule", "funding" or "group") under
+        the next version, publishes it on the rule channel and audits it: one script. Returns
+        the version (0: `seed` found one stored already)."""
+        hashes = {"rule": self.keys.rules, "funding": self.keys.funding, "group": self.keys.account_groups}
+        return int(await self._put_record(
+            keys=[self.keys.seq, hashes[kind], self.keys.audit],
+            args=[kind, self.floor, field, record, self.keys.rule_changes, self.audit_maxlen, "nx" if seed else "",
                   *_pairs({"ts_ms": str(now_ms()), **audit})]))
 
+    async def put_rule(self, rule: Rule, audit: dict[str, str], seed: bool = False) -> int:
+        return await self.put_record("rule", rule.id, _json.encode(rule), audit, seed)
+
     async def put_funding(self, symbol: str, record: bytes, audit: dict[str, str]) -> int:
-        """Stores a funding rate (its JSON) under the next version, publishes it as kind
-        "funding" on the rule channel and audits it: one script."""
-        return int(await self._put_funding(
-            keys=[self.keys.seq, self.keys.funding, self.keys.audit],
-            args=["", self.floor, symbol, record, self.keys.rule_changes, self.audit_maxlen,
-                  *_pairs({"ts_ms": str(now_ms()), **audit})]))
+        return await self.put_record("funding", symbol, record, audit)
 
     async def audit(self, entry: dict[str, str]) -> None:
         """An entry of a read or a refusal (changes are audited inside their script)."""

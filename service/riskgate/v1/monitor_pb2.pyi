@@ -194,6 +194,32 @@ class FundingRateList(_message.Message):
     rates: _containers.RepeatedCompositeFieldContainer[FundingRate]
     def __init__(self, rates: _Optional[_Iterable[_Union[FundingRate, _Mapping]]] = ...) -> None: ...
 
+class AccountGroup(_message.Message):
+    __slots__ = ("account_id", "group", "version", "updated_by", "updated_ms")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    group: str
+    version: int
+    updated_by: str
+    updated_ms: int
+    def __init__(self, account_id: _Optional[str] = ..., group: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+
+class ListAccountGroupsRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class AccountGroupList(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[AccountGroup]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[AccountGroup, _Mapping]]] = ...) -> None: ...
+
 class ListRulesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -79,6 +79,16 @@ class RiskMonitorStub:
                 request_serializer=riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_monitor__pb2.FundingRateList.FromString,
                 _registered_method=True)
+        self.SetAccountGroup = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/SetAccountGroup',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroup.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroup.FromString,
+                _registered_method=True)
+        self.ListAccountGroups = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/ListAccountGroups',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.FromString,
+                _registered_method=True)
 
 
 class RiskMonitorServicer:
@@ -142,6 +152,19 @@ class RiskMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAccountGroup(self, request, context):
+        """Admin only; validated (INVALID_ARGUMENT naming the field), versioned and audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccountGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +212,16 @@ def add_RiskMonitorServicer_to_server(servicer, server):
                     servicer.ListFundingRates,
                     request_deserializer=riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_monitor__pb2.FundingRateList.SerializeToString,
+            ),
+            'SetAccountGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccountGroup,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroup.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroup.SerializeToString,
+            ),
+            'ListAccountGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountGroups,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +467,60 @@ class RiskMonitor:
             '/riskgate.v1.RiskMonitor/ListFundingRates',
             riskgate_dot_v1_dot_monitor__pb2.ListFundingRatesRequest.SerializeToString,
             riskgate_dot_v1_dot_monitor__pb2.FundingRateList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccountGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/SetAccountGroup',
+            riskgate_dot_v1_dot_monitor__pb2.AccountGroup.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.AccountGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/ListAccountGroups',
+            riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.FromString,
             options,
             channel_credentials,
             insecure,
