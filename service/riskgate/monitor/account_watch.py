@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from redis.exceptions import RedisError
 
 from riskgate.monitor.alerts import OPEN
@@ -44,6 +45,35 @@ class _RuleState:
     active: set[Key] = field(default_factory=set)
     counts: dict[Key, int] = field(default_factory=dict)
     calm_since: dict[Key, int] = field(default_factory=dict)
+    # The account-wide episodes of `active` by account index: on a crash day tens of thousands
+    # are open at once, and a tick must not walk them one by one.
+    mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def open(self, key: Key) -> None:
+        self.active.add(key)
+        if not key[1]:
+            if key[0] >= len(self.mask):
+                grown = np.zeros(max(key[0] + 1, 2 * len(self.mask)), dtype=bool)
+                grown[:len(self.mask)] = self.mask
+                self.mask = grown
+            self.mask[key[0]] = True
+
+    def close(self, key: Key) -> None:
+        self.active.discard(key)
+        if not key[1] and key[0] < len(self.mask):
+            self.mask[key[0]] = False
+
+    def clear(self) -> None:
+        self.active.clear()
+        self.calm_since.clear()
+        self.mask[:] = False
+
+    def open_among(self, accounts: Indices) -> npt.NDArray[np.bool_]:
+        """Whether each of these accounts has its account-wide episode open."""
+        inside = accounts < len(self.mask)
+        found = np.zeros(len(accounts), dtype=bool)
+        found[inside] = self.mask[accounts[inside]]
+        return found
 
 
 @dataclass(frozen=True)
@@ -106,7 +136,11 @@ class AccountWatcher:
         for rule in self._rules():
             state = self.states.get(rule.id)
             if state is not None and state.calm_since:
-                self._calm(rule, state, now)
+                if rule.metric == "margin_ratio":
+                    self._calm_accounts(rule, state, np.fromiter((k[0] for k in state.calm_since), dtype=np.int64),
+                                        now)
+                else:
+                    self._calm(rule, state, now)
 
     def reconsider(self) -> None:
         """What was decided while this monitor could not act (a standby, or its inputs down):
@@ -119,7 +153,10 @@ class AccountWatcher:
             for key, count in list(state.counts.items()):
                 if count >= rule.confirmation and key not in state.active and rule.enabled:
                     self._enqueue(_Action(True, rule, key[0], key[1], now))
-            self._calm(rule, state, now)
+            if rule.metric == "margin_ratio":
+                self._calm_accounts(rule, state, np.flatnonzero(state.mask), now)
+            else:
+                self._calm(rule, state, now)
 
     def _rules(self) -> list[Rule]:
         platform, own = account_rules(self.view.rules)
@@ -150,12 +187,19 @@ class AccountWatcher:
             state = self.states.setdefault(rule.id, _RuleState())
             if rule.metric == "margin_ratio":
                 targets = self._targets(rule, accounts, replaced)
-                above = targets[self.columns.ratio[targets] >= float(rule.threshold) * (1 - SCREEN_SLACK)]
-                self._confirm(rule, state, [(i, "") for i in above.tolist()], now)
-                ratio = self.columns.ratio
                 threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
+                above = targets[self.columns.ratio[targets] >= threshold]
+                # Those already in an episode only stop calming: no per-account step for them.
+                still = above[state.open_among(above)]
+                if len(still) and state.calm_since:
+                    for index in still.tolist():
+                        state.calm_since.pop((index, ""), None)
+                self._confirm(rule, state, [(i, "") for i in above[~state.open_among(above)].tolist()], now)
+                ratio = self.columns.ratio
                 for key in [k for k in state.counts if ratio[k[0]] < threshold]:
                     del state.counts[key]
+                self._calm_accounts(rule, state, targets, now)
+                continue
             elif rule.metric == "concentration":
                 floor = float(rule.min_value or 0) * (1 - SCREEN_SLACK)
                 threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
@@ -178,6 +222,22 @@ class AccountWatcher:
             state.counts[key] = count
             if count >= rule.confirmation:
                 self._enqueue(_Action(True, rule, key[0], key[1], now))
+
+    def _calm_accounts(self, rule: Rule, state: _RuleState, accounts: Indices, now: int) -> None:
+        """The account-wide episodes open among these accounts: calm ones start (or keep)
+        their clock and end after the cooldown; the others stop it."""
+        opened = accounts[state.open_among(accounts)]
+        if not len(opened):
+            return
+        level = float(rule.calm_below) * (1 + SCREEN_SLACK)
+        calm = opened[self.columns.ratio[opened] < level]
+        for index in opened[self.columns.ratio[opened] >= level].tolist():
+            state.calm_since.pop((index, ""), None)
+        for index in calm.tolist():
+            key = (index, "")
+            since = state.calm_since.setdefault(key, now)
+            if now - since >= rule.cooldown_ms:
+                self._enqueue(_Action(False, rule, index, "", now))
 
     def _calm(self, rule: Rule, state: _RuleState, now: int) -> None:
         for key in list(state.active):
@@ -230,13 +290,12 @@ class AccountWatcher:
     async def become_actor(self) -> None:
         found = await self.writes.account_episodes()
         for state in self.states.values():
-            state.active.clear()
-            state.calm_since.clear()
+            state.clear()
         for rule_id, account_id, symbol in found:
             index = self.columns.index.get(account_id)
             if index is None:
                 index = self.columns.put(account_id, 0, Decimal(0), ()) or self.columns.index[account_id]
-            self.states.setdefault(rule_id, _RuleState()).active.add((index, symbol))
+            self.states.setdefault(rule_id, _RuleState()).open((index, symbol))
         self.actor = True
         self.reconsider()
 
@@ -286,7 +345,7 @@ class AccountWatcher:
             alert = _alert(rule, account_id, action.symbol, value, evidence, description, now)
             fired = await self.writes.account_fire(rule, account_id, action.symbol, alert, evidence, description,
                                                    candidate, now)
-            state.active.add(key)
+            state.open(key)
             state.counts.pop(key, None)
             if not fired.already_open:
                 self.fired += 1
@@ -297,7 +356,7 @@ class AccountWatcher:
                 return
             note = f"calm: {rule.metric} {value} below {fmt(rule.calm_below)}"
             cleared = await self.writes.account_clear(rule, account_id, action.symbol, note, evidence, now)
-            state.active.discard(key)
+            state.close(key)
             state.calm_since.pop(key, None)
             if cleared is not None:
                 log.warning("rule %s episode on %s ended: %s (alert %s)", rule.id, account_id, cleared.outcome,
