@@ -250,3 +250,35 @@ async def test_stale_mark_rule_when_held_symbol_mark_ages_past_bound_then_alert_
         assert int(alert.evidence["mark_age_ms"]) >= 1000
         await gate.set_mark("BTCUSDT", "50001")
         await until(client.alerts, lambda a: any(x.id == alert.id and x.cleared_ms for x in a))
+
+
+async def test_close_only_when_two_rules_hold_it_then_lifted_only_after_both_episodes_end(services: Services) -> None:
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000")
+    await gate.trader("whale", "100000", LONG_10)
+    await gate.trader("other", "1000000", [("BTCUSDT", "-10", "50000", 10)])
+    concentration = Rule(id="conc", metric="concentration", threshold=D("0.5"), min_value=D(0), window_ms=0,
+                         action="account_reduce_only", cooldown_ms=0)
+    async with running_monitor(services.redis_url, [concentration, LADDER[1]]) as (monitor, client):
+        await until(client.status, lambda s: s.role == "actor")
+        first = await until(lambda: stored_controls(services.redis_url, "whale"),
+                            lambda c: c is not None and c.set_by == "monitor:conc")
+        await gate.upsert_account("whale", "3800", LONG_10)  # 0.97: the close-only rule wants it too
+        alerts = await until(client.alerts, lambda a: any(x.rule_id == "mr-close" for x in a))
+        joined = next(a for a in alerts if a.rule_id == "mr-close")
+        assert joined.action_taken == (f"none: account already REDUCE_ONLY (set by monitor:conc, version "
+                                       f"{first.version}); held by this rule too")
+
+        await gate.trader("sybil", "10000000", [("BTCUSDT", "40", "50000", 10)])  # whale's share 0.2
+        await until(client.alerts, lambda a: any(x.rule_id == "conc" and x.account_id == "whale" and x.cleared_ms
+                                                 for x in a))
+        await idle(monitor, gate, "whale")
+        still = await stored_controls(services.redis_url, "whale")
+        assert still is not None and still.restriction == 2 and still.version == first.version
+        conc = next(a for a in await client.alerts() if a.rule_id == "conc" and a.account_id == "whale")
+        assert "left: still held by 1 other episode(s)" in conc.history[-1].note
+
+        await gate.upsert_account("whale", "100000", LONG_10)
+        lifted = await until(lambda: stored_controls(services.redis_url, "whale"),
+                             lambda c: c is not None and c.restriction == 1)
+        assert lifted is not None and lifted.set_by == "monitor:mr-close"

@@ -181,3 +181,24 @@ async def test_volatility_rule_when_mode_alert_only_then_alerts_without_acting(s
         again = await gate.set_mark("BTCUSDT", "53500")
         await settled(monitor, "BTCUSDT", again.version)
         assert len(await client.alerts()) == 1
+
+
+async def test_volatility_rules_when_halting_episode_ends_before_milder_one_then_breaker_steps_down_not_to_normal(
+        services: Services) -> None:
+    gate = await _market(services)
+    mild = vol_rule("mild", threshold="0.05", window_ms=1000, cooldown_ms=600_000)
+    hard = vol_rule("hard", threshold="0.10", window_ms=1000, cooldown_ms=300, action="symbol_halted")
+    async with running_monitor(services.redis_url, [mild, hard]) as (_, client):
+        await until(client.status, lambda s: s.role == "actor")
+        await gate.set_mark("BTCUSDT", "55500", confirmed=True)  # 11%: both fire
+        await until(client.alerts, lambda a: len(a) == 2)
+        halted = await until(lambda: stored_breaker(services.redis_url, "BTCUSDT"),
+                             lambda b: b is not None and b.state == BreakerState.HALTED)
+        assert halted is not None
+        # The move leaves the 1 s window; 0.3 s later the halting episode ends, the milder one holds on.
+        stepped = await until(lambda: stored_breaker(services.redis_url, "BTCUSDT"),
+                              lambda b: b is not None and b.state != BreakerState.HALTED)
+        assert stepped is not None and stepped.state == BreakerState.REDUCE_ONLY
+        hard_alert = next(a for a in await client.alerts() if a.rule_id == "hard")
+        assert "breaker down to REDUCE_ONLY" in hard_alert.history[-1].note
+        assert "still held by 1 other episode(s)" in hard_alert.history[-1].note

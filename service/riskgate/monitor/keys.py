@@ -27,6 +27,9 @@ class MonitorKeys(Keys):
         # about the whole account), and the stream the liquidation engine reads candidates from.
         self.account_episodes = f"{tag}:monitor:account_episodes"
         self.liquidation_candidates = f"{tag}:liquidation_candidates"
+        # Which open episodes hold a breaker or an account's close-only ("breaker:<symbol>",
+        # "controls:<account>" -> {"v": version written, "h": {episode: state wanted}}).
+        self.holds = f"{tag}:monitor:holds"
         # Linked accounts (one beneficial owner): account -> {"v": version, "d": its group}.
         self.account_groups = f"{tag}:account_groups"
         # Funding rates by symbol, stored {"v": version, "d": rate} and published on

@@ -4,8 +4,8 @@ stored {"v": version, "d": record} under the next version of `seq`, published
 {"k": kind, "v": version, "d": record} on the change channel, audited in the same call.
 
 Monitor actions are fenced by the monitor lease (only its holder acts) and are
-compare-and-set on the breaker: a rule trips only a NORMAL (or absent) breaker, or escalates
-one a rule set; it clears only the very record it wrote (same version, set_by the rule).
+compare-and-set on the record they restrict: a rule never takes over what a person set, and
+lets go only of the very record the monitor wrote (see _HOLDS).
 """
 
 from __future__ import annotations
@@ -21,46 +21,136 @@ _FENCE = """
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {'lease'} end
 """
 
+# Holding a restriction (a breaker's state, an account's close-only) for an episode. Several
+# episodes may want one record restricted (the 5% and the 10% rule on one symbol; the margin
+# and the concentration rule on one account): the record is held for each of them in
+# `holds` ({"v": the version of the record the monitor last wrote, "h": {episode: the state it
+# wants}}), tightened to the strictest wanted and loosened only as far as the episodes left
+# still want, back to NORMAL only when none is left. A record a person set is never taken
+# over: the rule only alerts. A record changed since the monitor wrote it is left as it is.
+_HOLDS = """
+local function record_of(hash, field)
+  local current = redis.call('HGET', hash, field)
+  if not current then return nil, 0 end
+  local rec = cjson.decode(current)
+  return rec.d, rec.v
+end
+local function by_rule(d)
+  return d ~= nil and string.sub(d.set_by or '', 1, 8) == 'monitor:'
+end
+local function write(hash, field, channel, kind, record)
+  local v = redis.call('INCR', KEYS[1])
+  redis.call('HSET', hash, field, '{"v":' .. v .. ',"d":' .. record .. '}')
+  redis.call('PUBLISH', channel, '{"k":"' .. kind .. '","v":' .. v .. ',"d":' .. record .. '}')
+  return v
+end
+-- Returns the version written (0 = none), whether the episode holds the record, the audit
+-- outcome and the action taken in words.
+local function hold(t)
+  local d, cv = record_of(t.hash, t.field)
+  local state = 1
+  if d then state = d[t.attr] end
+  if state ~= 1 and not by_rule(d) then
+    return 0, false, 'refused: ' .. t.noun .. ' is ' .. t.labels[state] .. ', set by ' .. (d.set_by or ''),
+      'none: ' .. t.noun .. ' already ' .. t.labels[state] .. ' (set by ' .. (d.set_by or '') .. ')'
+  end
+  local holds = {v = cv, h = {}}
+  if state ~= 1 then
+    local raw = redis.call('HGET', t.holds, t.hold_key)
+    if raw then
+      local found = cjson.decode(raw)
+      if found.v == cv then holds = found end
+    end
+  end
+  holds.h[t.episode] = t.wanted
+  local v = 0
+  local outcome, action
+  if state < t.wanted then
+    local record = t.fresh
+    if d and t.keep then
+      d[t.attr] = t.wanted
+      d.set_by = t.actor
+      d.reason = t.reason
+      record = cjson.encode(d)
+    end
+    v = write(t.hash, t.field, t.channel, t.kind, record)
+    holds.v = v
+    outcome = 'ok'
+    action = t.target .. ' ' .. t.labels[t.wanted] .. ' (version ' .. v .. ')'
+  else
+    outcome = 'ok: held'
+    action = 'none: ' .. t.noun .. ' already ' .. t.labels[state] .. ' (set by ' .. (d.set_by or '') .. ', version '
+      .. cv .. '); held by this rule too'
+  end
+  redis.call('HSET', t.holds, t.hold_key, cjson.encode(holds))
+  return v, true, outcome, action
+end
+-- Returns the version written (0 = none), the audit outcome and the note.
+local function release(t)
+  local d, cv = record_of(t.hash, t.field)
+  local raw = redis.call('HGET', t.holds, t.hold_key)
+  local holds = nil
+  if raw then holds = cjson.decode(raw) end
+  local valid = holds ~= nil and by_rule(d) and holds.v == cv
+  if not (valid and holds.h[t.episode]) then
+    if holds and not valid then redis.call('HDEL', t.holds, t.hold_key) end
+    local outcome = 'left: ' .. t.changed
+    if d then
+      outcome = outcome .. ' (now ' .. t.labels[d[t.attr]] .. ', set by ' .. (d.set_by or '') .. ', version '
+        .. cv .. ')'
+    end
+    return 0, outcome, t.note .. '; ' .. outcome
+  end
+  holds.h[t.episode] = nil
+  local strictest, others = 1, 0
+  for _, wanted in pairs(holds.h) do
+    others = others + 1
+    if wanted > strictest then strictest = wanted end
+  end
+  if strictest >= d[t.attr] then
+    redis.call('HSET', t.holds, t.hold_key, cjson.encode(holds))
+    local outcome = 'left: still held by ' .. others .. ' other episode(s)'
+    return 0, outcome, t.note .. '; ' .. outcome
+  end
+  d[t.attr] = strictest
+  d.set_by = t.actor
+  d.reason = t.note
+  if d.updated_ms ~= nil then d.updated_ms = tonumber(t.now) end
+  local v = write(t.hash, t.field, t.channel, t.kind, cjson.encode(d))
+  if others == 0 then
+    redis.call('HDEL', t.holds, t.hold_key)
+    return v, 'ok', t.note .. '; ' .. t.lifted .. ' (version ' .. v .. ')'
+  end
+  holds.v = v
+  redis.call('HSET', t.holds, t.hold_key, cjson.encode(holds))
+  return v, 'ok', t.note .. '; ' .. t.noun .. ' down to ' .. t.labels[strictest] .. ' (version ' .. v
+    .. '), still held by ' .. others .. ' other episode(s)'
+end
+"""
+
 # KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes,
-# 8 alert id counter.
+# 8 alert id counter, 9 holds.
 # ARGV: 1 lease token, 2 version floor, 3 symbol, 4 breaker record ('' = alert only), 5 change
 # channel, 6 the breaker state number, 7 audit maxlen, 8 episode field, 9 alert (a JSON object
 # without id, action, action_version, audit_id), 10 now ms, 11 actor, 12 state name, 13...
 # audit evidence pairs.
 # Returns {'lease'} (not the holder), {'open', alert id} (an episode is open: nothing done),
-# or {'ok', alert id, version (0 = no action), audit id, action taken}.
-FIRE = _FENCE + _LIFT + """
+# or {'ok', alert id, version (0 = no record written), audit id, action taken}.
+FIRE = _FENCE + _LIFT + _HOLDS + """
 local open = redis.call('HGET', KEYS[7], ARGV[8])
 if open then return {'open', cjson.decode(open).alert} end
 local alert_id = tostring(redis.call('INCR', KEYS[8]))
 local v = 0
-local outcome
-local action
+local held = false
+local outcome = 'ok: alert only, no action'
+local action = 'none: alert only'
 local audit_action = 'alert'
-if ARGV[4] == '' then
-  outcome = 'ok: alert only, no action'
-  action = 'none: alert only'
-else
+if ARGV[4] ~= '' then
   audit_action = 'trip_breaker'
-  local wanted = tonumber(ARGV[6])
-  local held = nil
-  local current = redis.call('HGET', KEYS[2], ARGV[3])
-  if current then
-    local d = cjson.decode(current).d
-    local by = d.set_by or ''
-    -- A person's setting is never overridden; a rule's may only be escalated.
-    if d.state ~= 1 and not (string.sub(by, 1, 8) == 'monitor:' and d.state < wanted) then held = d end
-  end
-  if held then
-    outcome = 'refused: breaker is ' .. names[held.state] .. ', set by ' .. (held.set_by or '')
-    action = 'none: breaker already ' .. names[held.state] .. ' (set by ' .. (held.set_by or '') .. ')'
-  else
-    v = redis.call('INCR', KEYS[1])
-    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-    redis.call('PUBLISH', ARGV[5], '{"k":"breaker","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-    outcome = 'ok'
-    action = 'symbol ' .. ARGV[3] .. ' ' .. ARGV[12] .. ' (version ' .. v .. ')'
-  end
+  v, held, outcome, action = hold({hash = KEYS[2], field = ARGV[3], holds = KEYS[9], hold_key = 'breaker:' .. ARGV[3],
+    episode = ARGV[8], wanted = tonumber(ARGV[6]), attr = 'state', labels = names, kind = 'breaker',
+    channel = ARGV[5], fresh = ARGV[4], keep = false, actor = ARGV[11], reason = '', noun = 'breaker',
+    target = 'symbol ' .. ARGV[3]})
 end
 local entry = {'ts_ms', ARGV[10], 'actor', ARGV[11], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
 for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
@@ -73,18 +163,18 @@ redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"a
   .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
 redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
   'at_ms', ARGV[10])
-redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, at_ms = tonumber(ARGV[10])}))
+redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, held = held,
+  at_ms = tonumber(ARGV[10])}))
 return {'ok', alert_id, v, audit_id, action}
 """
 
-# KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes.
-# ARGV: 1 lease token, 2 version floor, 3 symbol, 4 NORMAL breaker record, 5 change channel,
+# KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes,
+# 8 holds. ARGV: 1 lease token, 2 version floor, 3 symbol, 4 unused, 5 change channel,
 # 6 audit maxlen, 7 episode field, 8 actor, 9 now ms, 10 note, 11... audit evidence pairs.
-# Ends the episode; puts the breaker back to NORMAL only if it is still the record the rule
-# wrote (an operator's change since, or another rule's escalation, is left as it is).
+# Ends the episode and lets go of the breaker it held (see _HOLDS).
 # Returns {'lease'}, {'none'} (no episode open), or {'ok', alert id, version (0 = breaker not
 # touched), audit id, outcome}.
-CLEAR = _FENCE + _LIFT + """
+CLEAR = _FENCE + _LIFT + _HOLDS + """
 local raw = redis.call('HGET', KEYS[7], ARGV[7])
 if not raw then return {'none'} end
 local ep = cjson.decode(raw)
@@ -93,28 +183,12 @@ local v = 0
 local outcome = 'ok'
 local audit_action = 'end_episode'
 local note = ARGV[10]
-if ep.version > 0 then
+if ep.held then
   audit_action = 'clear_breaker'
-  local current = redis.call('HGET', KEYS[2], ARGV[3])
-  local d = nil
-  local cv = 0
-  if current then
-    local rec = cjson.decode(current)
-    d = rec.d
-    cv = rec.v
-  end
-  if d and cv == ep.version and d.set_by == ARGV[8] then
-    v = redis.call('INCR', KEYS[1])
-    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-    redis.call('PUBLISH', ARGV[5], '{"k":"breaker","v":' .. v .. ',"d":' .. ARGV[4] .. '}')
-    note = note .. '; breaker back to NORMAL (version ' .. v .. ')'
-  else
-    outcome = 'left: the breaker changed since the rule set it'
-    if d then
-      outcome = outcome .. ' (now ' .. names[d.state] .. ', set by ' .. (d.set_by or '') .. ', version ' .. cv .. ')'
-    end
-    note = note .. '; ' .. outcome
-  end
+  v, outcome, note = release({hash = KEYS[2], field = ARGV[3], holds = KEYS[8], hold_key = 'breaker:' .. ARGV[3],
+    episode = ARGV[7], attr = 'state', labels = names, kind = 'breaker', channel = ARGV[5], actor = ARGV[8],
+    note = ARGV[10], now = ARGV[9], noun = 'breaker', lifted = 'breaker back to NORMAL',
+    changed = 'the breaker changed since the rule set it'})
 end
 local entry = {'ts_ms', ARGV[9], 'actor', ARGV[8], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
 for i = 11, #ARGV do entry[#entry + 1] = ARGV[i] end
@@ -198,49 +272,32 @@ return 0
 """
 
 # An account rule's episode opening. KEYS: 1 seq, 2 controls, 3 audit, 4 monitor lease,
-# 5 alerts, 6 alert events, 7 account episodes, 8 alert id counter, 9 liquidation candidates.
+# 5 alerts, 6 alert events, 7 account episodes, 8 alert id counter, 9 liquidation candidates,
+# 10 holds.
 # ARGV: 1 lease token, 2 version floor, 3 account, 4 what to do ('alert', 'reduce_only' or
 # 'candidate'), 5 the controls record to write when the account has none, 6 change channel,
 # 7 audit maxlen, 8 episode field, 9 alert (JSON object without id, action, action_version,
 # audit_id), 10 now ms, 11 actor, 12 reason, 13 candidate (JSON), 14 candidates maxlen,
 # 15... audit evidence pairs.
-# reduce_only is compare-and-set: only an unrestricted account is restricted (whatever a
-# person set stays). Returns {'lease'}, {'open', alert id} or {'ok', alert id, version (0 =
-# no record written), audit id, action taken}.
-ACCOUNT_FIRE = _FENCE + _LIFT + """
+# reduce_only holds the account's close-only (see _HOLDS; the rest of its controls kept).
+# Returns {'lease'}, {'open', alert id} or {'ok', alert id, version (0 = no record written),
+# audit id, action taken}.
+ACCOUNT_FIRE = _FENCE + _LIFT + _HOLDS + """
 local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
 local open = redis.call('HGET', KEYS[7], ARGV[8])
 if open then return {'open', cjson.decode(open).alert} end
 local alert_id = tostring(redis.call('INCR', KEYS[8]))
 local v = 0
+local held = false
 local outcome = 'ok'
 local action
 local audit_action = 'alert'
 if ARGV[4] == 'reduce_only' then
   audit_action = 'restrict_account'
-  local record = ARGV[5]
-  local held = nil
-  local current = redis.call('HGET', KEYS[2], ARGV[3])
-  if current then
-    local d = cjson.decode(current).d
-    if d.restriction ~= 1 then
-      held = d
-    else
-      d.restriction = 2
-      d.set_by = ARGV[11]
-      d.reason = ARGV[12]
-      record = cjson.encode(d)
-    end
-  end
-  if held then
-    outcome = 'refused: account is ' .. restrictions[held.restriction] .. ', set by ' .. (held.set_by or '')
-    action = 'none: account already ' .. restrictions[held.restriction] .. ' (set by ' .. (held.set_by or '') .. ')'
-  else
-    v = redis.call('INCR', KEYS[1])
-    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. record .. '}')
-    redis.call('PUBLISH', ARGV[6], '{"k":"controls","v":' .. v .. ',"d":' .. record .. '}')
-    action = 'account ' .. ARGV[3] .. ' REDUCE_ONLY (version ' .. v .. ')'
-  end
+  v, held, outcome, action = hold({hash = KEYS[2], field = ARGV[3], holds = KEYS[10],
+    hold_key = 'controls:' .. ARGV[3], episode = ARGV[8], wanted = 2, attr = 'restriction', labels = restrictions,
+    kind = 'controls', channel = ARGV[6], fresh = ARGV[5], keep = true, actor = ARGV[11], reason = ARGV[12],
+    noun = 'account', target = 'account ' .. ARGV[3]})
 elseif ARGV[4] == 'candidate' then
   audit_action = 'liquidation_candidate'
   local id = redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[14], '*', 'account', ARGV[3], 'alert_id', alert_id,
@@ -261,17 +318,17 @@ redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"a
   .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
 redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
   'at_ms', ARGV[10])
-redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, at_ms = tonumber(ARGV[10])}))
+redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, held = held,
+  at_ms = tonumber(ARGV[10])}))
 return {'ok', alert_id, v, audit_id, action}
 """
 
 # An account rule's episode ending. KEYS: 1 seq, 2 controls, 3 audit, 4 monitor lease,
-# 5 alerts, 6 alert events, 7 account episodes. ARGV: 1 lease token, 2 version floor,
+# 5 alerts, 6 alert events, 7 account episodes, 8 holds. ARGV: 1 lease token, 2 version floor,
 # 3 account, 4 change channel, 5 audit maxlen, 6 episode field, 7 actor, 8 now ms, 9 note,
-# 10... audit evidence pairs. The restriction is lifted only if the controls record is still
-# the one the rule wrote. Returns {'lease'}, {'none'} or {'ok', alert id, version, audit id,
-# outcome}.
-ACCOUNT_CLEAR = _FENCE + _LIFT + """
+# 10... audit evidence pairs. Lets go of the close-only the episode held (see _HOLDS).
+# Returns {'lease'}, {'none'} or {'ok', alert id, version, audit id, outcome}.
+ACCOUNT_CLEAR = _FENCE + _LIFT + _HOLDS + """
 local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
 local raw = redis.call('HGET', KEYS[7], ARGV[6])
 if not raw then return {'none'} end
@@ -281,32 +338,12 @@ local v = 0
 local outcome = 'ok'
 local audit_action = 'end_episode'
 local note = ARGV[9]
-if ep.version > 0 then
+if ep.held then
   audit_action = 'lift_restriction'
-  local current = redis.call('HGET', KEYS[2], ARGV[3])
-  local d = nil
-  local cv = 0
-  if current then
-    local rec = cjson.decode(current)
-    d = rec.d
-    cv = rec.v
-  end
-  if d and cv == ep.version and d.set_by == ARGV[7] then
-    d.restriction = 1
-    d.reason = ARGV[9]
-    local record = cjson.encode(d)
-    v = redis.call('INCR', KEYS[1])
-    redis.call('HSET', KEYS[2], ARGV[3], '{"v":' .. v .. ',"d":' .. record .. '}')
-    redis.call('PUBLISH', ARGV[4], '{"k":"controls","v":' .. v .. ',"d":' .. record .. '}')
-    note = note .. '; restriction lifted (version ' .. v .. ')'
-  else
-    outcome = 'left: the account controls changed since the rule set them'
-    if d then
-      outcome = outcome .. ' (now ' .. restrictions[d.restriction] .. ', set by ' .. (d.set_by or '') .. ', version '
-        .. cv .. ')'
-    end
-    note = note .. '; ' .. outcome
-  end
+  v, outcome, note = release({hash = KEYS[2], field = ARGV[3], holds = KEYS[8], hold_key = 'controls:' .. ARGV[3],
+    episode = ARGV[6], attr = 'restriction', labels = restrictions, kind = 'controls', channel = ARGV[4],
+    actor = ARGV[7], note = ARGV[9], now = ARGV[8], noun = 'account', lifted = 'restriction lifted',
+    changed = 'the account controls changed since the rule set them'})
 end
 local entry = {'ts_ms', ARGV[8], 'actor', ARGV[7], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
 for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end

@@ -104,7 +104,7 @@ class MonitorWrites:
                                         set_by=rule.actor, updated_ms=at_ms))
         result = await self._fire(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.alert_seq],
+                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.alert_seq, self.keys.holds],
             args=[self.lease_token, self.floor, symbol, record, self.keys.changes,
                   int(BreakerState[state_name]) if state_name else 0, self.audit_maxlen,
                   episode_field(rule.id, symbol), _json.encode(alert), at_ms, rule.actor, state_name,
@@ -119,13 +119,12 @@ class MonitorWrites:
 
     async def clear(self, rule: Rule, symbol: str, note: str, evidence: dict[str, str], at_ms: int,
                     episodes: str = "") -> Cleared | None:
-        """Ends the episode; the breaker goes back to NORMAL only if it is still the rule's."""
-        record = encode(BreakerSpec(symbol=symbol, state=BreakerState.NORMAL, reason=note[:500], set_by=rule.actor,
-                                    updated_ms=at_ms))
+        """Ends the episode and lets go of the breaker it held: loosened only as far as the
+        episodes left want, and only if it is still the record the monitor wrote."""
         result = await self._clear(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, episodes or self.keys.episodes],
-            args=[self.lease_token, self.floor, symbol, record, self.keys.changes, self.audit_maxlen,
+                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.holds],
+            args=[self.lease_token, self.floor, symbol, "", self.keys.changes, self.audit_maxlen,
                   episode_field(rule.id, symbol), rule.actor, at_ms, note,
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
         code = _text(result[0])
@@ -148,7 +147,7 @@ class MonitorWrites:
         result = await self._account_fire(
             keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
                   self.keys.alert_events, self.keys.account_episodes, self.keys.alert_seq,
-                  self.keys.liquidation_candidates],
+                  self.keys.liquidation_candidates, self.keys.holds],
             args=[self.lease_token, self.floor, account_id, kind, record, self.keys.changes, self.audit_maxlen,
                   account_episode_field(rule.id, account_id, symbol), _json.encode(alert), at_ms, rule.actor,
                   reason[:500], candidate, self.candidates_maxlen,
@@ -165,7 +164,7 @@ class MonitorWrites:
                             at_ms: int) -> Cleared | None:
         result = await self._account_clear(
             keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, self.keys.account_episodes],
+                  self.keys.alert_events, self.keys.account_episodes, self.keys.holds],
             args=[self.lease_token, self.floor, account_id, self.keys.changes, self.audit_maxlen,
                   account_episode_field(rule.id, account_id, symbol), rule.actor, at_ms, note[:500],
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
