@@ -18,6 +18,7 @@ from tests.audit_trail import audit_entries
 from tests.conftest import Services
 from tests.monitor_support import MonitorClient, actor_of, running_monitor, settled, stored_breaker, until, vol_rule
 from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, Client, symbol_spec
+from tests.test_monitor_margin import LADDER, LONG_10, stored_controls
 
 
 async def _two_symbols(services: Services) -> Client:
@@ -160,3 +161,47 @@ async def test_monitor_process_when_sigterm_then_exits_zero_and_releases_its_lea
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_monitor_when_its_lease_lapses_for_a_moment_and_it_takes_it_again_then_every_rule_acts_again(
+        services: Services) -> None:
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000")
+    await gate.trader("acct-1", "100000", LONG_10)
+    redis = aioredis.Redis.from_url(services.redis_url)
+    try:
+        async with running_monitor(services.redis_url, [LADDER[1]]) as (monitor, client):
+            await until(client.status, lambda s: s.role == "actor")
+            # Another holder for a moment: the action that runs meanwhile is fenced (refused).
+            await redis.set(MonitorKeys("rg").lease, "someone-else", px=300)
+            await gate.upsert_account("acct-1", "3800", LONG_10)  # 0.97
+            # It lapses; this monitor takes it afresh, reads the episodes again and judges anew.
+            restricted = await until(lambda: stored_controls(services.redis_url, "acct-1"),
+                                     lambda c: c is not None and c.restriction == 2)
+            assert restricted is not None and restricted.set_by == "monitor:mr-close"
+            assert (await redis.get(MonitorKeys("rg").lease)).decode() == monitor.lease_token
+    finally:
+        await redis.aclose()
+
+
+async def test_monitor_when_redis_loses_its_data_then_takes_over_afresh_and_restricts_again(
+        services: Services) -> None:
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000")
+    await gate.trader("acct-1", "100000", LONG_10)
+    redis = aioredis.Redis.from_url(services.redis_url)
+    try:
+        async with running_monitor(services.redis_url, [LADDER[1]]) as (_, client):
+            await until(client.status, lambda s: s.role == "actor")
+            await gate.upsert_account("acct-1", "3800", LONG_10)  # 0.97
+            await until(lambda: stored_controls(services.redis_url, "acct-1"),
+                        lambda c: c is not None and c.restriction == 2)
+            await redis.flushall()
+            _, again = await services.start()  # clearing restores the state into the empty Redis
+            await again.upsert_symbol(mark="50000")
+            await again.upsert_account("acct-1", "3800", LONG_10)
+            restricted = await until(lambda: stored_controls(services.redis_url, "acct-1"),
+                                     lambda c: c is not None and c.restriction == 2, timeout_s=20)
+            assert restricted is not None and restricted.set_by == "monitor:mr-close"
+    finally:
+        await redis.aclose()

@@ -288,15 +288,22 @@ class AccountWatcher:
     # ---- role ----------------------------------------------------------------------------
 
     async def become_actor(self) -> None:
+        """Takes the open episodes from Redis (the previous actor's, or none if Redis lost
+        them), then judges every account afresh: what crossed while no one acted fires now."""
         found = await self.writes.account_episodes()
         for state in self.states.values():
             state.clear()
+        mine = {rule.id for rule in self.view.rules.values() if rule.about == "account"}
         for rule_id, account_id, symbol in found:
+            if rule_id not in mine:
+                continue  # another watcher's (the order-flow rules')
             index = self.columns.index.get(account_id)
             if index is None:
+                # An account no longer held: it is judged calm at once, and its episode ends.
                 index = self.columns.put(account_id, 0, Decimal(0), ()) or self.columns.index[account_id]
             self.states.setdefault(rule_id, _RuleState()).open((index, symbol))
         self.actor = True
+        self._evaluate(np.arange(len(self.columns), dtype=np.int64), set(self.columns.holders), now_ms())
         self.reconsider()
 
     def become_standby(self) -> None:

@@ -258,13 +258,15 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
 return v
 """
 
-# The monitor lease. KEYS: 1 lease. ARGV: 1 token, 2 ms. Returns 1 when this monitor holds it
-# now (taken afresh or renewed), 0 when another one does.
+# The monitor lease. KEYS: 1 lease. ARGV: 1 token, 2 ms. Returns 2 when this monitor took it
+# afresh (it must read the open episodes again: it may have lapsed, or Redis lost it), 1 when
+# it renewed it, 0 when another monitor holds it.
 TAKE_OR_RENEW_LEASE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+if holder then return 1 end
+return 2
 """
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end

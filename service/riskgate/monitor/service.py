@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 import uuid
+from typing import Any
 
 import grpc
 import msgspec
@@ -82,12 +83,13 @@ class MonitorService:
         self._tasks: list[asyncio.Task[None]] = []
         self._health_updates: set[asyncio.Task[None]] = set()
         self._serving = False
+        self._acting = False
         self._stopping = False
         self._stopped: StopReport | None = None
 
     @property
     def is_actor(self) -> bool:
-        return self.watcher is not None and self.watcher.actor
+        return self._acting
 
     async def bind(self) -> int:
         if self.server is not None:
@@ -231,10 +233,18 @@ class MonitorService:
             self._health_updates.add(task)
             task.add_done_callback(self._health_updates.discard)
 
+    @property
+    def _watchers(self) -> list[Any]:
+        """Every part that acts, in the order they take over."""
+        return [w for w in (self.watcher, self.accounts, self.inputs, self.flows, self.funding) if w is not None]
+
     async def _lease(self) -> None:
         """Takes the lease when it is free and renews it while held; a monitor that cannot
-        renew in time stops acting before its lease can lapse (its writes are fenced anyway)."""
-        assert self.writes is not None and self.watcher is not None
+        renew in time stops acting before its lease can lapse (its writes are fenced anyway).
+        The monitor acts as one: every part takes over together (each re-reading its open
+        episodes) or none does, and a write refused for want of the lease steps all of them
+        down; a lease taken afresh (it lapsed, or Redis lost it) is a new takeover."""
+        assert self.writes is not None
         monitor = self.config.monitor
         held_until = 0.0
         while not self._stopping:
@@ -243,40 +253,39 @@ class MonitorService:
                 async with asyncio.timeout(monitor.renew_ms / 1000):
                     held = await self.writes.take_or_renew_lease(monitor.lease_ms)
             except (RedisError, OSError, TimeoutError) as exc:
-                held = False
-                if time.monotonic() < held_until:
-                    held = self.watcher.actor  # still within the lease this monitor holds
+                # Still within the lease this monitor holds: keep acting (renewed, not taken).
+                held = 1 if self._acting and time.monotonic() < held_until else 0
                 log.debug("monitor lease round failed: %s", exc)
             else:
                 if held:
                     # Stop acting a little before Redis lets the lease lapse.
                     held_until = sent + monitor.lease_ms / 1000 * 0.8
-            if held and not self.watcher.actor and not self._stopping:
-                try:
-                    await self.watcher.become_actor()
-                    if self.accounts is not None:
-                        await self.accounts.become_actor()
-                    if self.inputs is not None:
-                        await self.inputs.become_actor()
-                    if self.flows is not None:
-                        await self.flows.become_actor()
-                    if self.funding is not None:
-                        await self.funding.become_actor()
-                except (RedisError, OSError) as exc:
-                    log.warning("could not read the open episodes to take over: %s", exc)
+            fenced, self.writes.fenced = self.writes.fenced, False
+            if held and (held == 2 or fenced or not self._acting) and not self._stopping:
+                await self._take_over()
+            elif not held and self._acting:
+                log.warning("monitor is a standby now (another monitor holds the lease)")
+                self._step_down()
                 await self._report_health()
-            elif not held and self.watcher.actor:
-                self.watcher.become_standby()
-                if self.accounts is not None:
-                    self.accounts.become_standby()
-                if self.inputs is not None:
-                    self.inputs.become_standby()
-                if self.flows is not None:
-                    self.flows.become_standby()
-                if self.funding is not None:
-                    self.funding.become_standby()
-                await self._report_health()
-            await asyncio.sleep(monitor.renew_ms / 1000 if self.watcher.actor else STANDBY_POLL_S)
+            await asyncio.sleep(monitor.renew_ms / 1000 if self._acting else STANDBY_POLL_S)
+
+    async def _take_over(self) -> None:
+        self._step_down()
+        try:
+            for part in self._watchers:
+                await part.become_actor()
+        except (RedisError, OSError) as exc:
+            log.warning("could not read the open episodes to take over (next round tries again): %s", exc)
+            self._step_down()
+        else:
+            self._acting = True
+            log.info("monitor is the actor")
+        await self._report_health()
+
+    def _step_down(self) -> None:
+        self._acting = False
+        for part in self._watchers:
+            part.become_standby()
 
     async def _timer(self) -> None:
         assert self.watcher is not None
@@ -333,18 +342,9 @@ class MonitorService:
             self.feed.close()
         if self.account_feed is not None:
             self.account_feed.close()
-        if self.watcher is not None:
-            self.watcher.actor = False
-        if self.accounts is not None:
-            self.accounts.actor = False
-        if self.inputs is not None:
-            self.inputs.actor = False
-        if self.flows is not None:
-            self.flows.actor = False
         if self.flow_feed is not None:
             self.flow_feed.close()
-        if self.funding is not None:
-            self.funding.actor = False
+        self._step_down()
         for task in self._tasks:
             task.cancel()
         if self._tasks:

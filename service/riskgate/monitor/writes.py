@@ -69,6 +69,9 @@ class MonitorWrites:
         self.keys = keys
         self.audit_maxlen = audit_maxlen
         self.lease_token = ""
+        # A write was refused for want of the lease: the service steps every watcher down and
+        # takes over afresh (re-reading the episodes) if it gets the lease again.
+        self.fenced = False
         # The highest version seen on the feed: every write lifts the counter past it.
         self.floor = 0
         self.candidates_maxlen = 100_000
@@ -83,8 +86,9 @@ class MonitorWrites:
 
     # ---- the lease --------------------------------------------------------------------
 
-    async def take_or_renew_lease(self, lease_ms: int) -> bool:
-        return bool(int(await self._lease(keys=[self.keys.lease], args=[self.lease_token, lease_ms])))
+    async def take_or_renew_lease(self, lease_ms: int) -> int:
+        """2: taken afresh, 1: renewed, 0: another monitor holds it."""
+        return int(await self._lease(keys=[self.keys.lease], args=[self.lease_token, lease_ms]))
 
     async def release_lease(self) -> None:
         await self._release(keys=[self.keys.lease], args=[self.lease_token])
@@ -111,6 +115,7 @@ class MonitorWrites:
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
         code = _text(result[0])
         if code == "lease":
+            self.fenced = True
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "open":
             return Fired(alert_id=_text(result[1]), already_open=True)
@@ -129,6 +134,7 @@ class MonitorWrites:
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
         code = _text(result[0])
         if code == "lease":
+            self.fenced = True
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "none":
             return None
@@ -154,6 +160,7 @@ class MonitorWrites:
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
         code = _text(result[0])
         if code == "lease":
+            self.fenced = True
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "open":
             return Fired(alert_id=_text(result[1]), already_open=True)
@@ -170,6 +177,7 @@ class MonitorWrites:
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
         code = _text(result[0])
         if code == "lease":
+            self.fenced = True
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "none":
             return None
