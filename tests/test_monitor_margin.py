@@ -19,7 +19,7 @@ from riskgate.values.codes import ReasonCode
 from tests.audit_trail import audit_entries
 from tests.conftest import Services
 from tests.monitor_support import actor_of, running_monitor, until
-from tests.support import Client, codes, decision
+from tests.support import BTC_TIERS, Client, codes, decision, symbol_spec
 
 D = Decimal
 LONG_10 = [("BTCUSDT", "10", "50000", 10)]
@@ -282,3 +282,40 @@ async def test_close_only_when_two_rules_hold_it_then_lifted_only_after_both_epi
         lifted = await until(lambda: stored_controls(services.redis_url, "whale"),
                              lambda c: c is not None and c.restriction == 1)
         assert lifted is not None and lifted.set_by == "monitor:mr-close"
+
+
+async def test_margin_ratio_when_symbol_tiers_get_stricter_without_a_new_mark_then_holders_judged_at_once(
+        services: Services) -> None:
+    gate = await _gate(services, "5000")  # 3,700 / 5,000 = 0.74
+    stricter = tuple((cap, max(1, lev // 2), str(D(mmr) * D("1.8"))) for cap, lev, mmr in BTC_TIERS)
+    async with running_monitor(services.redis_url, [LADDER[1]]) as (_, client):
+        await until(client.status, lambda s: s.role == "actor")
+        await gate.upsert_symbol(symbol_spec(tiers=stricter))  # maintenance x1.8: 6,660 / 5,000 = 1.332
+        restricted = await until(lambda: stored_controls(services.redis_url, "acct-1"),
+                                 lambda c: c is not None and c.restriction == 2)
+        assert restricted is not None
+        alert = (await client.alerts())[0]
+        assert (alert.value, alert.evidence["maintenance_margin"]) == ("1.332", "6660")
+
+
+async def test_rules_when_account_override_is_disabled_then_platform_rule_still_watches_the_account(
+        services: Services) -> None:
+    gate = await _gate(services)
+    lenient = margin_rule("mr-lenient", "0.99", "0.95", "alert", scope="account", account_id="acct-1",
+                          overrides="mr-close", enabled=False)
+    async with running_monitor(services.redis_url, [LADDER[1], lenient]) as (_, client):
+        await until(client.status, lambda s: s.role == "actor")
+        await gate.upsert_account("acct-1", "3800", LONG_10)  # 0.97: the platform rule's, not the override's
+        alerts = await until(client.alerts, lambda a: len(a) == 1)
+        assert alerts[0].rule_id == "mr-close"
+
+
+async def test_stale_mark_rule_when_nobody_holds_the_symbol_any_more_then_episode_ends(services: Services) -> None:
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000", mark_price_max_age_ms=1000)
+    await gate.trader("acct-1", "100000", LONG_10)
+    rule = Rule(id="stale", metric="mark_age", threshold=D(1), window_ms=0, action="alert", cooldown_ms=0)
+    async with running_monitor(services.redis_url, [rule]) as (_, client):
+        alert = (await until(client.alerts, lambda a: len(a) == 1))[0]
+        await gate.upsert_account("acct-1", "100000")  # flat: nothing judged on that mark any more
+        await until(client.alerts, lambda a: any(x.id == alert.id and x.cleared_ms for x in a))

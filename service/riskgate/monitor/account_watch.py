@@ -11,6 +11,7 @@ is lifted) only on fresh marks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,6 +37,7 @@ SCREEN_SLACK = 1e-9
 _json = msgspec.json.Encoder(decimal_format="string")
 
 Key = tuple[int, str]  # (account index, symbol: "" for a rule about the whole account)
+_URGENCY = {"liquidation_candidate": 0, "account_reduce_only": 1}
 
 
 @dataclass
@@ -93,7 +95,11 @@ class AccountWatcher:
         self.actor = False
         self.inputs_live = False
         self.states: dict[str, _RuleState] = {}
-        self._queue: asyncio.Queue[_Action] = asyncio.Queue()
+        # Most urgent first: liquidation candidates, then close-only, then alerts, then the
+        # ends of episodes; within each, the worst margin ratio first (a crash day queues
+        # thousands, and the candidate for the account deepest in trouble must not wait).
+        self._queue: asyncio.PriorityQueue[tuple[int, float, int, _Action]] = asyncio.PriorityQueue()
+        self._sequence = itertools.count()
         self._pending: set[tuple[bool, str, int, str]] = set()
         self._tier_versions: dict[str, int] = {}
         self.fired = 0
@@ -181,7 +187,7 @@ class AccountWatcher:
             index = self.columns.index.get(account_id)
             if index is not None:
                 for rule in rules:
-                    if rule.overrides:
+                    if rule.overrides and rule.enabled:
                         replaced.setdefault(rule.overrides, set()).add(index)
         for rule in [*platform, *(r for rules in own.values() for r in rules)]:
             state = self.states.setdefault(rule.id, _RuleState())
@@ -198,7 +204,8 @@ class AccountWatcher:
                 ratio = self.columns.ratio
                 for key in [k for k in state.counts if ratio[k[0]] < threshold]:
                     del state.counts[key]
-                self._calm_accounts(rule, state, targets, now)
+                # Every account evaluated: one an override now covers still ends its episode here.
+                self._calm_accounts(rule, state, accounts, now)
                 continue
             elif rule.metric == "concentration":
                 floor = float(rule.min_value or 0) * (1 - SCREEN_SLACK)
@@ -268,7 +275,9 @@ class AccountWatcher:
         pending = (action.fire, action.rule.id, action.account, action.symbol)
         if pending not in self._pending:
             self._pending.add(pending)
-            self._queue.put_nowait(action)
+            urgency = _URGENCY.get(action.rule.action, 2) if action.fire else 3
+            self._queue.put_nowait((urgency, -float(self.columns.ratio[action.account]), next(self._sequence),
+                                    action))
 
     # ---- exact figures -------------------------------------------------------------------
 
@@ -316,7 +325,7 @@ class AccountWatcher:
 
     async def run(self) -> None:
         while True:
-            action = await self._queue.get()
+            *_, action = await self._queue.get()
             try:
                 if self.actor:
                     await self._act(action)

@@ -110,13 +110,16 @@ class MarketView:
 class Feed:
     def __init__(self, client: aioredis.Redis, keys: MonitorKeys, view: MarketView,
                  on_mark: Callable[[str], None], on_live: Callable[[bool], None],
-                 on_funding: Callable[[str], None] | None = None) -> None:
+                 on_funding: Callable[[str], None] | None = None,
+                 on_symbol: Callable[[str], None] | None = None) -> None:
         self.client = client
         self.keys = keys
         self.view = view
         self.on_mark = on_mark
         self.on_live = on_live
         self.on_funding = on_funding
+        # A symbol's spec changed (new tiers): its holders are to be valued again.
+        self.on_symbol = on_symbol
         self.live = False
         self.loaded = asyncio.Event()
         self._closing = False
@@ -198,6 +201,8 @@ class Feed:
 
     def _apply(self, kind: str, record: Any) -> None:
         moved = self.view.apply(kind, record)
+        if kind == "symbol" and self.on_symbol is not None and self.view.symbols.get(record.symbol) is record:
+            self.on_symbol(record.symbol)
         if moved is None:
             return
         if kind != "funding":

@@ -63,21 +63,29 @@ class InputWatcher:
     def measures(self, now: int) -> list[tuple[Rule, str, Decimal, dict[str, str]]]:
         """(rule, symbol or "" for the platform, value, evidence) for every input rule."""
         found: list[tuple[Rule, str, Decimal, dict[str, str]]] = []
-        for symbol, holders in self.columns.holders.items():
+        held = {symbol for symbol, holders in self.columns.holders.items() if holders.n}
+        # Symbols with an open episode too: one no longer held (or fresh again) ends it.
+        for symbol in sorted(held | {symbol for _, symbol in self.episodes if symbol}):
+            holders = self.columns.holders.get(symbol)
+            count = holders.n if holders is not None else 0
             spec = self.view.symbols.get(symbol)
-            if not holders.n or spec is None:
-                continue
             history = self.view.marks.get(symbol)
             latest = history.latest if history is not None else None
-            bound = max(spec.mark_price_max_age_ms, 1)
+            bound = max(spec.mark_price_max_age_ms, 1) if spec is not None else 1
             age = now - latest[0] if latest is not None else None
-            value = Decimal(age) / bound if age is not None else Decimal(10**9)
+            if not count:
+                value = Decimal(0)  # nothing held on it: nothing judged on a stale mark
+            elif spec is None or age is None:
+                value = Decimal(10**9)  # held, and no spec or no mark at all: blind
+            else:
+                value = Decimal(age) / bound
             for rule in rules_for(symbol, self.view.rules):
                 if rule.metric == "mark_age":
                     found.append((rule, symbol, value, {
                         "metric": rule.metric, "value": fmt(value.quantize(Decimal("0.001"))),
                         "threshold": fmt(rule.threshold), "mark_age_ms": str(age) if age is not None else "no mark",
-                        "bound_ms": str(bound), "holders": str(holders.n), "symbol": symbol}))
+                        "bound_ms": str(bound) if spec is not None else "no symbol spec", "holders": str(count),
+                        "symbol": symbol}))
         lag = Decimal(self.lag_ms())
         for rule in self.view.rules.values():
             if rule.metric == "account_events_lag" and rule.scope == "platform":

@@ -213,7 +213,8 @@ def volatility_rules() -> list[Rule]:
 def rules_for(symbol: str, rules: dict[str, Rule]) -> list[Rule]:
     """The symbol rules that apply to one symbol: its own, and the platform's it does not override."""
     own = [r for r in rules.values() if r.scope == "symbol" and r.symbol == symbol]
-    replaced = {r.overrides for r in own if r.overrides}
+    # A disabled override replaces nothing: the platform rule keeps watching.
+    replaced = {r.overrides for r in own if r.overrides and r.enabled}
     platform = [r for r in rules.values() if r.scope == "platform" and r.about == "symbol" and r.id not in replaced]
     return sorted([*platform, *own], key=lambda r: r.id)
 
@@ -234,14 +235,16 @@ def rules_for_account(account_id: str, platform: list[Rule], own: dict[str, list
     mine = own.get(account_id)
     if not mine:
         return platform
-    replaced = {r.overrides for r in mine if r.overrides}
+    replaced = {r.overrides for r in mine if r.overrides and r.enabled}
     return sorted([*(r for r in platform if r.id not in replaced), *mine], key=lambda r: r.id)
 
 
 def account_default_rules() -> list[Rule]:
     """The reference's margin ladder and concentration: a warning at 80% margin ratio
     (Binance's advice), close-only at 90% until back below 80%, a liquidation candidate at
-    100%; a position above 20% of the open interest and 250,000 notional (OKX) alerted."""
+    100%; a position above 20% of the open interest and 250,000 notional (OKX) alerted, calm
+    again below 18% for a minute (others' positions move the open interest back and forth: a
+    share on the line must not raise an alert per wiggle)."""
     return [
         Rule(id="margin-ratio-warning", metric="margin_ratio", threshold=Decimal("0.8"), release=Decimal("0.7"),
              window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
@@ -249,8 +252,8 @@ def account_default_rules() -> list[Rule]:
              window_ms=0, action="account_reduce_only", cooldown_ms=0, severity="critical"),
         Rule(id="margin-ratio-liquidation", metric="margin_ratio", threshold=Decimal(1), release=Decimal("0.9"),
              window_ms=0, action="liquidation_candidate", cooldown_ms=0, severity="critical"),
-        Rule(id="concentration-20pct", metric="concentration", threshold=Decimal("0.2"), min_value=Decimal(250_000),
-             window_ms=0, action="alert", cooldown_ms=0, severity="warning"),
+        Rule(id="concentration-20pct", metric="concentration", threshold=Decimal("0.2"), release=Decimal("0.18"),
+             min_value=Decimal(250_000), window_ms=0, action="alert", cooldown_ms=60_000, severity="warning"),
     ]
 
 

@@ -138,7 +138,7 @@ class MonitorService:
             self.flow_feed = FlowFeed(self.client, self.keys, self.flows.window_ms, self.flows.on_batches)
             self.funding = FundingWatcher(self.view, self.columns, self.writes)
             self.feed = Feed(self.client, self.keys, self.view, self._on_mark, self._on_feed_live,
-                             on_funding=self._on_funding)
+                             on_funding=self._on_funding, on_symbol=self._on_symbol)
             self.account_feed = AccountFeed(self.client, self.keys, self.columns, self._on_accounts,
                                             self._on_feed_live)
             self._tasks = [asyncio.create_task(self.feed.run(), name="monitor-feed"),
@@ -188,6 +188,10 @@ class MonitorService:
             self.accounts.on_tick(symbol)
         if self.funding is not None:
             self.funding.on_tick(symbol)
+
+    def _on_symbol(self, symbol: str) -> None:
+        if self.accounts is not None and self.account_feed is not None and self.account_feed.loaded.is_set():
+            self.accounts.on_tick(symbol)  # the holders valued again at the new tiers
 
     def _on_accounts(self, accounts: Indices) -> None:
         if self.accounts is not None:
