@@ -120,15 +120,19 @@ class AccountFeed:
 
     async def _follow(self) -> None:
         while not self._closing and self.cursor is not None:
-            if self.cursor != "0-0":
-                oldest = await self.client.xrange(self.keys.account_events, "-", "+", count=1)
-                if oldest and _id(oldest[0][0]) > _id(self.cursor):
-                    log.warning("account events before %s were trimmed unread: reading the records again",
-                                oldest[0][0])
-                    self.cursor = None
-                    return
-            response = await self.client.xread({self.keys.account_events: self.cursor}, count=READ_COUNT,
-                                               block=BLOCK_MS)
+            # The trim check and the read in one transaction: no trim can fall between them.
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xrange(self.keys.account_events, "-", "+", count=1)
+                pipe.xread({self.keys.account_events: self.cursor}, count=READ_COUNT)
+                oldest, response = await pipe.execute()
+            if self.cursor != "0-0" and oldest and _id(oldest[0][0]) > _id(self.cursor):
+                log.warning("account events before %s were trimmed unread: reading the records again", oldest[0][0])
+                self.cursor = None
+                return
+            if not response:
+                # Nothing new: wait for the next event (what this read returns is read again above).
+                await self.client.xread({self.keys.account_events: self.cursor}, count=1, block=BLOCK_MS)
+                continue
             changed: list[int] = []
             self.behind = any(len(entries) >= READ_COUNT for _, entries in response or ())
             for _, entries in response or ():
