@@ -35,6 +35,13 @@ def _rule(**fields: object) -> mpb.Rule:
     ({"scope": "symbol", "symbol": "NOPE"}, "symbol"),
     ({"scope": "symbol", "symbol": ""}, "symbol"),
     ({"scope": "symbol", "symbol": "BTCUSDT", "overrides": "missing"}, "overrides"),
+    ({"metric": "margin_ratio", "window_ms": 0, "action": "alert", "scope": "account", "account_id": ""},
+     "account_id"),
+    ({"metric": "margin_ratio", "window_ms": 0, "action": "symbol_halted"}, "action"),
+    ({"metric": "margin_ratio", "window_ms": 60000, "action": "alert"}, "window_ms"),
+    ({"metric": "concentration", "window_ms": 0, "action": "alert", "min_value": "-1"}, "min_value"),
+    ({"metric": "wash_trades", "window_ms": 60000, "action": "alert", "scope": "symbol", "symbol": "BTCUSDT"},
+     "scope"),
 ], ids=lambda v: str(v) if isinstance(v, str) else None)
 async def test_upsert_rule_when_a_field_is_unusable_then_invalid_argument_names_it_and_audits(
         services: Services, fields: dict[str, object], named: str) -> None:

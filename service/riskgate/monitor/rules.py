@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from riskgate.engine.spec_rules import SpecError, validate_account_id
+
 Scope = Literal["platform", "symbol", "account"]
 Mode = Literal["act", "alert_only"]
 Severity = Literal["info", "warning", "critical"]
@@ -158,8 +160,11 @@ def validate_rule(rule: Rule) -> Rule:
         raise RuleError("scope", f"one of {', '.join(metric.scopes)} for metric {rule.metric}")
     if rule.scope == "symbol" and not rule.symbol:
         raise RuleError("symbol", "required with scope 'symbol'")
-    if rule.scope == "account" and not rule.account_id:
-        raise RuleError("account_id", "required with scope 'account'")
+    if rule.scope == "account":
+        try:
+            validate_account_id("account_id", rule.account_id)
+        except SpecError as exc:
+            raise RuleError("account_id", f"{exc.message} (required with scope 'account')") from None
     if rule.scope != "symbol" and rule.symbol:
         raise RuleError("symbol", "only for scope 'symbol'")
     if rule.scope != "account" and rule.account_id:
