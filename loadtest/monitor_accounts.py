@@ -25,6 +25,7 @@ PRIMARY = "BTCUSDT"
 SECOND = "ETHUSDT"
 SECOND_SHARE = 0.3
 SEED = 20240801
+BALANCES = (1_000.0, 500_000.0)
 LEVERAGE = 20
 # Effective leverage (notional / balance): log-normal, median 2, clipped to the 125x tier.
 LEVERAGE_MEDIAN = 2.0
@@ -102,10 +103,11 @@ def _positions(rng: np.random.Generator, market: Market, accounts: npt.NDArray[n
 
 
 def generate(size: int, seed: int = SEED, prefix: str = "mb-", second_share: float = SECOND_SHARE,
-             markets: dict[str, Market] | None = None) -> Book:
+             markets: dict[str, Market] | None = None, balances: tuple[float, float] = BALANCES) -> Book:
+    """balances: the log-uniform range of the accounts' balances (USDT)."""
     markets = markets or {m.symbol: m for m in load_markets()}
     rng = np.random.default_rng(seed)
-    balance = np.round(10 ** rng.uniform(3.0, np.log10(500_000), size), 2)
+    balance = np.round(10 ** rng.uniform(np.log10(balances[0]), np.log10(balances[1]), size), 2)
     everyone = np.arange(size, dtype=np.int64)
     some = np.flatnonzero(rng.random(size) < second_share).astype(np.int64)
     held = (_positions(rng, markets[PRIMARY], everyone, balance), _positions(rng, markets[SECOND], some, balance))

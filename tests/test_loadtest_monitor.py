@@ -107,7 +107,7 @@ def test_report_lists_each_part_and_reads_the_targets(tmp_path: Path) -> None:
     result = {
         "meta": {"quick": False, "started": "now", "duration_s": 1, "machine": "m", "placement": "p", "book": "b"},
         "tick": [tick, tick100k, {"accounts": 1_000_000, "skipped": "needs about 90 s"}], "load": [load],
-        "gate": {"rate": 1000.0, "phase_seconds": 5.0, "gate_accounts": 10, "monitor_accounts": 20,
+        "gate": {"rate": 1000.0, "phase_seconds": 5.0, "gate_accounts": 10, "idle_accounts": 20, "monitor_nice": 0,
                  "marks_per_second": 10.0, "marks_sent": 50, "marks_failed": 0, "sender": "native",
                  "alerts_fired_first": 3, "phases": phases, "summary": monitor.gate_summary(phases)},
     }
