@@ -66,6 +66,8 @@ MARK_UPDATES_PER_SECOND = 10.0
 LOAD_PREFIX = "rg"
 MONITOR_READY_S = 120.0
 RESERVE_S = 5.0
+# Starting the senders, their start delay, collecting records, settling: what a phase costs beyond its length.
+PHASE_OVERHEAD_S = 2.5
 WITHOUT, WITH = "without monitor", "with monitor"
 PARTS = ("tick", "load", "gate")
 # Idle accounts in the gate are small (retail-sized): 100,000 of them hold about a quarter of the
@@ -113,7 +115,7 @@ def load_estimate_s(accounts: int, written: int) -> float:
 
 def gate_estimate_s(settings: Settings) -> float:
     monitor_start = 3.0 + settings.idle_accounts * 60e-6
-    phase = settings.phase_seconds + senders.DEADLINE_MS / 1000 + 2.0
+    phase = settings.phase_seconds + PHASE_OVERHEAD_S
     # Two gate starts (the second loads the idle accounts), the first monitor, the warm-up, the pairs.
     return (20.0 + settings.idle_accounts * 80e-6 + monitor_start + settings.warmup_seconds + 2
             + settings.pairs * (2 * phase + monitor_start + 1.0))
@@ -400,7 +402,7 @@ def run_gate(settings: Settings, placement: Placement, budget: Budget, workdir: 
         first.stop()
     progress.log(f"first monitor: {fired_first:,} alerts fired on the book before the measured phases")
     phases: list[dict[str, Any]] = []
-    phase_cost = settings.phase_seconds + senders.DEADLINE_MS / 1000 + 2.0
+    phase_cost = settings.phase_seconds + PHASE_OVERHEAD_S
     monitor_cost = 3.0 + settings.idle_accounts * 60e-6
     pair = 0
     # A pair disturbed by other work on the machine is measured again, up to once per planned pair.
@@ -521,39 +523,41 @@ def markdown(result: dict[str, Any]) -> str:
     for t in result["targets"]:
         met = "-" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"| {t['target']} | {t['wanted']} | {t['measured']} | {met} |")
-    lines += ["", "## 1. Mark tick evaluation (one core, ms per tick)", "",
-              "`columns.tick` re-values every holder of BTCUSDT; `on_tick` is the whole evaluation the monitor "
-              "runs per tick (`AccountWatcher.on_tick`, default rules: margin ratio 0.8/0.9/1.0 and "
-              "concentration; a standby, so it writes nothing).", "",
-              "| accounts | holders BTC / ETH | columns.tick p50 | p99 | max | on_tick p50 | p99 | max | ticks "
-              "| >= 0.8 / 0.9 / 1.0 | GC during on_tick (gen0/1/2, max pause ms) | book built (s, us/account) "
-              "| RSS MB | other cores |", "|" + "---|" * 14]
-    for row in result["tick"]:
-        if "skipped" in row:
-            lines.append(f"| {row['accounts']:,} | skipped: {row['skipped']} |" + " |" * 12)
-            continue
-        col, watch, gc_ = row["columns_tick_ms"], row["on_tick_ms"], row["gc_on_tick"]
-        holders = " / ".join(f"{n:,}" for n in row["holders"].values())
-        above = " / ".join(f"{n:,}" for n in row["at_or_above"].values())
-        collections = "/".join(str(n) for n in gc_["collections"].values())
-        lines.append(f"| {row['accounts']:,} | {holders} | {col['p50']:.2f} | {col['p99']:.2f} | {col['max']:.2f} "
-                     f"| {watch['p50']:.2f} | {watch['p99']:.2f} | {watch['max']:.2f} | {watch['count']} | {above} "
-                     f"| {collections}, {gc_['max_pause_ms']:.1f} | {row['build_s']:.1f}, "
-                     f"{row['build_us_per_account']:.0f} | {row.get('rss_mb', 0):,.0f} "
-                     f"| {_cell(row.get('other_cores'))} |")
-    lines += ["", "## 2. Load from Redis (MonitorService start until serving, one core)", "",
-              "| accounts | serving after s | records loaded at s | first evaluation s | us per account "
-              "| monitor peak RSS MB | Redis used MB | written (this step) | write s | other cores |",
-              "|" + "---|" * 10]
-    for row in result["load"]:
-        if "skipped" in row:
-            lines.append(f"| {row['accounts']:,} | skipped: {row['skipped']} |" + " |" * 8)
-            continue
-        per = row["start_s"] / max(1, row["accounts"]) * 1e6
-        lines.append(f"| {row['accounts']:,} | {row['start_s']:.2f} | {row['until_loaded_s']:.2f} "
-                     f"| {row['evaluate_all_s']:.2f} | {per:.0f} | {row.get('peak_rss_mb', 0):,.0f} "
-                     f"| {row['redis_used_mb']:,.0f} | {row['written']:,} | {row['write_s']:.1f} "
-                     f"| {_cell(row.get('other_cores'))} |")
+    if result["tick"]:
+        lines += ["", "## 1. Mark tick evaluation (one core, ms per tick)", "",
+                  "`columns.tick` re-values every holder of BTCUSDT; `on_tick` is the whole evaluation the monitor "
+                  "runs per tick (`AccountWatcher.on_tick`, default rules: margin ratio 0.8/0.9/1.0 and "
+                  "concentration; a standby, so it writes nothing).", "",
+                  "| accounts | holders BTC / ETH | columns.tick p50 | p99 | max | on_tick p50 | p99 | max | ticks "
+                  "| >= 0.8 / 0.9 / 1.0 | GC during on_tick (gen0/1/2, max pause ms) | book built (s, us/account) "
+                  "| RSS MB | other cores |", "|" + "---|" * 14]
+        for row in result["tick"]:
+            if "skipped" in row:
+                lines.append(f"| {row['accounts']:,} | skipped: {row['skipped']} |" + " |" * 12)
+                continue
+            col, watch, gc_ = row["columns_tick_ms"], row["on_tick_ms"], row["gc_on_tick"]
+            holders = " / ".join(f"{n:,}" for n in row["holders"].values())
+            above = " / ".join(f"{n:,}" for n in row["at_or_above"].values())
+            collections = "/".join(str(n) for n in gc_["collections"].values())
+            lines.append(f"| {row['accounts']:,} | {holders} | {col['p50']:.2f} | {col['p99']:.2f} | {col['max']:.2f} "
+                         f"| {watch['p50']:.2f} | {watch['p99']:.2f} | {watch['max']:.2f} | {watch['count']} | {above} "
+                         f"| {collections}, {gc_['max_pause_ms']:.1f} | {row['build_s']:.1f}, "
+                         f"{row['build_us_per_account']:.0f} | {row.get('rss_mb', 0):,.0f} "
+                         f"| {_cell(row.get('other_cores'))} |")
+    if result["load"]:
+        lines += ["", "## 2. Load from Redis (MonitorService start until serving, one core)", "",
+                  "| accounts | serving after s | records loaded at s | first evaluation s | us per account "
+                  "| monitor peak RSS MB | Redis used MB | written (this step) | write s | other cores |",
+                  "|" + "---|" * 10]
+        for row in result["load"]:
+            if "skipped" in row:
+                lines.append(f"| {row['accounts']:,} | skipped: {row['skipped']} |" + " |" * 8)
+                continue
+            per = row["start_s"] / max(1, row["accounts"]) * 1e6
+            lines.append(f"| {row['accounts']:,} | {row['start_s']:.2f} | {row['until_loaded_s']:.2f} "
+                         f"| {row['evaluate_all_s']:.2f} | {per:.0f} | {row.get('peak_rss_mb', 0):,.0f} "
+                         f"| {row['redis_used_mb']:,.0f} | {row['written']:,} | {row['write_s']:.1f} "
+                         f"| {_cell(row.get('other_cores'))} |")
     gate = result.get("gate") or {}
     if gate.get("phases"):
         summary = gate["summary"]
