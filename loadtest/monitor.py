@@ -704,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = execute(settings, not args.no_pin, RunProgress)
     except (_Stopped, KeyboardInterrupt) as exc:
-        print(f"loadtest.monitor: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"loadtest.monitor: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     paths = write_outputs(result, args.out)
     print(markdown(result))
