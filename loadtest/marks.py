@@ -24,9 +24,11 @@ STEP = 0.0005
 
 
 class MarkFeeder:
-    def __init__(self, target: str, markets: list[Market], seed: int = 1) -> None:
+    def __init__(self, target: str, markets: list[Market], seed: int = 1,
+                 updates_per_second: float = UPDATES_PER_SECOND) -> None:
         self.target = target
         self.markets = markets
+        self.updates_per_second = updates_per_second
         self.sent = 0
         self.failed = 0
         self._rng = random.Random(seed)
@@ -53,7 +55,7 @@ class MarkFeeder:
         with grpc.insecure_channel(self.target) as channel:
             stub = admin_grpc.RiskAdminStub(channel)
             turn = 0
-            while not self._stop.wait(1 / UPDATES_PER_SECOND):
+            while not self._stop.wait(1 / self.updates_per_second):
                 market = self.markets[turn % len(self.markets)]
                 turn += 1
                 try:
