@@ -51,14 +51,25 @@ class _RuleState:
     # are open at once, and a tick must not walk them one by one.
     mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
+    # Consecutive evaluations at or above the threshold, by account index (account-wide
+    # rules): kept as an array so that a tick over every holder is vector operations.
+    hits: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+
+    def fit(self, size: int) -> None:
+        if size > len(self.mask):
+            size = max(size, 2 * len(self.mask))
+            mask = np.zeros(size, dtype=bool)
+            mask[:len(self.mask)] = self.mask
+            hits = np.zeros(size, dtype=np.int32)
+            hits[:len(self.hits)] = self.hits
+            self.mask, self.hits = mask, hits
+
     def open(self, key: Key) -> None:
         self.active.add(key)
         if not key[1]:
-            if key[0] >= len(self.mask):
-                grown = np.zeros(max(key[0] + 1, 2 * len(self.mask)), dtype=bool)
-                grown[:len(self.mask)] = self.mask
-                self.mask = grown
+            self.fit(key[0] + 1)
             self.mask[key[0]] = True
+            self.hits[key[0]] = 0
 
     def close(self, key: Key) -> None:
         self.active.discard(key)
@@ -69,6 +80,7 @@ class _RuleState:
         self.active.clear()
         self.calm_since.clear()
         self.mask[:] = False
+        self.hits[:] = 0
 
     def open_among(self, accounts: Indices) -> npt.NDArray[np.bool_]:
         """Whether each of these accounts has its account-wide episode open."""
@@ -102,6 +114,8 @@ class AccountWatcher:
         self._sequence = itertools.count()
         self._pending: set[tuple[bool, str, int, str]] = set()
         self._tier_versions: dict[str, int] = {}
+        # The open interest each symbol's holders were last all screened at (concentration).
+        self._screened_oi: dict[str, float] = {}
         self.fired = 0
 
     @property
@@ -125,16 +139,22 @@ class AccountWatcher:
             self._tier_versions[symbol] = version
             self.columns.set_tiers(symbol, tiers)
         accounts = self.columns.tick(symbol, float(latest[1]))
-        self._evaluate(accounts, {symbol}, now_ms())
+        self._evaluate(accounts, set(), now_ms(), full={symbol})
 
     def on_accounts(self, accounts: Indices) -> None:
+        """Only the accounts that changed are screened, except for a symbol whose open
+        interest moved by a percent or more since its holders were last screened: then
+        every holder's share of it has moved, and all of them are."""
         symbols: set[str] = set()
         for index in accounts.tolist():
             symbols.update(self.columns.held[index])
-        # An account that closed a position changed the open interest others' shares are of.
-        for state in self._concentration_states():
-            symbols.update(symbol for _, symbol in state.active)
-        self._evaluate(accounts, symbols, now_ms())
+        moved = set()
+        for symbol, (long, short) in self.columns.open_interest.items():
+            now_oi = float(max(long, short))
+            screened = self._screened_oi.get(symbol)
+            if screened is None or abs(now_oi - screened) >= 0.01 * max(screened, 1e-12):
+                moved.add(symbol)
+        self._evaluate(accounts, symbols - moved, now_ms(), full=moved)
 
     def on_timer(self) -> None:
         """Open episodes with a cooldown are calm for long enough only as time passes."""
@@ -180,7 +200,9 @@ class AccountWatcher:
             return accounts[~np.isin(accounts, np.fromiter(excluded, dtype=np.int64))]
         return accounts
 
-    def _evaluate(self, accounts: Indices, symbols: set[str], now: int) -> None:
+    def _evaluate(self, accounts: Indices, symbols: set[str], now: int, full: set[str] | None = None) -> None:
+        """Margin rules over `accounts`; concentration over `accounts` on `symbols`, and over
+        every holder on the symbols in `full`."""
         platform, own = account_rules(self.view.rules)
         replaced: dict[str, set[int]] = {}
         for account_id, rules in own.items():
@@ -192,33 +214,50 @@ class AccountWatcher:
         for rule in [*platform, *(r for rules in own.values() for r in rules)]:
             state = self.states.setdefault(rule.id, _RuleState())
             if rule.metric == "margin_ratio":
-                targets = self._targets(rule, accounts, replaced)
-                threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
-                above = targets[self.columns.ratio[targets] >= threshold]
-                # Those already in an episode only stop calming: no per-account step for them.
-                still = above[state.open_among(above)]
-                if len(still) and state.calm_since:
-                    for index in still.tolist():
-                        state.calm_since.pop((index, ""), None)
-                self._confirm(rule, state, [(i, "") for i in above[~state.open_among(above)].tolist()], now)
-                ratio = self.columns.ratio
-                for key in [k for k in state.counts if ratio[k[0]] < threshold]:
-                    del state.counts[key]
-                # Every account evaluated: one an override now covers still ends its episode here.
-                self._calm_accounts(rule, state, accounts, now)
-                continue
+                self._margin(rule, state, accounts, self._targets(rule, accounts, replaced), now)
             elif rule.metric == "concentration":
-                floor = float(rule.min_value or 0) * (1 - SCREEN_SLACK)
-                threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
-                for symbol in symbols:
+                for symbol in full or ():
                     holders, shares, notionals = self.columns.share(symbol)
-                    keep = (shares >= threshold) & (notionals >= floor)
-                    hot = self._targets(rule, holders[keep], replaced)
-                    hot_keys = {(i, symbol) for i in hot.tolist()}
-                    self._confirm(rule, state, list(hot_keys), now)
-                    for key in [k for k in state.counts if k[1] == symbol and k not in hot_keys]:
-                        del state.counts[key]
-            self._calm(rule, state, now)
+                    self._concentration(rule, state, symbol, holders, shares, notionals, replaced, now)
+                for symbol in symbols:
+                    holders, shares, notionals = self.columns.share_of(symbol, accounts)
+                    self._concentration(rule, state, symbol, holders, shares, notionals, replaced, now)
+                self._calm(rule, state, now)
+        for symbol in full or ():
+            long, short = self.columns.open_interest.get(symbol, (Decimal(0), Decimal(0)))
+            self._screened_oi[symbol] = float(max(long, short))
+
+    def _margin(self, rule: Rule, state: _RuleState, accounts: Indices, targets: Indices, now: int) -> None:
+        """All in vector operations but for the accounts whose crossing is confirmed just now."""
+        state.fit(len(self.columns))
+        threshold = float(rule.threshold) * (1 - SCREEN_SLACK)
+        above_mask = self.columns.ratio[targets] >= threshold
+        state.hits[targets[~above_mask]] = 0
+        above = targets[above_mask]
+        is_open = state.mask[above]
+        if state.calm_since and is_open.any():
+            for index in above[is_open].tolist():
+                state.calm_since.pop((index, ""), None)
+        fresh = above[~is_open]
+        if rule.enabled and len(fresh):
+            state.hits[fresh] = np.minimum(state.hits[fresh] + 1, rule.confirmation)
+            if self.actor and self.inputs_live:
+                for index in fresh[state.hits[fresh] >= rule.confirmation].tolist():
+                    self._enqueue(_Action(True, rule, index, "", now))
+        # Every account evaluated: one an override now covers still ends its episode here.
+        self._calm_accounts(rule, state, accounts, now)
+
+    def _concentration(self, rule: Rule, state: _RuleState, symbol: str, holders: Indices,
+                       shares: npt.NDArray[np.float64], notionals: npt.NDArray[np.float64],
+                       replaced: dict[str, set[int]], now: int) -> None:
+        floor = float(rule.min_value or 0) * (1 - SCREEN_SLACK)
+        keep = (shares >= float(rule.threshold) * (1 - SCREEN_SLACK)) & (notionals >= floor)
+        hot = self._targets(rule, holders[keep], replaced)
+        hot_keys = {(i, symbol) for i in hot.tolist()}
+        self._confirm(rule, state, list(hot_keys), now)
+        looked_at = set(holders.tolist())
+        for key in [k for k in state.counts if k[1] == symbol and k[0] in looked_at and k not in hot_keys]:
+            del state.counts[key]
 
     def _confirm(self, rule: Rule, state: _RuleState, keys: list[Key], now: int) -> None:
         for key in keys:
@@ -312,7 +351,7 @@ class AccountWatcher:
                 index = self.columns.put(account_id, 0, Decimal(0), ()) or self.columns.index[account_id]
             self.states.setdefault(rule_id, _RuleState()).open((index, symbol))
         self.actor = True
-        self._evaluate(np.arange(len(self.columns), dtype=np.int64), set(self.columns.holders), now_ms())
+        self._evaluate(np.arange(len(self.columns), dtype=np.int64), set(), now_ms(), full=set(self.columns.holders))
         self.reconsider()
 
     def become_standby(self) -> None:
@@ -352,7 +391,10 @@ class AccountWatcher:
         value, above, below_release, fresh, evidence, figures, markets = measured
         if action.fire:
             if not above or key in state.active:
+                # The exact figures say no (the float screen is a hair generous): count again.
                 state.counts.pop(key, None)
+                if not action.symbol and action.account < len(state.hits):
+                    state.hits[action.account] = 0
                 return
             description = _describe(rule, account_id, action.symbol, value)
             candidate = b""

@@ -8,6 +8,7 @@ on is recomputed exactly (exact.py) from the account's record, kept as it came.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -38,10 +39,18 @@ class TierColumns:
         self.mmr = np.array([float(t.mmr) for t in tiers.tiers])
         self.cum = np.array([float(t.maintenance_amount) for t in tiers.tiers])
         self.last = len(tiers.tiers) - 1
+        self._caps = self.caps.tolist()
+        self._mmr = self.mmr.tolist()
+        self._cum = self.cum.tolist()
 
     def maintenance(self, notional: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         k = np.minimum(np.searchsorted(self.caps, notional, side="left"), self.last)
         return notional * self.mmr[k] - self.cum[k]
+
+    def maintenance_of(self, notional: float) -> float:
+        """One position's (an account event): no numpy call for a single value."""
+        k = min(bisect_left(self._caps, notional), self.last)
+        return notional * self._mmr[k] - self._cum[k]
 
 
 class Holders:
@@ -155,22 +164,27 @@ class AccountColumns:
         self.held[index] = now_held
         upnl = mm = 0.0
         for position in kept:
-            holders = self.holders.setdefault(position.symbol, Holders())
-            slot = holders.put(index, float(position.quantity), float(position.entry_price))
+            holders = self.holders.get(position.symbol)
+            if holders is None:
+                holders = self.holders[position.symbol] = Holders()
+            quantity = float(position.quantity)
+            entry = float(position.entry_price)
+            slot = holders.put(index, quantity, entry)
             mark = self.marks.get(position.symbol)
             tiers = self.tiers.get(position.symbol)
+            position_upnl = position_mm = 0.0
             if mark is not None and tiers is not None:
-                quantity = holders.quantity[slot]
-                holders.upnl[slot] = quantity * (mark - holders.entry[slot])
-                holders.mm[slot] = tiers.maintenance(np.array([abs(quantity) * mark]))[0]
-            else:
-                holders.upnl[slot] = holders.mm[slot] = 0.0
-            upnl += holders.upnl[slot]
-            mm += holders.mm[slot]
+                position_upnl = quantity * (mark - entry)
+                position_mm = tiers.maintenance_of(abs(quantity) * mark)
+            holders.upnl[slot] = position_upnl
+            holders.mm[slot] = position_mm
+            upnl += position_upnl
+            mm += position_mm
         # Re-summed from the positions (not by deltas): what drifted in floats is reset here.
         self.upnl[index] = upnl
         self.mm[index] = mm
-        self._ratio(np.array([index]))
+        margin_balance = float(balance) + upnl
+        self.ratio[index] = 0.0 if mm <= 0 else (mm / margin_balance if margin_balance > 0 else np.inf)
         return index
 
     def set_tiers(self, symbol: str, tiers: TierTable) -> None:
@@ -202,6 +216,25 @@ class AccountColumns:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(margin_balance > 0, mm / margin_balance, np.inf)
         self.ratio[accounts] = np.where(mm > 0, ratio, 0.0)
+
+    def share_of(self, symbol: str, accounts: Indices
+                 ) -> tuple[Indices, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """As `share`, for these accounts only (those holding the symbol), against the exact
+        open interest kept: what an account event needs, without a pass over every holder."""
+        holders = self.holders.get(symbol)
+        if holders is None:
+            empty = np.zeros(0)
+            return np.zeros(0, dtype=np.int64), empty, empty
+        slots = [slot for slot in map(holders.slot.get, accounts.tolist()) if slot is not None]
+        if not slots:
+            empty = np.zeros(0)
+            return np.zeros(0, dtype=np.int64), empty, empty
+        at = np.array(slots, dtype=np.int64)
+        long, short = self.open_interest.get(symbol, (Decimal(0), Decimal(0)))
+        open_interest = float(max(long, short))
+        size = np.abs(holders.quantity[at])
+        shares = size / open_interest if open_interest > 0 else np.zeros(len(at))
+        return holders.account[at], shares, size * self.marks.get(symbol, 0.0)
 
     def share(self, symbol: str) -> tuple[Indices, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Each holder's position over the symbol's open interest (the larger side), and its
