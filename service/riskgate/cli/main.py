@@ -1080,11 +1080,6 @@ def _release(args: argparse.Namespace) -> int:
             request, metadata=_metadata(args), timeout=5))
 
 
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-
-
 # ---- ADL ranking and liquidation risk ------------------------------------------------------
 
 
@@ -1130,3 +1125,8 @@ def _liquidation_risk(args: argparse.Namespace) -> int:
                       *((e.account_id, e.symbol, e.quantity, e.mark, e.liquidation_price, e.distance, e.margin_ratio)
                         for e in answer.entries)])
     return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
