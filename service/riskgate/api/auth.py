@@ -32,6 +32,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ListFundingRates": frozenset({"admin", "operator", "viewer"}),
     "SetAccountGroup": frozenset({"admin"}),
     "ListAccountGroups": frozenset({"admin", "operator", "viewer"}),
+    # ADL ranking and liquidation risk (reads).
+    "GetAdlRanking": frozenset({"admin", "operator", "viewer"}),
+    "GetLiquidationRisk": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -313,6 +313,18 @@ def _parser() -> argparse.ArgumentParser:
     groups.add_argument("group", nargs="?", default=None, help="its group (set); '' takes it out of any")
     groups.add_argument("--group", dest="only", default="", help="list: only this group's accounts")
     groups.set_defaults(handler=_groups)
+
+    # ADL ranking and liquidation risk.
+    adl = monitor_client("adl", "the auto-deleveraging queue of a symbol's longs or shorts (first to be "
+                                "deleveraged first)")
+    adl.add_argument("symbol", help="the symbol")
+    adl.add_argument("--side", required=True, choices=["long", "short"])
+    adl.add_argument("--limit", type=_count, default=0, help="the first N of the queue (0 = 100, at most 1000)")
+    adl.set_defaults(handler=_adl)
+    liquidation_risk = monitor_client("liquidation-risk", "the positions nearest their liquidation price")
+    liquidation_risk.add_argument("--symbol", default="", help="only this symbol (default: every symbol held)")
+    liquidation_risk.add_argument("--limit", type=_count, default=0, help="0 = 100, at most 1000")
+    liquidation_risk.set_defaults(handler=_liquidation_risk)
     return parser
 
 
@@ -1066,6 +1078,53 @@ def _release(args: argparse.Namespace) -> int:
     with _channel(args) as channel:
         return _call(lambda: admin_grpc.RiskAdminStub(channel).ReleaseReservation(
             request, metadata=_metadata(args), timeout=5))
+
+
+# ---- ADL ranking and liquidation risk ------------------------------------------------------
+
+
+def _adl(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            answer = stub.GetAdlRanking(mpb.AdlRequest(symbol=args.symbol, side=args.side, limit=args.limit),
+                                        metadata=_metadata(args), timeout=10)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 1
+    if args.json:
+        _print(answer)
+        return 0
+    print(f"{answer.symbol} {answer.side}s at mark {answer.mark}: {answer.population} position(s), "
+          f"first to be deleveraged first", flush=True)
+    _print_table([("RANK", "LIGHTS", "ACCOUNT", "QUANTITY", "ENTRY", "MARK", "PNL%", "EFF_LEVERAGE", "SCORE"),
+                  *((str(e.rank), str(e.lights), e.account_id, e.quantity, e.entry_price, e.mark, e.pnl_fraction,
+                     e.effective_leverage, e.score) for e in answer.entries)])
+    return 0
+
+
+def _liquidation_risk(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            answer = stub.GetLiquidationRisk(mpb.LiquidationRiskRequest(symbol=args.symbol, limit=args.limit),
+                                             metadata=_metadata(args), timeout=10)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 1
+    if args.json:
+        _print(answer)
+    else:
+        _print_table([("ACCOUNT", "SYMBOL", "QUANTITY", "MARK", "LIQ_PRICE", "DISTANCE", "MARGIN_RATIO"),
+                      *((e.account_id, e.symbol, e.quantity, e.mark, e.liquidation_price, e.distance, e.margin_ratio)
+                        for e in answer.entries)])
+    return 0
 
 
 if __name__ == "__main__":

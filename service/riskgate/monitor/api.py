@@ -16,7 +16,9 @@ from redis.exceptions import RedisError
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.book.ratelimit import TokenBucket
+from riskgate.monitor.adl import SIDES, NoMark, adl_ranking, liquidation_risk, shown
 from riskgate.monitor.alerts import STATES, VERBS, Alert
+from riskgate.monitor.columns import AccountColumns
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
 from riskgate.monitor.groups import GroupSpec, encode_group, group_message, validate_group
@@ -42,7 +44,7 @@ _STATE_FROM_PB = {value: name for name, value in _STATE_TO_PB.items()}
 class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
     def __init__(self, auth: Authenticator, writes: MonitorWrites, view: MarketView,
                  status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool],
-                 on_funding: Callable[[str], None] | None = None) -> None:
+                 on_funding: Callable[[str], None] | None = None, columns: AccountColumns | None = None) -> None:
         self.auth = auth
         self.writes = writes
         self.view = view
@@ -50,6 +52,8 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         self.serving = serving
         # Called with the symbol once a rate set here is in the view (its rules evaluate it).
         self.on_funding = on_funding
+        # The column-wise account book (ADL ranking and liquidation risk read it).
+        self.columns = columns if columns is not None else AccountColumns()
         self._denied = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
@@ -222,6 +226,59 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         principal = await self._guard("ListFundingRates", request, context)
         await self._audit(principal.name, "ListFundingRates", request, "ok")
         return pb.FundingRateList(rates=[funding_message(self.view.funding[s]) for s in sorted(self.view.funding)])
+
+    # ---- ADL ranking and liquidation risk --------------------------------------------------
+
+    async def _invalid(self, context: grpc.aio.ServicerContext, principal: Principal, method: str,
+                       request: Message, field: str, message: str) -> None:
+        await self._refuse(context, principal, method, request, grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{field}: {message}", f"invalid: {field}: {message}")
+
+    async def GetAdlRanking(self, request: pb.AdlRequest, context: grpc.aio.ServicerContext) -> pb.AdlRanking:
+        principal = await self._guard("GetAdlRanking", request, context)
+        if request.symbol not in self.view.symbols:
+            await self._invalid(context, principal, "GetAdlRanking", request, "symbol",
+                                f"unknown symbol {echo(request.symbol)}")
+        if request.side not in SIDES:
+            await self._invalid(context, principal, "GetAdlRanking", request, "side",
+                                f"'long' or 'short', not {echo(request.side)}")
+        if request.limit > MAX_LIST_LIMIT:
+            await self._invalid(context, principal, "GetAdlRanking", request, "limit",
+                                f"at most {MAX_LIST_LIMIT} (0 = {DEFAULT_LIST_LIMIT})")
+        try:
+            ranking = adl_ranking(self.columns, self.view.market, request.symbol, request.side,
+                                  request.limit or DEFAULT_LIST_LIMIT, now_ms())
+        except NoMark:
+            await self._refuse(context, principal, "GetAdlRanking", request, grpc.StatusCode.FAILED_PRECONDITION,
+                               f"symbol {echo(request.symbol)} has no mark yet: nothing to rank",
+                               "refused: no mark")
+        await self._audit(principal.name, "GetAdlRanking", request, "ok")
+        return pb.AdlRanking(symbol=ranking.symbol, side=ranking.side, mark=fmt(ranking.mark),
+                             population=ranking.population, entries=[pb.AdlEntry(
+                                 account_id=e.account_id, quantity=fmt(e.quantity), entry_price=fmt(e.entry_price),
+                                 mark=fmt(e.mark), pnl_fraction=shown(e.figures.pnl_fraction),
+                                 effective_leverage=shown(e.figures.effective_leverage),
+                                 score=shown(e.figures.score), rank=e.rank, lights=e.lights,
+                                 margin_balance=fmt(e.margin_balance), bankruptcy_price=fmt(e.bankruptcy_price))
+                                 for e in ranking.entries])
+
+    async def GetLiquidationRisk(self, request: pb.LiquidationRiskRequest, context: grpc.aio.ServicerContext
+                                 ) -> pb.LiquidationRiskList:
+        principal = await self._guard("GetLiquidationRisk", request, context)
+        if request.symbol and request.symbol not in self.view.symbols:
+            await self._invalid(context, principal, "GetLiquidationRisk", request, "symbol",
+                                f"unknown symbol {echo(request.symbol)}")
+        if request.limit > MAX_LIST_LIMIT:
+            await self._invalid(context, principal, "GetLiquidationRisk", request, "limit",
+                                f"at most {MAX_LIST_LIMIT} (0 = {DEFAULT_LIST_LIMIT})")
+        symbols = [request.symbol] if request.symbol else sorted(self.columns.holders)
+        entries = liquidation_risk(self.columns, self.view.market, symbols, request.limit or DEFAULT_LIST_LIMIT,
+                                   now_ms())
+        await self._audit(principal.name, "GetLiquidationRisk", request, "ok")
+        return pb.LiquidationRiskList(entries=[pb.LiquidationRiskEntry(
+            account_id=e.account_id, symbol=e.symbol, quantity=fmt(e.quantity), mark=fmt(e.mark),
+            liquidation_price=fmt(e.liquidation_price), distance=shown(e.distance), margin_ratio=e.margin_ratio)
+            for e in entries])
 
 
 def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:

@@ -255,3 +255,85 @@ class MonitorStatus(_message.Message):
     account_cursor: str
     lag_ms: int
     def __init__(self, role: _Optional[str] = ..., feed_live: _Optional[bool] = ..., symbols: _Optional[int] = ..., rules: _Optional[int] = ..., open_episodes: _Optional[int] = ..., accounts: _Optional[int] = ..., account_events: _Optional[int] = ..., account_cursor: _Optional[str] = ..., lag_ms: _Optional[int] = ...) -> None: ...
+
+class AdlRequest(_message.Message):
+    __slots__ = ("symbol", "side", "limit")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    side: str
+    limit: int
+    def __init__(self, symbol: _Optional[str] = ..., side: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AdlEntry(_message.Message):
+    __slots__ = ("account_id", "quantity", "entry_price", "mark", "pnl_fraction", "effective_leverage", "score", "rank", "lights", "margin_balance", "bankruptcy_price")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    PNL_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    LIGHTS_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    BANKRUPTCY_PRICE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    quantity: str
+    entry_price: str
+    mark: str
+    pnl_fraction: str
+    effective_leverage: str
+    score: str
+    rank: int
+    lights: int
+    margin_balance: str
+    bankruptcy_price: str
+    def __init__(self, account_id: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., mark: _Optional[str] = ..., pnl_fraction: _Optional[str] = ..., effective_leverage: _Optional[str] = ..., score: _Optional[str] = ..., rank: _Optional[int] = ..., lights: _Optional[int] = ..., margin_balance: _Optional[str] = ..., bankruptcy_price: _Optional[str] = ...) -> None: ...
+
+class AdlRanking(_message.Message):
+    __slots__ = ("symbol", "side", "mark", "population", "entries")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    side: str
+    mark: str
+    population: int
+    entries: _containers.RepeatedCompositeFieldContainer[AdlEntry]
+    def __init__(self, symbol: _Optional[str] = ..., side: _Optional[str] = ..., mark: _Optional[str] = ..., population: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[AdlEntry, _Mapping]]] = ...) -> None: ...
+
+class LiquidationRiskRequest(_message.Message):
+    __slots__ = ("symbol", "limit")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    limit: int
+    def __init__(self, symbol: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class LiquidationRiskEntry(_message.Message):
+    __slots__ = ("account_id", "symbol", "quantity", "mark", "liquidation_price", "distance", "margin_ratio")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDATION_PRICE_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_RATIO_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    quantity: str
+    mark: str
+    liquidation_price: str
+    distance: str
+    margin_ratio: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., mark: _Optional[str] = ..., liquidation_price: _Optional[str] = ..., distance: _Optional[str] = ..., margin_ratio: _Optional[str] = ...) -> None: ...
+
+class LiquidationRiskList(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[LiquidationRiskEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[LiquidationRiskEntry, _Mapping]]] = ...) -> None: ...

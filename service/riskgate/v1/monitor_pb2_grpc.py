@@ -89,6 +89,16 @@ class RiskMonitorStub:
                 request_serializer=riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.FromString,
                 _registered_method=True)
+        self.GetAdlRanking = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetAdlRanking',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.AdlRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.AdlRanking.FromString,
+                _registered_method=True)
+        self.GetLiquidationRisk = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetLiquidationRisk',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.FromString,
+                _registered_method=True)
 
 
 class RiskMonitorServicer:
@@ -165,6 +175,21 @@ class RiskMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAdlRanking(self, request, context):
+        """ADL ranking and liquidation risk (viewer, operator, admin; audited reads).
+        The auto-deleveraging queue of one symbol and side, first to be deleveraged first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLiquidationRisk(self, request, context):
+        """The positions nearest their liquidation price, nearest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +247,16 @@ def add_RiskMonitorServicer_to_server(servicer, server):
                     servicer.ListAccountGroups,
                     request_deserializer=riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.SerializeToString,
+            ),
+            'GetAdlRanking': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAdlRanking,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.AdlRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.AdlRanking.SerializeToString,
+            ),
+            'GetLiquidationRisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLiquidationRisk,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +556,60 @@ class RiskMonitor:
             '/riskgate.v1.RiskMonitor/ListAccountGroups',
             riskgate_dot_v1_dot_monitor__pb2.ListAccountGroupsRequest.SerializeToString,
             riskgate_dot_v1_dot_monitor__pb2.AccountGroupList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAdlRanking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetAdlRanking',
+            riskgate_dot_v1_dot_monitor__pb2.AdlRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.AdlRanking.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLiquidationRisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetLiquidationRisk',
+            riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.FromString,
             options,
             channel_credentials,
             insecure,
