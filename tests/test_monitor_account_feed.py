@@ -46,12 +46,16 @@ async def test_account_feed_when_events_trimmed_before_read_then_reads_records_a
         await until(lambda: asyncio.sleep(0, feed.loaded.is_set() and columns.records[0][1][0].quantity),
                     lambda quantity: quantity == Decimal(2))
         reloads = feed.reloads
-        # The monitor falls behind: while it is away the stream moves on and is trimmed past it.
+        # The monitor falls behind (stopped here, so no read races the changes): while it is
+        # away the stream moves on and is trimmed past the point it had read.
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         feed.cursor = "1-0"
         await redis.hset(KEYS.accounts, "a", b'{"v":9,"d":' + _json.encode(
             AccountSnapshot(account_id="a", balance=Decimal(1000), positions=_position("9"))) + b"}")
         await _event(redis, "b", 8, "5")
         await redis.xtrim(KEYS.account_events, maxlen=1)
+        task = asyncio.create_task(feed.run())
         await until(lambda: asyncio.sleep(0, feed.reloads), lambda n: n > reloads)
         index = columns.index["a"]
         await until(lambda: asyncio.sleep(0, columns.records[index][1][0].quantity), lambda q: q == Decimal(9))
