@@ -32,6 +32,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "ListFundingRates": frozenset({"admin", "operator", "viewer"}),
     "SetAccountGroup": frozenset({"admin"}),
     "ListAccountGroups": frozenset({"admin", "operator", "viewer"}),
+    # ---- Stress tests and the insurance fund ----
+    "SetInsuranceFund": frozenset({"admin"}),
+    "GetInsuranceFund": frozenset({"admin", "operator", "viewer"}),
+    "RunStressTest": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

@@ -101,7 +101,7 @@ class MonitorService:
         self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen)
         self.writes.lease_token = self.lease_token
         servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
-                                       on_funding=self._on_funding)
+                                       on_funding=self._on_funding, columns=self.columns)
         handlers.add_servicer(server, RISK_MONITOR, servicer)
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
