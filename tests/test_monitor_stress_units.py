@@ -92,3 +92,33 @@ def test_parse_shock_when_out_of_range_or_malformed_then_error_names_the_field(t
     with pytest.raises(stress.StressError) as caught:
         stress.parse_shock("shock", text)
     assert caught.value.field == "shock"
+
+
+def test_stress_benchmark_when_run_small_then_it_prints_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest.stress import main
+
+    assert main(["--accounts", "2000", "--symbols", "5", "--grid", "-0.1:0.1:0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "2,000 accounts x 3 positions over 5 symbols" in out and "5 scenarios" in out
+    assert len(out.splitlines()) == 3 + 5
+
+
+def test_stress_when_a_random_book_then_totals_and_counts_match_every_account_computed_exactly() -> None:
+    from loadtest.stress import synthetic
+
+    columns, markets = synthetic(3000, 3, 6, seed=11)
+    book = stress.snapshot(columns)
+    scenarios = [stress.uniform(shock, sorted(markets)) for shock in stress.grid(D("-0.3"), D("0.3"), D("0.1"))]
+    scenarios.append(stress.Scenario(label="mixed", shocks={"SYM00USDT": D("-0.5"), "SYM03USDT": D("0.25")}))
+    for scenario, result in zip(scenarios, stress.run(book, markets, scenarios, top=5), strict=True):
+        marks = stress.shocked_marks(markets, scenario)
+        every = [stress.account_stress(book.ids[i], *book.records[i], markets, marks) for i in range(len(book.ids))]
+        assert result.total_shortfall == sum((a.shortfall for a in every), D(0)) and result.shortfall_exact
+        assert result.liquidations == sum(a.liquidated for a in every)
+        assert result.accounts_short == sum(a.shortfall > 0 for a in every)
+        assert abs(result.total_equity - sum(a.equity for a in every)) <= D("0.01")
+        assert abs(result.total_maintenance - sum(a.maintenance for a in every)) <= D("0.01")
+        ranked = sorted(every, key=lambda a: (-a.shortfall, a.account_id))
+        assert list(result.top_shortfalls) == [a for a in ranked[:5] if a.shortfall > 0]
+        notionals = sorted((abs(p.quantity) * marks[p.symbol] for _, ps in book.records for p in ps), reverse=True)
+        assert [e.notional for e in result.top_exposures] == notionals[:5]

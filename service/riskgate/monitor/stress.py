@@ -19,6 +19,7 @@ collateral is gone. Cover-1 / Cover-2: the largest one / two accounts' shortfall
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -187,67 +188,85 @@ def uniform(shock: Decimal, symbols: Sequence[str], group: Sequence[str] = ()) -
     return Scenario(label=label, shocks={symbol: shock for symbol in chosen})
 
 
-class _Prepared:
-    """Per symbol, what every scenario reuses: sizes, q x entry, tier arrays, and the largest
-    positions by size (the largest notionals at any one mark of the symbol)."""
+class _Layout:
+    """What every scenario reuses: the holders of every symbol with a mark, concatenated
+    (account, quantity, size), each symbol a slice sorted by size (so at any mark its notionals
+    are sorted too: each tier is a contiguous run, found by a search per cap, and the largest
+    positions are the slice's end); its tier arrays; and per account the entry cost
+    (sum quantity x entry) and the gross notional at the unshocked marks."""
 
-    def __init__(self, book: Book, symbol: str, market: Market | None, top: int) -> None:
-        accounts, quantity, entry = book.holders[symbol]
-        self.symbol = symbol
-        self.market = market if market is not None and market.mark is not None else None
-        self.accounts = accounts
-        self.quantity = quantity
-        self.cost = quantity * entry
-        self.size = np.abs(quantity)
-        self.tiers = TierColumns(market.tiers) if self.market is not None and market is not None else None
-        k = min(top, len(accounts))
-        self.largest = np.argpartition(-self.size, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+    def __init__(self, book: Book, markets: Mapping[str, Market], listed: int) -> None:
+        self.n = len(book.ids)
+        self.blind = np.zeros(self.n, dtype=bool)
+        self.missing: list[str] = []
+        self.slices: list[tuple[str, int, int, TierColumns, npt.NDArray[np.int64]]] = []
+        self.base: list[float] = []
+        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+        at = 0
+        for symbol in sorted(book.holders):
+            accounts, quantity, entry = book.holders[symbol]
+            market = markets.get(symbol)
+            if market is None or market.mark is None:
+                self.missing.append(symbol)
+                self.blind[accounts] = True
+                continue
+            order = np.argsort(np.abs(quantity))
+            k = min(listed, len(accounts))
+            self.slices.append((symbol, at, at + len(accounts), TierColumns(market.tiers),
+                                np.arange(at + len(accounts) - k, at + len(accounts))))
+            parts.append((accounts[order], quantity[order], entry[order]))
+            self.base.append(float(market.mark))
+            at += len(accounts)
+        self.account = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        self.quantity = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+        self.size = np.abs(self.quantity)
+        cost = self.quantity * (np.concatenate([p[2] for p in parts]) if parts else np.zeros(0))
+        self.cost = np.bincount(self.account, weights=cost, minlength=self.n)
+        base = np.concatenate([np.full(stop - start, mark) for (_, start, stop, _, _), mark
+                               in zip(self.slices, self.base, strict=True)]) if parts else np.zeros(0)
+        self.gross = np.bincount(self.account, weights=self.size * base, minlength=self.n)
 
 
 def run(book: Book, markets: Mapping[str, Market], scenarios: Sequence[Scenario], top: int = DEFAULT_TOP,
         fund: Decimal = ZERO) -> list[ScenarioResult]:
     """Every scenario over every account of the book. Pure: reads the book and the markets."""
-    listed = max(top, 2)
-    prepared = [_Prepared(book, symbol, markets.get(symbol), listed) for symbol in sorted(book.holders)]
-    n = len(book.ids)
-    blind = np.zeros(n, dtype=bool)
-    for prep in prepared:
-        if prep.market is None:
-            blind[prep.accounts] = True
-    missing = tuple(prep.symbol for prep in prepared if prep.market is None)
-    return [_scenario(book, markets, prepared, blind, missing, scenario, top, fund) for scenario in scenarios]
+    layout = _Layout(book, markets, max(top, 2))
+    return [_scenario(book, markets, layout, scenario, top, fund) for scenario in scenarios]
 
 
-def _scenario(book: Book, markets: Mapping[str, Market], prepared: list[_Prepared], blind: npt.NDArray[np.bool_],
-              missing: tuple[str, ...], scenario: Scenario, top: int, fund: Decimal) -> ScenarioResult:
-    n = len(book.ids)
+def _scenario(book: Book, markets: Mapping[str, Market], layout: _Layout, scenario: Scenario, top: int,
+              fund: Decimal) -> ScenarioResult:
+    n = layout.n
     marks = shocked_marks(markets, scenario)
-    upnl = np.zeros(n)
-    mm = np.zeros(n)
-    gross = np.zeros(n)
+    entries = len(layout.account)
+    notional = np.empty(entries)
+    value = np.empty(entries)
+    maintenance = np.empty(entries)
     exposure_candidates: list[tuple[float, int, str]] = []
-    for prep in prepared:
-        if prep.market is None or prep.tiers is None:
-            continue
-        mark = float(marks[prep.symbol])
-        notional = prep.size * mark
-        # Each account holds a symbol once: fancy-indexed updates are exact per index.
-        upnl[prep.accounts] += prep.quantity * mark - prep.cost
-        mm[prep.accounts] += prep.tiers.maintenance(notional)
-        gross[prep.accounts] += notional
-        for slot in prep.largest.tolist():
-            exposure_candidates.append((float(notional[slot]), int(prep.accounts[slot]), prep.symbol))
+    growth = 1.0
+    for (symbol, start, stop, tiers, largest), base in zip(layout.slices, layout.base, strict=True):
+        mark = float(marks[symbol])
+        growth = max(growth, mark / base)
+        np.multiply(layout.size[start:stop], mark, out=notional[start:stop])
+        np.multiply(layout.quantity[start:stop], mark, out=value[start:stop])
+        _maintenance(tiers, notional[start:stop], maintenance[start:stop])
+        for slot in largest.tolist():
+            exposure_candidates.append((float(notional[slot]), int(layout.account[slot]), symbol))
+    # Per account sums, into fresh arrays (the live columns are never touched).
+    upnl = np.bincount(layout.account, weights=value, minlength=n) - layout.cost
+    mm = np.bincount(layout.account, weights=maintenance, minlength=n)
+    gross = layout.gross * growth  # at least the gross notional at the shocked marks: a margin only
+    blind = layout.blind
     valued = ~blind
     balance = book.balance
     equity = balance + upnl
     tolerance = _RELATIVE * (np.abs(balance) + gross + np.abs(upnl)) + _ABSOLUTE
-
-    def exact(index: int) -> AccountStress:
-        return account_stress(book.ids[index], *book.records[index], markets, marks)
+    exact = _Exact(book, markets, marks)
 
     # Liquidations: the float decision, except near the line, where it is decided exactly.
-    liquidated = valued & (mm > 0) & (mm >= equity)
-    near = np.flatnonzero(valued & (mm > 0) & (np.abs(mm - equity) <= tolerance))
+    at_risk = valued & (mm > 0)
+    liquidated = at_risk & (mm >= equity)
+    near = np.flatnonzero(at_risk & (np.abs(mm - equity) <= tolerance))
     liquidations = int(liquidated.sum())
     for index in near.tolist():
         liquidations += int(exact(index).liquidated) - int(liquidated[index])
@@ -256,12 +275,11 @@ def _scenario(book: Book, markets: Mapping[str, Market], prepared: list[_Prepare
     short = np.flatnonzero(valued & (equity < tolerance))
     shortfall_exact = len(short) <= EXACT_LIMIT
     if shortfall_exact:
-        figures = [exact(index) for index in short.tolist()]
-        figures = [f for f in figures if f.shortfall > 0]
+        figures = [f for f in (exact(index) for index in short.tolist()) if f.shortfall > 0]
         total_shortfall = sum((f.shortfall for f in figures), ZERO)
         accounts_short = len(figures)
     else:
-        deficit = np.where(valued, np.maximum(-equity, 0.0), 0.0)
+        deficit = np.maximum(-equity[short], 0.0)
         total_shortfall = _cent(float(deficit.sum()))
         accounts_short = int((deficit > 0).sum())
         k = min(len(short), 2 * max(top, 2) + 10)
@@ -276,11 +294,50 @@ def _scenario(book: Book, markets: Mapping[str, Market], prepared: list[_Prepare
                     accounts=tuple(f.account_id for f in figures[:2]), fund=fund)
     return ScenarioResult(
         scenario=scenario, marks={s: marks[s] for s in scenario.shocks if s in marks},
-        accounts=int(valued.sum()), unvalued=int(blind.sum()), missing_marks=missing,
+        accounts=int(valued.sum()), unvalued=int(blind.sum()), missing_marks=tuple(layout.missing),
         total_equity=_cent(float(equity[valued].sum())), total_maintenance=_cent(float(mm[valued].sum())),
         total_shortfall=total_shortfall, shortfall_exact=shortfall_exact, accounts_short=accounts_short,
         liquidations=liquidations, top_shortfalls=tuple(figures[:top]), top_exposures=exposures,
         cover_1=cover_1, cover_2=cover_2)
+
+
+def _maintenance(tiers: TierColumns, notional: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
+    """TierColumns.maintenance over notionals sorted ascending: tier k is the run of notionals
+    above cap k-1 and at or below cap k (the last tier also beyond every cap)."""
+    bounds = np.searchsorted(notional, tiers.caps, side="right").tolist()
+    start = 0
+    for k in range(tiers.last + 1):
+        stop = len(notional) if k == tiers.last else bounds[k]
+        if stop > start:
+            np.multiply(notional[start:stop], tiers.mmr[k], out=out[start:stop])
+            out[start:stop] -= tiers.cum[k]
+            start = stop
+
+
+class _Exact:
+    """account_stress, with each symbol's shocked mark and tier lookup prepared once."""
+
+    def __init__(self, book: Book, markets: Mapping[str, Market], marks: Mapping[str, Decimal]) -> None:
+        self.book = book
+        self.symbols = {symbol: (marks[symbol], [t.cap for t in market.tiers.tiers], market.tiers.tiers)
+                        for symbol, market in markets.items() if symbol in marks}
+
+    def __call__(self, index: int) -> AccountStress:
+        balance, positions = self.book.records[index]
+        equity = balance
+        maintenance = ZERO
+        symbols = self.symbols
+        for position in positions:
+            quantity = position.quantity
+            mark, caps, tiers = symbols[position.symbol]
+            equity += quantity * (mark - position.entry_price)
+            notional = (quantity if quantity > 0 else -quantity) * mark
+            at = bisect_left(caps, notional)
+            tier = tiers[at] if at < len(tiers) else tiers[-1]
+            maintenance += notional * tier.mmr - tier.maintenance_amount
+        return AccountStress(account_id=self.book.ids[index], balance=balance, equity=equity,
+                             maintenance=maintenance, liquidated=maintenance > 0 and maintenance >= equity,
+                             shortfall=-equity if equity < 0 else ZERO)
 
 
 def shocked_marks(markets: Mapping[str, Market], scenario: Scenario) -> dict[str, Decimal]:
