@@ -1088,11 +1088,6 @@ def _release(args: argparse.Namespace) -> int:
             request, metadata=_metadata(args), timeout=5))
 
 
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-
-
 # ---- Stress tests and the insurance fund ----
 
 def _stress(args: argparse.Namespace) -> int:
@@ -1161,3 +1156,8 @@ def _insurance(args: argparse.Namespace) -> int:
                       (fund.balance, str(fund.version), _utc(fund.updated_ms) if fund.version else "-",
                        fund.updated_by or "-")])
     return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
