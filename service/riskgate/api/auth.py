@@ -35,6 +35,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # ADL ranking and liquidation risk (reads).
     "GetAdlRanking": frozenset({"admin", "operator", "viewer"}),
     "GetLiquidationRisk": frozenset({"admin", "operator", "viewer"}),
+    # ---- Stress tests and the insurance fund ----
+    "SetInsuranceFund": frozenset({"admin"}),
+    "GetInsuranceFund": frozenset({"admin", "operator", "viewer"}),
+    "RunStressTest": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

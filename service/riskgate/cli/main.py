@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -325,6 +326,24 @@ def _parser() -> argparse.ArgumentParser:
     liquidation_risk.add_argument("--symbol", default="", help="only this symbol (default: every symbol held)")
     liquidation_risk.add_argument("--limit", type=_count, default=0, help="0 = 100, at most 1000")
     liquidation_risk.set_defaults(handler=_liquidation_risk)
+    # ---- Stress tests and the insurance fund ----
+    stress = monitor_client("stress", "re-value every account at shocked marks: shortfalls, liquidations and "
+                                      "the insurance fund's cover (Cover-1, Cover-2)")
+    stress.add_argument("--shock", help="one shock to every symbol (or only the --group's): -0.2 is -20%%")
+    stress.add_argument("--grid", help="FROM:TO:STEP, inclusive: -0.5:0.5:0.05 is 21 scenarios, each uniform")
+    stress.add_argument("--symbol-shock", action="append", default=[], metavar="SYMBOL=SHOCK",
+                        help="a shock for one symbol (repeat it); the others keep their mark")
+    stress.add_argument("--group", default="", help="SYMBOL,SYMBOL,...: --shock or --grid shocks these only")
+    stress.add_argument("--top", type=_count, default=0, help="accounts and exposures listed per scenario "
+                                                              "(0 = 10, at most 100; --json shows them)")
+    # `--grid -0.5:0.5:0.05` and `--shock -0.2`: a value that starts with a minus is a value here.
+    if hasattr(stress, "_negative_number_matcher"):
+        stress._negative_number_matcher = re.compile(r"^-\d*\.?\d+(:-?\d*\.?\d+)*$")
+    stress.set_defaults(handler=_stress)
+    insurance = monitor_client("insurance", "show the insurance fund's balance, or set it (set: admin token)")
+    insurance.add_argument("verb", nargs="?", default="show", choices=["show", "set"])
+    insurance.add_argument("balance", nargs="?", default="", help="the fund's balance (set), a decimal >= 0")
+    insurance.set_defaults(handler=_insurance)
     return parser
 
 
@@ -1124,6 +1143,73 @@ def _liquidation_risk(args: argparse.Namespace) -> int:
         _print_table([("ACCOUNT", "SYMBOL", "QUANTITY", "MARK", "LIQ_PRICE", "DISTANCE", "MARGIN_RATIO"),
                       *((e.account_id, e.symbol, e.quantity, e.mark, e.liquidation_price, e.distance, e.margin_ratio)
                         for e in answer.entries)])
+# ---- Stress tests and the insurance fund ----
+
+def _stress(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    request = mpb.StressRequest(shock=args.shock or "", top=args.top,
+                                group=[s.strip() for s in args.group.split(",") if s.strip()])
+    if args.grid is not None:
+        parts = args.grid.split(":")
+        if len(parts) != 3:
+            print("riskgate stress: --grid is FROM:TO:STEP, e.g. -0.5:0.5:0.05", file=sys.stderr)
+            return 2
+        request.grid_from, request.grid_to, request.grid_step = parts
+    for item in args.symbol_shock:
+        symbol, sep, shock = item.partition("=")
+        if not sep:
+            print(f"riskgate stress: --symbol-shock is SYMBOL=SHOCK, not {item!r}", file=sys.stderr)
+            return 2
+        request.symbol_shocks.add(symbol=symbol.strip(), shock=shock.strip())
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            report = stub.RunStressTest(request, metadata=_metadata(args), timeout=120)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1  # type: ignore[attr-defined]
+    if args.json:
+        _print(report)
+        return 0
+    rows = [("SCENARIO", "SHORTFALL", "SHORT", "LIQUIDATIONS", "COVER-1", "COVER-2", "FUND", "COVERED")]
+    for scenario in report.scenarios:
+        covered = ("yes" if scenario.cover_2.covered else "cover-1 only" if scenario.cover_1.covered else "no")
+        rows.append((scenario.label, scenario.total_shortfall + ("" if scenario.total_shortfall_exact else " ~"),
+                     str(scenario.accounts_short), str(scenario.liquidations), scenario.cover_1.amount,
+                     scenario.cover_2.amount, report.insurance_fund.balance, covered))
+    _print_table(rows)
+    return 0
+
+
+def _insurance(args: argparse.Namespace) -> int:
+    from riskgate.v1 import monitor_pb2 as mpb
+    from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
+
+    if args.verb == "set" and not args.balance:
+        print("riskgate insurance: set needs the balance", file=sys.stderr)
+        return 2
+    if args.verb == "show" and args.balance:
+        print("riskgate insurance: to change the balance: riskgate insurance set BALANCE", file=sys.stderr)
+        return 2
+    with _channel(args) as channel:
+        stub = mpb_grpc.RiskMonitorStub(channel)
+        try:
+            if args.verb == "set":
+                fund = stub.SetInsuranceFund(mpb.InsuranceFund(balance=args.balance), metadata=_metadata(args),
+                                             timeout=5)
+            else:
+                fund = stub.GetInsuranceFund(mpb.GetInsuranceFundRequest(), metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            return 2 if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else 1  # type: ignore[attr-defined]
+    if args.json:
+        _print(fund)
+    else:
+        _print_table([("BALANCE", "VERSION", "UPDATED (UTC)", "BY"),
+                      (fund.balance, str(fund.version), _utc(fund.updated_ms) if fund.version else "-",
+                       fund.updated_by or "-")])
     return 0
 
 

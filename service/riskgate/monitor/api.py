@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import grpc
 import msgspec
@@ -16,13 +17,17 @@ from redis.exceptions import RedisError
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.book.ratelimit import TokenBucket
+from riskgate.monitor import stress, stress_wire
 from riskgate.monitor.adl import SIDES, NoMark, adl_ranking, liquidation_risk, shown
 from riskgate.monitor.alerts import STATES, VERBS, Alert
 from riskgate.monitor.columns import AccountColumns
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
 from riskgate.monitor.groups import GroupSpec, encode_group, group_message, validate_group
+from riskgate.monitor.insurance import FIELD as INSURANCE_FIELD
+from riskgate.monitor.insurance import encode_insurance, insurance_from_message, insurance_message
 from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
+from riskgate.monitor.stress import StressError
 from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
 from riskgate.v1 import monitor_pb2 as pb
 from riskgate.v1 import monitor_pb2_grpc as pb_grpc
@@ -44,7 +49,8 @@ _STATE_FROM_PB = {value: name for name, value in _STATE_TO_PB.items()}
 class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
     def __init__(self, auth: Authenticator, writes: MonitorWrites, view: MarketView,
                  status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool],
-                 on_funding: Callable[[str], None] | None = None, columns: AccountColumns | None = None) -> None:
+                 on_funding: Callable[[str], None] | None = None, columns: AccountColumns | None = None
+                 ) -> None:
         self.auth = auth
         self.writes = writes
         self.view = view
@@ -55,6 +61,9 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         # The column-wise account book (ADL ranking and liquidation risk read it).
         self.columns = columns if columns is not None else AccountColumns()
         self._denied = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
+        # The column-wise book stress tests read (a copy of it), one test at a time.
+        self.columns = columns
+        self._stress_lock = asyncio.Lock()
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -279,6 +288,55 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
             account_id=e.account_id, symbol=e.symbol, quantity=fmt(e.quantity), mark=fmt(e.mark),
             liquidation_price=fmt(e.liquidation_price), distance=shown(e.distance), margin_ratio=e.margin_ratio)
             for e in entries])
+    # ---- Stress tests and the insurance fund ----
+
+    async def SetInsuranceFund(self, request: pb.InsuranceFund, context: grpc.aio.ServicerContext
+                               ) -> pb.InsuranceFund:
+        principal = await self._guard("SetInsuranceFund", request, context)
+        try:
+            spec = insurance_from_message(request, principal.name, now_ms())
+        except RuleError as exc:
+            await self._refuse(context, principal, "SetInsuranceFund", request, grpc.StatusCode.INVALID_ARGUMENT,
+                               str(exc), f"invalid: {exc}")
+        audit = {"actor": principal.name, "action": "SetInsuranceFund", "target": "insurance_fund",
+                 "outcome": "ok", "request": _request_text(request)[:AUDIT_REQUEST_MAX]}
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                version = await self.writes.put_record("insurance", INSURANCE_FIELD, encode_insurance(spec), audit)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._refuse(context, principal, "SetInsuranceFund", request, grpc.StatusCode.UNAVAILABLE,
+                               f"not confirmed by Redis ({exc}); read the fund back before retrying",
+                               f"unavailable: {exc}")
+        stored = msgspec.structs.replace(spec, version=version)
+        self.view.apply("insurance", stored)  # the published copy may arrive after the answer
+        return insurance_message(stored)
+
+    async def GetInsuranceFund(self, request: pb.GetInsuranceFundRequest, context: grpc.aio.ServicerContext
+                               ) -> pb.InsuranceFund:
+        principal = await self._guard("GetInsuranceFund", request, context)
+        await self._audit(principal.name, "GetInsuranceFund", request, "ok")
+        return insurance_message(self.view.insurance)
+
+    async def RunStressTest(self, request: pb.StressRequest, context: grpc.aio.ServicerContext) -> pb.StressReport:
+        principal = await self._guard("RunStressTest", request, context)
+        markets = {symbol: market for symbol in sorted(self.view.symbols)
+                   if (market := self.view.market(symbol)) is not None}
+        try:
+            scenarios, top = stress_wire.read_request(
+                request, self.view.symbols, [s for s, m in markets.items() if m.mark is not None])
+        except StressError as exc:
+            await self._refuse(context, principal, "RunStressTest", request, grpc.StatusCode.INVALID_ARGUMENT,
+                               str(exc), f"invalid: {exc}")
+        fund = self.view.insurance
+        async with self._stress_lock:
+            # Copied in one go on the event loop (consistent), computed in a worker thread
+            # (numpy releases the GIL for most of it), so the monitor keeps following its feed.
+            book = stress.snapshot(self.columns if self.columns is not None else AccountColumns())
+            results = await asyncio.to_thread(stress.run, book, markets, scenarios, top,
+                                              fund.balance if fund is not None else Decimal(0))
+        await self._audit(principal.name, "RunStressTest", request, f"ok: {len(results)} scenario(s)")
+        return pb.StressReport(scenarios=[stress_wire.scenario_message(r) for r in results],
+                               insurance_fund=insurance_message(fund), accounts=len(book.ids), computed_ms=now_ms())
 
 
 def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:

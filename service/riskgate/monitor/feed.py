@@ -1,4 +1,5 @@
-"""What the monitor follows: symbols, marks, breakers, rules and funding rates, from Redis.
+"""What the monitor follows: symbols, marks, breakers, rules, funding rates, account groups
+and the insurance fund, from Redis.
 
 It subscribes to the gate's change channel and the rule channel *before* it loads the
 snapshot, so no change made in between is missed (versions make a replay harmless), and
@@ -23,6 +24,7 @@ from riskgate.engine.spec_rules import validate_symbol
 from riskgate.monitor.exact import Market
 from riskgate.monitor.funding import FundingSpec, decode_funding
 from riskgate.monitor.groups import GroupSpec, decode_group
+from riskgate.monitor.insurance import InsuranceSpec, decode_insurance
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.marks import MarkHistory
 from riskgate.monitor.rules import Rule, validate_rule
@@ -51,6 +53,8 @@ class MarketView:
         self.funding: dict[str, FundingSpec] = {}
         # Linked accounts: account -> its group record ("" group: in none).
         self.groups: dict[str, GroupSpec] = {}
+        # The insurance fund's balance (None: never set).
+        self.insurance: InsuranceSpec | None = None
         self.max_version = 0
         self._tiers: dict[str, tuple[int, TierTable]] = {}
 
@@ -104,6 +108,8 @@ class MarketView:
             if current_funding is None or record.version > current_funding.version:
                 self.funding[record.symbol] = record
                 return record.symbol
+        elif kind == "insurance" and (self.insurance is None or record.version > self.insurance.version):
+            self.insurance = record
         return None
 
 
@@ -176,7 +182,8 @@ class Feed:
         # Rules first: each rate loaded is evaluated by the rules in force.
         people: tuple[tuple[str, str, Callable[[msgspec.Raw, int], Any]], ...] = (
             ("rule", self.keys.rules, _decode_rule), ("funding", self.keys.funding, decode_funding),
-            ("group", self.keys.account_groups, decode_group))
+            ("group", self.keys.account_groups, decode_group),
+            ("insurance", self.keys.insurance_fund, decode_insurance))
         for kind, key, decode in people:
             for field, data in (await self.client.hgetall(key)).items():
                 try:
@@ -194,6 +201,8 @@ class Feed:
                 self._apply("funding", decode_funding(change.d, change.v))
             elif change.k == "group":
                 self._apply("group", decode_group(change.d, change.v))
+            elif change.k == "insurance":
+                self._apply("insurance", decode_insurance(change.d, change.v))
             elif change.k in FOLLOWED:
                 self._apply(change.k, decode_record(change.k, change.d, change.v))
         except Exception as exc:  # one bad message must not end the feed

@@ -37,6 +37,10 @@ class MonitorKeys(Keys):
         # symbol "" for the platform's net flow), apart from the mark rules' own.
         self.funding = f"{tag}:funding"
         self.funding_episodes = f"{tag}:monitor:funding_episodes"
+        # ---- Stress tests and the insurance fund ----
+        # The insurance fund's balance, field "fund": {"v": version, "d": the record}, published
+        # on rule_changes as kind "insurance".
+        self.insurance_fund = f"{tag}:insurance_fund"
 
 
 def episode_field(rule_id: str, symbol: str) -> str:

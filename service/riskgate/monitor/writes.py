@@ -213,10 +213,12 @@ class MonitorWrites:
 
     async def put_record(self, kind: str, field: str, record: bytes, audit: dict[str, str], seed: bool = False
                          ) -> int:
-        """Stores a record people set on the monitor (kind "rule", "funding" or "group") under
+        """Stores a record people set on the monitor (kind "rule", "funding", "group" or
+        "insurance") under
         the next version, publishes it on the rule channel and audits it: one script. Returns
         the version (0: `seed` found one stored already)."""
-        hashes = {"rule": self.keys.rules, "funding": self.keys.funding, "group": self.keys.account_groups}
+        hashes = {"rule": self.keys.rules, "funding": self.keys.funding, "group": self.keys.account_groups,
+                  "insurance": self.keys.insurance_fund}
         return int(await self._put_record(
             keys=[self.keys.seq, hashes[kind], self.keys.audit],
             args=[kind, self.floor, field, record, self.keys.rule_changes, self.audit_maxlen, "nx" if seed else "",

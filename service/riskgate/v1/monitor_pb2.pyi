@@ -337,3 +337,148 @@ class LiquidationRiskList(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[LiquidationRiskEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[LiquidationRiskEntry, _Mapping]]] = ...) -> None: ...
+
+class InsuranceFund(_message.Message):
+    __slots__ = ("balance", "version", "updated_by", "updated_ms")
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
+    balance: str
+    version: int
+    updated_by: str
+    updated_ms: int
+    def __init__(self, balance: _Optional[str] = ..., version: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_ms: _Optional[int] = ...) -> None: ...
+
+class GetInsuranceFundRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SymbolShock(_message.Message):
+    __slots__ = ("symbol", "shock")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    SHOCK_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    shock: str
+    def __init__(self, symbol: _Optional[str] = ..., shock: _Optional[str] = ...) -> None: ...
+
+class StressRequest(_message.Message):
+    __slots__ = ("shock", "symbol_shocks", "grid_from", "grid_to", "grid_step", "group", "top")
+    SHOCK_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_SHOCKS_FIELD_NUMBER: _ClassVar[int]
+    GRID_FROM_FIELD_NUMBER: _ClassVar[int]
+    GRID_TO_FIELD_NUMBER: _ClassVar[int]
+    GRID_STEP_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    shock: str
+    symbol_shocks: _containers.RepeatedCompositeFieldContainer[SymbolShock]
+    grid_from: str
+    grid_to: str
+    grid_step: str
+    group: _containers.RepeatedScalarFieldContainer[str]
+    top: int
+    def __init__(self, shock: _Optional[str] = ..., symbol_shocks: _Optional[_Iterable[_Union[SymbolShock, _Mapping]]] = ..., grid_from: _Optional[str] = ..., grid_to: _Optional[str] = ..., grid_step: _Optional[str] = ..., group: _Optional[_Iterable[str]] = ..., top: _Optional[int] = ...) -> None: ...
+
+class StressAccount(_message.Message):
+    __slots__ = ("account_id", "balance", "equity", "maintenance", "margin_ratio", "liquidated", "shortfall")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    EQUITY_FIELD_NUMBER: _ClassVar[int]
+    MAINTENANCE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDATED_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    balance: str
+    equity: str
+    maintenance: str
+    margin_ratio: str
+    liquidated: bool
+    shortfall: str
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., equity: _Optional[str] = ..., maintenance: _Optional[str] = ..., margin_ratio: _Optional[str] = ..., liquidated: _Optional[bool] = ..., shortfall: _Optional[str] = ...) -> None: ...
+
+class StressExposure(_message.Message):
+    __slots__ = ("account_id", "symbol", "quantity", "shocked_mark", "notional", "share")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    SHOCKED_MARK_FIELD_NUMBER: _ClassVar[int]
+    NOTIONAL_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    symbol: str
+    quantity: str
+    shocked_mark: str
+    notional: str
+    share: str
+    def __init__(self, account_id: _Optional[str] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., shocked_mark: _Optional[str] = ..., notional: _Optional[str] = ..., share: _Optional[str] = ...) -> None: ...
+
+class StressCover(_message.Message):
+    __slots__ = ("amount", "accounts", "fund", "covered", "margin")
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    FUND_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    amount: str
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    fund: str
+    covered: bool
+    margin: str
+    def __init__(self, amount: _Optional[str] = ..., accounts: _Optional[_Iterable[str]] = ..., fund: _Optional[str] = ..., covered: _Optional[bool] = ..., margin: _Optional[str] = ...) -> None: ...
+
+class StressScenario(_message.Message):
+    __slots__ = ("label", "shocks", "shocked_marks", "accounts", "accounts_unvalued", "missing_marks", "total_equity_approx", "total_maintenance_approx", "total_shortfall", "total_shortfall_exact", "accounts_short", "liquidations", "top_shortfalls", "top_exposures", "cover_1", "cover_2")
+    class ShockedMarksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SHOCKS_FIELD_NUMBER: _ClassVar[int]
+    SHOCKED_MARKS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_UNVALUED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_MARKS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_EQUITY_APPROX_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MAINTENANCE_APPROX_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SHORTFALL_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SHORTFALL_EXACT_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_SHORT_FIELD_NUMBER: _ClassVar[int]
+    LIQUIDATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOP_SHORTFALLS_FIELD_NUMBER: _ClassVar[int]
+    TOP_EXPOSURES_FIELD_NUMBER: _ClassVar[int]
+    COVER_1_FIELD_NUMBER: _ClassVar[int]
+    COVER_2_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    shocks: _containers.RepeatedCompositeFieldContainer[SymbolShock]
+    shocked_marks: _containers.ScalarMap[str, str]
+    accounts: int
+    accounts_unvalued: int
+    missing_marks: _containers.RepeatedScalarFieldContainer[str]
+    total_equity_approx: str
+    total_maintenance_approx: str
+    total_shortfall: str
+    total_shortfall_exact: bool
+    accounts_short: int
+    liquidations: int
+    top_shortfalls: _containers.RepeatedCompositeFieldContainer[StressAccount]
+    top_exposures: _containers.RepeatedCompositeFieldContainer[StressExposure]
+    cover_1: StressCover
+    cover_2: StressCover
+    def __init__(self, label: _Optional[str] = ..., shocks: _Optional[_Iterable[_Union[SymbolShock, _Mapping]]] = ..., shocked_marks: _Optional[_Mapping[str, str]] = ..., accounts: _Optional[int] = ..., accounts_unvalued: _Optional[int] = ..., missing_marks: _Optional[_Iterable[str]] = ..., total_equity_approx: _Optional[str] = ..., total_maintenance_approx: _Optional[str] = ..., total_shortfall: _Optional[str] = ..., total_shortfall_exact: _Optional[bool] = ..., accounts_short: _Optional[int] = ..., liquidations: _Optional[int] = ..., top_shortfalls: _Optional[_Iterable[_Union[StressAccount, _Mapping]]] = ..., top_exposures: _Optional[_Iterable[_Union[StressExposure, _Mapping]]] = ..., cover_1: _Optional[_Union[StressCover, _Mapping]] = ..., cover_2: _Optional[_Union[StressCover, _Mapping]] = ...) -> None: ...
+
+class StressReport(_message.Message):
+    __slots__ = ("scenarios", "insurance_fund", "accounts", "computed_ms")
+    SCENARIOS_FIELD_NUMBER: _ClassVar[int]
+    INSURANCE_FUND_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_MS_FIELD_NUMBER: _ClassVar[int]
+    scenarios: _containers.RepeatedCompositeFieldContainer[StressScenario]
+    insurance_fund: InsuranceFund
+    accounts: int
+    computed_ms: int
+    def __init__(self, scenarios: _Optional[_Iterable[_Union[StressScenario, _Mapping]]] = ..., insurance_fund: _Optional[_Union[InsuranceFund, _Mapping]] = ..., accounts: _Optional[int] = ..., computed_ms: _Optional[int] = ...) -> None: ...

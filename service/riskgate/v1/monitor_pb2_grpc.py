@@ -99,6 +99,21 @@ class RiskMonitorStub:
                 request_serializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.FromString,
                 _registered_method=True)
+        self.SetInsuranceFund = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/SetInsuranceFund',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.FromString,
+                _registered_method=True)
+        self.GetInsuranceFund = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetInsuranceFund',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.GetInsuranceFundRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.FromString,
+                _registered_method=True)
+        self.RunStressTest = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/RunStressTest',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.StressRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.StressReport.FromString,
+                _registered_method=True)
 
 
 class RiskMonitorServicer:
@@ -190,6 +205,28 @@ class RiskMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetInsuranceFund(self, request, context):
+        """---- Stress tests and the insurance fund ----
+        Admin only; validated (INVALID_ARGUMENT naming the field), versioned, audited and
+        followed by every monitor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInsuranceFund(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunStressTest(self, request, context):
+        """Every account re-valued at shocked marks; what the insurance fund would have to cover.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +294,21 @@ def add_RiskMonitorServicer_to_server(servicer, server):
                     servicer.GetLiquidationRisk,
                     request_deserializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.SerializeToString,
+            ),
+            'SetInsuranceFund': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetInsuranceFund,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.SerializeToString,
+            ),
+            'GetInsuranceFund': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInsuranceFund,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.GetInsuranceFundRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.SerializeToString,
+            ),
+            'RunStressTest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunStressTest,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.StressRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.StressReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -610,6 +662,87 @@ class RiskMonitor:
             '/riskgate.v1.RiskMonitor/GetLiquidationRisk',
             riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskRequest.SerializeToString,
             riskgate_dot_v1_dot_monitor__pb2.LiquidationRiskList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetInsuranceFund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/SetInsuranceFund',
+            riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInsuranceFund(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetInsuranceFund',
+            riskgate_dot_v1_dot_monitor__pb2.GetInsuranceFundRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.InsuranceFund.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunStressTest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/RunStressTest',
+            riskgate_dot_v1_dot_monitor__pb2.StressRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.StressReport.FromString,
             options,
             channel_credentials,
             insecure,
