@@ -1143,7 +1143,11 @@ def _liquidation_risk(args: argparse.Namespace) -> int:
         _print_table([("ACCOUNT", "SYMBOL", "QUANTITY", "MARK", "LIQ_PRICE", "DISTANCE", "MARGIN_RATIO"),
                       *((e.account_id, e.symbol, e.quantity, e.mark, e.liquidation_price, e.distance, e.margin_ratio)
                         for e in answer.entries)])
+    return 0
+
+
 # ---- Stress tests and the insurance fund ----
+
 
 def _stress(args: argparse.Namespace) -> int:
     from riskgate.v1 import monitor_pb2 as mpb

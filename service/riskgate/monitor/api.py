@@ -288,6 +288,7 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
             account_id=e.account_id, symbol=e.symbol, quantity=fmt(e.quantity), mark=fmt(e.mark),
             liquidation_price=fmt(e.liquidation_price), distance=shown(e.distance), margin_ratio=e.margin_ratio)
             for e in entries])
+
     # ---- Stress tests and the insurance fund ----
 
     async def SetInsuranceFund(self, request: pb.InsuranceFund, context: grpc.aio.ServicerContext
