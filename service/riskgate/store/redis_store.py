@@ -369,6 +369,12 @@ class RedisStore:
             raise StoreUnavailable(f"state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
         # Orders are answered the moment start returns: prove the link once now, rather than
         # refusing risk until the health task's first round.
+        await self.prove()
+
+    async def prove(self) -> None:
+        """Proves the link now, bounded: the state counts fresh for the staleness bound from
+        this moment. For a caller that stalled the event loop after start (past the bound, that
+        proof is spent) and is about to answer calls."""
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self._prove_link()
 
