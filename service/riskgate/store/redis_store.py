@@ -836,11 +836,15 @@ class RedisStore:
                 _, taken = self._apply_change(change, version)
             except Exception as exc:  # e.g. a released order that closed meanwhile
                 log.error("applying %s %r resolved as applied failed: %r", change.kind, change.field, exc)
-            if taken or change.kind != "account":
+            account = self.book.accounts.get(change.field) if change.kind == "account" else None
+            if taken or change.kind != "account" or (account is not None and account.record_version >= version):
                 # Not taken for another kind: a newer change of the same record already holds.
+                # Not taken for an account the book already holds it in (the change feed brought
+                # it, and this process has written the account since), or a later change of it.
                 self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version})"})
             else:
-                # This process wrote the account's later state (fills) over it meanwhile.
+                # This process wrote the account's later state (fills) over it meanwhile, on a
+                # base without it: Redis no longer holds it, nor does the book.
                 self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version}) but "
                                     "superseded by this process's later state of the account: send it again"})
             log.warning("admin change %s %r whose answer was lost was applied by Redis (version %d): "
