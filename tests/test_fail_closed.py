@@ -2,12 +2,16 @@
 while reducing orders pass; admin changes are refused, never half-done; recovery is automatic."""
 
 import asyncio
+import gc
+import time
+import types
 
 import pytest
 import redis.asyncio as aioredis
 from grpc import StatusCode
 from grpc.aio import AioRpcError
 
+from riskgate.api import server as server_module
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.v1 import admin_pb2 as admin
 from tests.conftest import Services
@@ -120,4 +124,27 @@ async def test_healthy_link_when_time_passes_then_orders_keep_flowing(services: 
     await client.upsert_symbol(mark="50000")
     await client.trader()
     await asyncio.sleep(1.0)
+    assert decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
+
+
+async def test_start_when_its_collection_stalls_the_loop_past_the_bound_then_it_serves_proven_at_once(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Start-up's full collection blocks the event loop for as long as the heap takes: a large
+    # book or a busy machine can make that longer than the staleness bound. Here it is made so.
+    stalled_until: list[float] = []
+
+    def collect(*args: int) -> int:
+        time.sleep(1.0)  # the stall itself (twice the 500 ms bound), not a wait for anything
+        stalled_until.append(time.monotonic())
+        return gc.collect(*args)
+
+    monkeypatch.setattr(server_module, "gc", types.SimpleNamespace(
+        collect=collect, freeze=gc.freeze, get_threshold=gc.get_threshold, set_threshold=gc.set_threshold))
+    service, client = await services.start(redis_stale_after_ms=500)
+    # The link was proven after the stall, not only before it: start returns fresh, and the
+    # first calls are answered rather than refused as unproven.
+    [stall_end] = stalled_until
+    assert service.book.fresh_until > stall_end
+    await client.upsert_symbol(mark="50000")
+    await client.trader()
     assert decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -73,6 +74,31 @@ async def test_upsert_account_when_answer_lost_after_redis_ran_it_then_resolved_
     assert await _until(book_has_it)
     await client.check(quantity="1", order_id="o-1")
     await client.fill("acct-1", "o-1", "0.5", "50000")  # later state builds on the change
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        assert json.loads(await redis.hget(Keys("rg").accounts, "acct-1"))["d"]["balance"] == "5000"
+    finally:
+        await redis.aclose()
+
+
+async def test_upsert_account_when_answer_lost_but_change_feed_delivered_it_then_resolved_applied_not_superseded(
+        proxied: tuple[LossyProxy, Services], flushed_redis: EmbeddedRedis) -> None:
+    proxy, services = proxied
+    service, client = await services.start(redis_stale_after_ms=500)
+    await client.upsert_symbol(mark="50000")
+    await client.trader(balance="100000")
+    # Only the writer's link loses the answer: the change feed still brings the published
+    # change into the book, and this process then writes the account again under a newer
+    # version, so the resolution finds the book past the change's version.
+    proxy.lose_answers_after(_script_call(service.store._put.sha), only_its_link=True)
+    with pytest.raises(AioRpcError) as error:
+        await client.upsert_account("acct-1", "5000")
+    assert error.value.code() == StatusCode.UNAVAILABLE
+    outcomes = await _audit_outcomes(flushed_redis.url, "UpsertAccount", "resolved")
+    assert [o.split(":")[0] for o in outcomes] == ["ok", "ok", "unconfirmed", "resolved"]
+    # The book and Redis hold it: nothing to send again.
+    assert re.fullmatch(r"resolved: applied \(version \d+\)", outcomes[-1])
+    assert service.book.accounts["acct-1"].balance == 5000
     redis = aioredis.Redis.from_url(flushed_redis.url)
     try:
         assert json.loads(await redis.hget(Keys("rg").accounts, "acct-1"))["d"]["balance"] == "5000"

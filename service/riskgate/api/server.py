@@ -147,18 +147,22 @@ class RiskgateService:
             self.pretrade.store = self.store
             await self._seed(self.store)
             await self.store.start()
+            setup_metrics(self.counters, book=self.book)
+            # Start-up objects live for the whole process: keep them out of the collector's scans.
+            gc.collect()
+            gc.freeze()
+            # A full collection stalls the loop for milliseconds, and at high utilisation the queue
+            # it leaves takes tens of milliseconds to drain. The hot path makes little cyclic
+            # garbage, so full collections run 100 times less often than Python's default.
+            young, middle, _ = gc.get_threshold()
+            gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
+            # That collection stalls the loop for as long as the heap takes (a large book, a
+            # busy machine: past the staleness bound), spending the freshness the store's start
+            # proved: prove the link again now, or the first calls would be refused as unproven.
+            await self.store.prove()
         except BaseException:
             await self.stop()
             raise
-        setup_metrics(self.counters, book=self.book)
-        # Start-up objects live for the whole process: keep them out of the collector's scans.
-        gc.collect()
-        gc.freeze()
-        # A full collection stalls the loop for milliseconds, and at high utilisation the queue
-        # it leaves takes tens of milliseconds to drain. The hot path makes little cyclic
-        # garbage, so full collections run 100 times less often than Python's default.
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, FULL_COLLECTION_THRESHOLD)
         self.lifecycle.serving = True
         self._on_link_health(time.monotonic() <= self.book.fresh_until)
         log.info("riskgate serving on %s (port %d), %d symbols, %d accounts", server_config.listen, self.port,

@@ -228,6 +228,7 @@ class Account:
         "ordinal",
         "positions",
         "recent_order_ids",
+        "record_version",
         "reserved_cost",
         "snapshot_version",
     )
@@ -237,6 +238,9 @@ class Account:
         self.balance = ZERO
         self.positions: dict[str, Position] = {}
         self.snapshot_version = 0
+        # The version of the last stored record (an operator's or clearing's snapshot) the book
+        # applied; snapshot_version moves on with this process's own writes of the account too.
+        self.record_version = 0
         self.controls = controls
         self.bucket = TokenBucket(rate, now_mono)
         self.orders: dict[str, Reservation] = {}

@@ -622,7 +622,7 @@ def apply_account_record(book: Book, snapshot: AccountSnapshot, journal: Iterabl
         if spec.quantity:
             account.positions[spec.symbol] = Position(spec.quantity, spec.entry_price, spec.leverage)
             adjust_open_interest(book, spec.symbol, ZERO, spec.quantity)
-    account.snapshot_version = snapshot.version
+    account.snapshot_version = account.record_version = snapshot.version
     account.cutoff_sequence = cutoff
     account.cutoff_ms = max(snapshot.cutoff_ms, account.cutoff_ms)
     account.journal_floor = max(snapshot.journal_floor, account.journal_floor)

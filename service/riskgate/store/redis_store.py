@@ -369,6 +369,12 @@ class RedisStore:
             raise StoreUnavailable(f"state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
         # Orders are answered the moment start returns: prove the link once now, rather than
         # refusing risk until the health task's first round.
+        await self.prove()
+
+    async def prove(self) -> None:
+        """Proves the link now, bounded: the state counts fresh for the staleness bound from
+        this moment. For a caller that stalled the event loop after start (past the bound, that
+        proof is spent) and is about to answer calls."""
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self._prove_link()
 
@@ -830,11 +836,15 @@ class RedisStore:
                 _, taken = self._apply_change(change, version)
             except Exception as exc:  # e.g. a released order that closed meanwhile
                 log.error("applying %s %r resolved as applied failed: %r", change.kind, change.field, exc)
-            if taken or change.kind != "account":
+            account = self.book.accounts.get(change.field) if change.kind == "account" else None
+            if taken or change.kind != "account" or (account is not None and account.record_version >= version):
                 # Not taken for another kind: a newer change of the same record already holds.
+                # Not taken for an account the book already holds it in (the change feed brought
+                # it, and this process has written the account since), or a later change of it.
                 self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version})"})
             else:
-                # This process wrote the account's later state (fills) over it meanwhile.
+                # This process wrote the account's later state (fills) over it meanwhile, on a
+                # base without it: Redis no longer holds it, nor does the book.
                 self.enqueue_audit({**change.audit, "outcome": f"resolved: applied (version {version}) but "
                                     "superseded by this process's later state of the account: send it again"})
             log.warning("admin change %s %r whose answer was lost was applied by Redis (version %d): "
