@@ -128,6 +128,39 @@ local function release(t)
 end
 """
 
+# What every rule's episode leaves, in the layout all four episode scripts share (KEYS: 3
+# audit, 5 alerts, 6 alert events, 7 episodes): its audit entry (the ARGV from `first` on
+# are the evidence pairs), its alert and its events.
+_EPISODES = """
+local function audited(now, actor, action, target, outcome, first, alert_id, v, maxlen)
+  local entry = {'ts_ms', now, 'actor', actor, 'action', action, 'target', target, 'outcome', outcome}
+  for i = first, #ARGV do entry[#entry + 1] = ARGV[i] end
+  entry[#entry + 1] = 'alert_id'
+  entry[#entry + 1] = alert_id
+  entry[#entry + 1] = 'version'
+  entry[#entry + 1] = tostring(v)
+  return redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+local function open_episode(alert_id, alert, action, v, audit_id, actor, now, episode, held)
+  redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"action":' .. cjson.encode(action)
+    .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(alert, 2))
+  redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', actor, 'note', action, 'at_ms', now)
+  redis.call('HSET', KEYS[7], episode, cjson.encode({alert = alert_id, version = v, held = held,
+    at_ms = tonumber(now)}))
+end
+local function close_episode(alert_id, actor, now, note)
+  local stored = redis.call('HGET', KEYS[5], alert_id)
+  if stored then
+    local a = cjson.decode(stored)
+    a.cleared_ms = tonumber(now)
+    a.updated_ms = tonumber(now)
+    table.insert(a.history, {actor = actor, action = 'cleared', note = note, at_ms = tonumber(now)})
+    redis.call('HSET', KEYS[5], alert_id, cjson.encode(a))
+  end
+  redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'cleared', 'actor', actor, 'note', note, 'at_ms', now)
+end
+"""
+
 # KEYS: 1 seq, 2 breakers, 3 audit, 4 monitor lease, 5 alerts, 6 alert events, 7 episodes,
 # 8 alert id counter, 9 holds.
 # ARGV: 1 lease token, 2 version floor, 3 symbol, 4 breaker record ('' = alert only), 5 change
@@ -136,7 +169,7 @@ end
 # audit evidence pairs.
 # Returns {'lease'} (not the holder), {'open', alert id} (an episode is open: nothing done),
 # or {'ok', alert id, version (0 = no record written), audit id, action taken}.
-FIRE = _FENCE + _LIFT + _HOLDS + """
+FIRE = _FENCE + _LIFT + _HOLDS + _EPISODES + """
 local open = redis.call('HGET', KEYS[7], ARGV[8])
 if open then return {'open', cjson.decode(open).alert} end
 local alert_id = tostring(redis.call('INCR', KEYS[8]))
@@ -152,19 +185,8 @@ if ARGV[4] ~= '' then
     channel = ARGV[5], fresh = ARGV[4], keep = false, actor = ARGV[11], reason = '', noun = 'breaker',
     target = 'symbol ' .. ARGV[3]})
 end
-local entry = {'ts_ms', ARGV[10], 'actor', ARGV[11], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
-for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'alert_id'
-entry[#entry + 1] = alert_id
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
-redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"action":' .. cjson.encode(action)
-  .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
-redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
-  'at_ms', ARGV[10])
-redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, held = held,
-  at_ms = tonumber(ARGV[10])}))
+local audit_id = audited(ARGV[10], ARGV[11], audit_action, ARGV[3], outcome, 13, alert_id, v, ARGV[7])
+open_episode(alert_id, ARGV[9], action, v, audit_id, ARGV[11], ARGV[10], ARGV[8], held)
 return {'ok', alert_id, v, audit_id, action}
 """
 
@@ -174,7 +196,7 @@ return {'ok', alert_id, v, audit_id, action}
 # Ends the episode and lets go of the breaker it held (see _HOLDS).
 # Returns {'lease'}, {'none'} (no episode open), or {'ok', alert id, version (0 = breaker not
 # touched), audit id, outcome}.
-CLEAR = _FENCE + _LIFT + _HOLDS + """
+CLEAR = _FENCE + _LIFT + _HOLDS + _EPISODES + """
 local raw = redis.call('HGET', KEYS[7], ARGV[7])
 if not raw then return {'none'} end
 local ep = cjson.decode(raw)
@@ -190,23 +212,8 @@ if ep.held then
     note = ARGV[10], now = ARGV[9], noun = 'breaker', lifted = 'breaker back to NORMAL',
     changed = 'the breaker changed since the rule set it'})
 end
-local entry = {'ts_ms', ARGV[9], 'actor', ARGV[8], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
-for i = 11, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'alert_id'
-entry[#entry + 1] = ep.alert
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(entry))
-local stored = redis.call('HGET', KEYS[5], ep.alert)
-if stored then
-  local a = cjson.decode(stored)
-  a.cleared_ms = tonumber(ARGV[9])
-  a.updated_ms = tonumber(ARGV[9])
-  table.insert(a.history, {actor = ARGV[8], action = 'cleared', note = note, at_ms = tonumber(ARGV[9])})
-  redis.call('HSET', KEYS[5], ep.alert, cjson.encode(a))
-end
-redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', ARGV[8], 'note', note,
-  'at_ms', ARGV[9])
+local audit_id = audited(ARGV[9], ARGV[8], audit_action, ARGV[3], outcome, 11, ep.alert, v, ARGV[6])
+close_episode(ep.alert, ARGV[8], ARGV[9], note)
 return {'ok', ep.alert, v, audit_id, outcome}
 """
 
@@ -284,7 +291,7 @@ return 0
 # reduce_only holds the account's close-only (see _HOLDS; the rest of its controls kept).
 # Returns {'lease'}, {'open', alert id} or {'ok', alert id, version (0 = no record written),
 # audit id, action taken}.
-ACCOUNT_FIRE = _FENCE + _LIFT + _HOLDS + """
+ACCOUNT_FIRE = _FENCE + _LIFT + _HOLDS + _EPISODES + """
 local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
 local open = redis.call('HGET', KEYS[7], ARGV[8])
 if open then return {'open', cjson.decode(open).alert} end
@@ -309,19 +316,8 @@ else
   outcome = 'ok: alert only, no action'
   action = 'none: alert only'
 end
-local entry = {'ts_ms', ARGV[10], 'actor', ARGV[11], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
-for i = 15, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'alert_id'
-entry[#entry + 1] = alert_id
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
-redis.call('HSET', KEYS[5], alert_id, '{"id":' .. cjson.encode(alert_id) .. ',"action":' .. cjson.encode(action)
-  .. ',"action_version":' .. v .. ',"audit_id":' .. cjson.encode(audit_id) .. ',' .. string.sub(ARGV[9], 2))
-redis.call('XADD', KEYS[6], '*', 'id', alert_id, 'event', 'created', 'actor', ARGV[11], 'note', action,
-  'at_ms', ARGV[10])
-redis.call('HSET', KEYS[7], ARGV[8], cjson.encode({alert = alert_id, version = v, held = held,
-  at_ms = tonumber(ARGV[10])}))
+local audit_id = audited(ARGV[10], ARGV[11], audit_action, ARGV[3], outcome, 15, alert_id, v, ARGV[7])
+open_episode(alert_id, ARGV[9], action, v, audit_id, ARGV[11], ARGV[10], ARGV[8], held)
 return {'ok', alert_id, v, audit_id, action}
 """
 
@@ -330,7 +326,7 @@ return {'ok', alert_id, v, audit_id, action}
 # 3 account, 4 change channel, 5 audit maxlen, 6 episode field, 7 actor, 8 now ms, 9 note,
 # 10... audit evidence pairs. Lets go of the close-only the episode held (see _HOLDS).
 # Returns {'lease'}, {'none'} or {'ok', alert id, version, audit id, outcome}.
-ACCOUNT_CLEAR = _FENCE + _LIFT + _HOLDS + """
+ACCOUNT_CLEAR = _FENCE + _LIFT + _HOLDS + _EPISODES + """
 local restrictions = {'NONE', 'REDUCE_ONLY', 'FROZEN'}
 local raw = redis.call('HGET', KEYS[7], ARGV[6])
 if not raw then return {'none'} end
@@ -347,22 +343,7 @@ if ep.held then
     actor = ARGV[7], note = ARGV[9], now = ARGV[8], noun = 'account', lifted = 'restriction lifted',
     changed = 'the account controls changed since the rule set them'})
 end
-local entry = {'ts_ms', ARGV[8], 'actor', ARGV[7], 'action', audit_action, 'target', ARGV[3], 'outcome', outcome}
-for i = 10, #ARGV do entry[#entry + 1] = ARGV[i] end
-entry[#entry + 1] = 'alert_id'
-entry[#entry + 1] = ep.alert
-entry[#entry + 1] = 'version'
-entry[#entry + 1] = tostring(v)
-local audit_id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
-local stored = redis.call('HGET', KEYS[5], ep.alert)
-if stored then
-  local a = cjson.decode(stored)
-  a.cleared_ms = tonumber(ARGV[8])
-  a.updated_ms = tonumber(ARGV[8])
-  table.insert(a.history, {actor = ARGV[7], action = 'cleared', note = note, at_ms = tonumber(ARGV[8])})
-  redis.call('HSET', KEYS[5], ep.alert, cjson.encode(a))
-end
-redis.call('XADD', KEYS[6], '*', 'id', ep.alert, 'event', 'cleared', 'actor', ARGV[7], 'note', note,
-  'at_ms', ARGV[8])
+local audit_id = audited(ARGV[8], ARGV[7], audit_action, ARGV[3], outcome, 10, ep.alert, v, ARGV[5])
+close_episode(ep.alert, ARGV[7], ARGV[8], note)
 return {'ok', ep.alert, v, audit_id, outcome}
 """
