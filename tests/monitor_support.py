@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import msgspec
 import redis.asyncio as aioredis
 
 from riskgate.book.specs import BreakerSpec
@@ -113,3 +116,33 @@ async def actor_of(*services: MonitorService) -> MonitorService:
 
     found = await until(actors, lambda a: len(a) == 1)
     return found[0]
+
+
+def monitor_config_file(path: Path, rules: list[Rule]) -> Path:
+    """A TOML configuration for a `riskgate monitor` process: the test tokens and these rules."""
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def value(field: object) -> str:
+        if isinstance(field, bool):
+            return "true" if field else "false"
+        return str(field) if isinstance(field, int) else f'"{field}"'
+
+    tables = "".join("\n[[monitor.rules]]\n" + "".join(
+        f"{name} = {value(field)}\n" for name, field in msgspec.structs.asdict(rule).items() if field is not None)
+        for rule in rules)
+    path.write_text(f"""
+[[admin_tokens]]
+name = "test-admin"
+token_sha256 = "{digest(ADMIN_TOKEN)}"
+roles = ["admin"]
+
+[[admin_tokens]]
+name = "test-operator"
+token_sha256 = "{digest(OPERATOR_TOKEN)}"
+roles = ["operator"]
+
+[monitor]
+evaluate_ms = 20
+{tables}""")
+    return path

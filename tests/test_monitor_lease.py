@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import subprocess
 import sys
@@ -16,8 +15,17 @@ from riskgate.store.embedded import free_port
 from riskgate.values.codes import BreakerState
 from tests.audit_trail import audit_entries
 from tests.conftest import Services
-from tests.monitor_support import MonitorClient, actor_of, running_monitor, settled, stored_breaker, until, vol_rule
-from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, Client, symbol_spec
+from tests.monitor_support import (
+    MonitorClient,
+    actor_of,
+    monitor_config_file,
+    running_monitor,
+    settled,
+    stored_breaker,
+    until,
+    vol_rule,
+)
+from tests.support import Client, symbol_spec
 from tests.test_monitor_margin import LADDER, LONG_10, stored_controls
 
 
@@ -59,42 +67,13 @@ async def test_two_monitors_when_rule_fires_then_exactly_one_acts_and_standby_ta
         assert sorted(a.symbol for a in alerts) == ["BTCUSDT", "ETHUSDT"]
 
 
-def _config_file(path: Path) -> Path:
-    def digest(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    path.write_text(f"""
-[[admin_tokens]]
-name = "test-admin"
-token_sha256 = "{digest(ADMIN_TOKEN)}"
-roles = ["admin"]
-
-[[admin_tokens]]
-name = "test-operator"
-token_sha256 = "{digest(OPERATOR_TOKEN)}"
-roles = ["operator"]
-
-[monitor]
-evaluate_ms = 20
-
-[[monitor.rules]]
-id = "vol-test"
-metric = "mark_move"
-threshold = "0.05"
-window_ms = 60000
-action = "symbol_reduce_only"
-cooldown_ms = 600000
-""")
-    return path
-
-
 async def test_monitor_process_when_killed_then_standby_takes_over_within_the_lease_and_acts(
         services: Services, tmp_path: Path) -> None:
     gate = await _two_symbols(services)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "riskgate.cli.main", "monitor", "--redis-url", services.redis_url,
-         "--listen", f"127.0.0.1:{port}", "--config", str(_config_file(tmp_path / "monitor.toml")),
+         "--listen", f"127.0.0.1:{port}", "--config", str(monitor_config_file(tmp_path / "monitor.toml", [vol_rule()])),
          "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=(tmp_path / "monitor.log").open("wb"),
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -138,7 +117,7 @@ async def test_monitor_process_when_sigterm_then_exits_zero_and_releases_its_lea
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "riskgate.cli.main", "monitor", "--redis-url", services.redis_url,
-         "--listen", f"127.0.0.1:{port}", "--config", str(_config_file(tmp_path / "monitor.toml")),
+         "--listen", f"127.0.0.1:{port}", "--config", str(monitor_config_file(tmp_path / "monitor.toml", [vol_rule()])),
          "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=(tmp_path / "monitor.log").open("wb"))
     try:

@@ -5,7 +5,6 @@ died would have left."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import subprocess
 import sys
@@ -13,41 +12,8 @@ from pathlib import Path
 
 from riskgate.store.embedded import free_port
 from tests.conftest import Services
-from tests.monitor_support import MonitorClient, running_monitor, until
-from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN
+from tests.monitor_support import MonitorClient, monitor_config_file, running_monitor, until
 from tests.test_monitor_margin import LADDER, LONG_10, stored_controls
-
-
-def _config_file(path: Path) -> Path:
-    def digest(token: str) -> str:
-        return hashlib.sha256(token.encode()).hexdigest()
-
-    rules = "".join(f"""
-[[monitor.rules]]
-id = "{rule.id}"
-metric = "margin_ratio"
-threshold = "{rule.threshold}"
-release = "{rule.release}"
-window_ms = 0
-action = "{rule.action}"
-cooldown_ms = 0
-severity = "critical"
-""" for rule in LADDER)
-    path.write_text(f"""
-[[admin_tokens]]
-name = "test-admin"
-token_sha256 = "{digest(ADMIN_TOKEN)}"
-roles = ["admin"]
-
-[[admin_tokens]]
-name = "test-operator"
-token_sha256 = "{digest(OPERATOR_TOKEN)}"
-roles = ["operator"]
-
-[monitor]
-evaluate_ms = 20
-{rules}""")
-    return path
 
 
 async def test_monitor_when_killed_and_restarted_mid_stream_then_same_alerts_as_without_the_kill(
@@ -59,7 +25,7 @@ async def test_monitor_when_killed_and_restarted_mid_stream_then_same_alerts_as_
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "riskgate.cli.main", "monitor", "--redis-url", services.redis_url,
-         "--listen", f"127.0.0.1:{port}", "--config", str(_config_file(tmp_path / "monitor.toml")),
+         "--listen", f"127.0.0.1:{port}", "--config", str(monitor_config_file(tmp_path / "monitor.toml", LADDER)),
          "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=(tmp_path / "monitor.log").open("wb"),
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
