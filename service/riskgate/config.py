@@ -98,7 +98,17 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     renew_ms: int = 500
     # How often rules that are not calm yet are evaluated between mark ticks.
     evaluate_ms: int = 250
+    # Mark history (what VaR, backtests and historical stress read): minute bars kept this
+    # long, daily closes this many days, written to Redis this often.
+    mark_bar_retention_minutes: int = 10_080
+    mark_daily_retention_days: int = 3_650
+    mark_bar_flush_ms: int = 1_000
     rules: list[Rule] = msgspec.field(default_factory=default_rules)
+
+    def __post_init__(self) -> None:
+        for name in ("mark_bar_retention_minutes", "mark_daily_retention_days", "mark_bar_flush_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"monitor.{name} must be > 0")
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True):

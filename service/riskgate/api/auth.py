@@ -39,6 +39,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "SetInsuranceFund": frozenset({"admin"}),
     "GetInsuranceFund": frozenset({"admin", "operator", "viewer"}),
     "RunStressTest": frozenset({"admin", "operator", "viewer"}),
+    # ---- Mark history, value at risk, the daily report ----
+    "ImportMarkHistory": frozenset({"admin"}),
+    "GetMarkHistory": frozenset({"admin", "operator", "viewer"}),
+    "GetValueAtRisk": frozenset({"admin", "operator", "viewer"}),
+    "BacktestVaR": frozenset({"admin", "operator", "viewer"}),
+    "GetDailyReport": frozenset({"admin", "operator", "viewer"}),
 }
 KNOWN_ROLES = frozenset().union(*PERMISSIONS.values())
 

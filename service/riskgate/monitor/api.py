@@ -17,17 +17,21 @@ from redis.exceptions import RedisError
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.book.ratelimit import TokenBucket
-from riskgate.monitor import stress, stress_wire
+from riskgate.config import Config
+from riskgate.monitor import analytics, stress, stress_wire
 from riskgate.monitor.adl import SIDES, NoMark, adl_ranking, liquidation_risk, shown
 from riskgate.monitor.alerts import STATES, VERBS, Alert
 from riskgate.monitor.columns import AccountColumns
+from riskgate.monitor.exact import Market
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
 from riskgate.monitor.groups import GroupSpec, encode_group, group_message, validate_group
+from riskgate.monitor.history import MarkBars
 from riskgate.monitor.insurance import FIELD as INSURANCE_FIELD
 from riskgate.monitor.insurance import encode_insurance, insurance_from_message, insurance_message
 from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
 from riskgate.monitor.stress import StressError
+from riskgate.monitor.var import VarError
 from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
 from riskgate.v1 import monitor_pb2 as pb
 from riskgate.v1 import monitor_pb2_grpc as pb_grpc
@@ -49,8 +53,8 @@ _STATE_FROM_PB = {value: name for name, value in _STATE_TO_PB.items()}
 class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
     def __init__(self, auth: Authenticator, writes: MonitorWrites, view: MarketView,
                  status: Callable[[], pb.MonitorStatus], serving: Callable[[], bool],
-                 on_funding: Callable[[str], None] | None = None, columns: AccountColumns | None = None
-                 ) -> None:
+                 on_funding: Callable[[str], None] | None = None, columns: AccountColumns | None = None,
+                 bars: MarkBars | None = None, config: Config | None = None) -> None:
         self.auth = auth
         self.writes = writes
         self.view = view
@@ -58,12 +62,13 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         self.serving = serving
         # Called with the symbol once a rate set here is in the view (its rules evaluate it).
         self.on_funding = on_funding
-        # The column-wise account book (ADL ranking and liquidation risk read it).
+        # The column-wise account book (ADL, liquidation risk, stress, VaR and the report read it).
         self.columns = columns if columns is not None else AccountColumns()
         self._denied = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
-        # The column-wise book stress tests read (a copy of it), one test at a time.
-        self.columns = columns
+        # Book-wide analytics (stress, VaR, the report) one at a time: each copies the book.
         self._stress_lock = asyncio.Lock()
+        self.bars = bars if bars is not None else MarkBars(writes.client, writes.keys, 10_080, 3_650)
+        self.config = config if config is not None else Config()
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -320,24 +325,112 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
 
     async def RunStressTest(self, request: pb.StressRequest, context: grpc.aio.ServicerContext) -> pb.StressReport:
         principal = await self._guard("RunStressTest", request, context)
-        markets = {symbol: market for symbol in sorted(self.view.symbols)
-                   if (market := self.view.market(symbol)) is not None}
+        markets = self._markets()
         try:
-            scenarios, top = stress_wire.read_request(
-                request, self.view.symbols, [s for s, m in markets.items() if m.mark is not None])
-        except StressError as exc:
+            if request.historical_lookback_days:
+                top = stress_wire.read_historical(request)
+                async with asyncio.timeout(REDIS_TIMEOUT_S):
+                    scenarios = await analytics.historical_scenarios(
+                        self.writes.client, self.writes.keys, [s for s, m in markets.items() if m.mark is not None],
+                        now_ms(), request.historical_lookback_days)
+            else:
+                scenarios, top = stress_wire.read_request(
+                    request, self.view.symbols, [s for s, m in markets.items() if m.mark is not None])
+        except (StressError, VarError) as exc:
             await self._refuse(context, principal, "RunStressTest", request, grpc.StatusCode.INVALID_ARGUMENT,
                                str(exc), f"invalid: {exc}")
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._unavailable(context, principal, "RunStressTest", request, exc)
         fund = self.view.insurance
         async with self._stress_lock:
             # Copied in one go on the event loop (consistent), computed in a worker thread
             # (numpy releases the GIL for most of it), so the monitor keeps following its feed.
-            book = stress.snapshot(self.columns if self.columns is not None else AccountColumns())
+            book = stress.snapshot(self.columns)
             results = await asyncio.to_thread(stress.run, book, markets, scenarios, top,
                                               fund.balance if fund is not None else Decimal(0))
         await self._audit(principal.name, "RunStressTest", request, f"ok: {len(results)} scenario(s)")
         return pb.StressReport(scenarios=[stress_wire.scenario_message(r) for r in results],
                                insurance_fund=insurance_message(fund), accounts=len(book.ids), computed_ms=now_ms())
+
+
+    def _markets(self) -> dict[str, Market]:
+        return {symbol: market for symbol in sorted(self.view.symbols)
+                if (market := self.view.market(symbol)) is not None}
+
+    async def _unavailable(self, context: grpc.aio.ServicerContext, principal: Principal, method: str,
+                           request: Message, exc: BaseException) -> None:
+        await self._refuse(context, principal, method, request, grpc.StatusCode.UNAVAILABLE,
+                           f"Redis did not answer ({exc!r}); try again", f"unavailable: {exc!r}")
+
+    # ---- Mark history, value at risk, the daily report ----
+
+    async def ImportMarkHistory(self, request: pb.MarkHistoryImport, context: grpc.aio.ServicerContext
+                                ) -> pb.MarkHistoryImportResult:
+        principal = await self._guard("ImportMarkHistory", request, context)
+        method = "ImportMarkHistory"
+        try:
+            bars = analytics.read_bars(request.bars, self.view.symbols, now_ms())
+        except VarError as exc:
+            await self._invalid(context, principal, method, request, exc.field, exc.message)
+        count = sum(len(b) for b in bars.values())
+        audit = {"ts_ms": str(now_ms()), "actor": principal.name[:200], "action": method,
+                 "target": ",".join(sorted(bars))[:200], "outcome": f"ok: {count} bars",
+                 "request": f"{len(request.bars)} bars of {', '.join(sorted(bars))}"[:AUDIT_REQUEST_MAX]}
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S * 5):
+                return await analytics.import_bars(self.bars, bars, now_ms(),
+                                                   (self.writes.keys.audit, audit, self.writes.audit_maxlen))
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Merging is idempotent: sending the same bars again is always safe.
+            await self._unavailable(context, principal, method, request, exc)
+            raise
+
+    async def GetMarkHistory(self, request: pb.MarkHistoryRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.MarkHistory:
+        principal = await self._guard("GetMarkHistory", request, context)
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                history = await analytics.mark_history(self.writes.client, self.writes.keys, request,
+                                                       self.view.symbols, now_ms())
+        except VarError as exc:
+            await self._invalid(context, principal, "GetMarkHistory", request, exc.field, exc.message)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._unavailable(context, principal, "GetMarkHistory", request, exc)
+        await self._audit(principal.name, "GetMarkHistory", request, f"ok: {len(history.bars)} bars")
+        return history
+
+    async def GetValueAtRisk(self, request: pb.VarRequest, context: grpc.aio.ServicerContext) -> pb.VarReport:
+        principal = await self._guard("GetValueAtRisk", request, context)
+        try:
+            async with self._stress_lock:
+                book = stress.snapshot(self.columns)
+                async with asyncio.timeout(REDIS_TIMEOUT_S * 15):
+                    report = await analytics.value_at_risk(self.writes.client, self.writes.keys, book,
+                                                           self._markets(), request, now_ms())
+        except VarError as exc:
+            await self._invalid(context, principal, "GetValueAtRisk", request, exc.field, exc.message)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._unavailable(context, principal, "GetValueAtRisk", request, exc)
+        await self._audit(principal.name, "GetValueAtRisk", request, f"ok: {report.scenarios} scenarios")
+        return report
+
+    async def BacktestVaR(self, request: pb.BacktestRequest, context: grpc.aio.ServicerContext
+                          ) -> pb.BacktestReport:
+        principal = await self._guard("BacktestVaR", request, context)
+        try:
+            async with self._stress_lock:
+                book = stress.snapshot(self.columns)
+                async with asyncio.timeout(REDIS_TIMEOUT_S * 5):
+                    report = await analytics.backtest_var(self.writes.client, self.writes.keys, book,
+                                                          self._markets(), request, now_ms())
+        except VarError as exc:
+            code = grpc.StatusCode.FAILED_PRECONDITION if "history" in exc.message else grpc.StatusCode.INVALID_ARGUMENT
+            await self._refuse(context, principal, "BacktestVaR", request, code, str(exc), f"refused: {exc}")
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._unavailable(context, principal, "BacktestVaR", request, exc)
+        await self._audit(principal.name, "BacktestVaR", request,
+                          f"ok: {report.exceptions} exceptions in {report.days} days, {report.zone}")
+        return report
 
 
 def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:

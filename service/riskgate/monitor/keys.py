@@ -42,6 +42,15 @@ class MonitorKeys(Keys):
         # on rule_changes as kind "insurance".
         self.insurance_fund = f"{tag}:insurance_fund"
 
+    # ---- Mark history (history.py) ----
+    def mark_bars(self, symbol: str) -> str:
+        """A symbol's minute bars (sorted set by minute), capped in time."""
+        return f"{self._tag}:mark_bars:{symbol}"
+
+    def mark_daily(self, symbol: str) -> str:
+        """A symbol's close per UTC day (sorted set by day number), capped in count."""
+        return f"{self._tag}:mark_daily:{symbol}"
+
 
 def episode_field(rule_id: str, symbol: str) -> str:
     return f"{rule_id}\x1f{symbol}"

@@ -30,6 +30,7 @@ from riskgate.monitor.feed import Feed, MarketView
 from riskgate.monitor.flow_feed import FlowFeed
 from riskgate.monitor.flow_watch import FlowWatcher
 from riskgate.monitor.funding import FundingWatcher
+from riskgate.monitor.history import MarkBars, MarkRecorder
 from riskgate.monitor.inputs import InputWatcher
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
@@ -72,6 +73,8 @@ class MonitorService:
         self.flow_feed: FlowFeed | None = None
         self.funding: FundingWatcher | None = None
         self.account_feed: AccountFeed | None = None
+        self.bars: MarkBars | None = None
+        self.recorder: MarkRecorder | None = None
         self.client: aioredis.Redis | None = None
         self.writes: MonitorWrites | None = None
         self.watcher: Watcher | None = None
@@ -100,8 +103,13 @@ class MonitorService:
                                               socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
         self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen)
         self.writes.lease_token = self.lease_token
+        monitor = self.config.monitor
+        self.bars = MarkBars(self.client, self.keys, monitor.mark_bar_retention_minutes,
+                             monitor.mark_daily_retention_days)
+        self.recorder = MarkRecorder(self.bars)
         servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
-                                       on_funding=self._on_funding, columns=self.columns)
+                                       on_funding=self._on_funding, columns=self.columns, bars=self.bars,
+                                       config=self.config)
         handlers.add_servicer(server, RISK_MONITOR, servicer)
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -160,7 +168,8 @@ class MonitorService:
                             asyncio.create_task(self.flows.run(), name="monitor-flow-actions"),
                             asyncio.create_task(self.inputs.run(), name="monitor-inputs"),
                             asyncio.create_task(self._lease(), name="monitor-lease"),
-                            asyncio.create_task(self._timer(), name="monitor-timer")]
+                            asyncio.create_task(self._timer(), name="monitor-timer"),
+                            asyncio.create_task(self._record_bars(), name="monitor-mark-bars")]
         except BaseException:
             await self.stop()
             raise
@@ -180,6 +189,10 @@ class MonitorService:
         log.info("seeded %d of %d rules from the configuration", written, len(self.config.monitor.rules))
 
     def _on_mark(self, symbol: str) -> None:
+        history = self.view.marks.get(symbol)
+        latest = history.latest if history is not None else None
+        if self.recorder is not None and latest is not None:
+            self.recorder.record(symbol, *latest)
         if self.writes is not None:
             self.writes.floor = self.view.max_version
         if self.watcher is not None:
@@ -306,6 +319,18 @@ class MonitorService:
             except Exception:  # one bad evaluation must not stop the clock
                 log.exception("monitor evaluation failed")
 
+    async def _record_bars(self) -> None:
+        """Writes the bars of the marks followed (every monitor: the writes merge, so a standby
+        taking over leaves no gap); what Redis did not take waits for the next round."""
+        assert self.recorder is not None
+        while not self._stopping:
+            await asyncio.sleep(self.config.monitor.mark_bar_flush_ms / 1000)
+            try:
+                async with asyncio.timeout(REDIS_SOCKET_TIMEOUT_S):
+                    await self.recorder.flush(now_ms())
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("mark bars not written (kept for the next round): %s", exc)
+
     async def _report_health(self) -> None:
         if self.health is None or self._stopping:
             return
@@ -351,6 +376,12 @@ class MonitorService:
         self._step_down()
         for task in self._tasks:
             task.cancel()
+        if self.recorder is not None and self.recorder.pending:
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await self.recorder.flush(now_ms())
+            except (RedisError, OSError, TimeoutError) as exc:
+                report.unfinished.append(f"{self.recorder.pending} mark bars not written: {exc}")
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
             report.unfinished += [f"task {task.get_name()} did not end" for task in late]

@@ -69,6 +69,17 @@ def read_request(request: pb.StressRequest, known: Container[str], symbols: Sequ
     return [uniform(shock, symbols, group) for shock in grid(start, stop, step)], top
 
 
+def read_historical(request: pb.StressRequest) -> int:
+    """How many accounts each historical scenario lists; StressError when the request also
+    names shocks (historical scenarios are a choice of their own)."""
+    if request.top > MAX_TOP:
+        raise StressError("top", f"at most {MAX_TOP}, not {request.top}")
+    for name in ("shock", "symbol_shocks", "grid_from", "grid_to", "grid_step", "group"):
+        if getattr(request, name):
+            raise StressError(name, "not with historical_lookback_days (historical scenarios name their own shocks)")
+    return request.top or DEFAULT_TOP
+
+
 def _group(names: Sequence[str], known: Container[str]) -> list[str]:
     group: list[str] = []
     for name in names:

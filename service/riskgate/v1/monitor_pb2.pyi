@@ -363,7 +363,7 @@ class SymbolShock(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., shock: _Optional[str] = ...) -> None: ...
 
 class StressRequest(_message.Message):
-    __slots__ = ("shock", "symbol_shocks", "grid_from", "grid_to", "grid_step", "group", "top")
+    __slots__ = ("shock", "symbol_shocks", "grid_from", "grid_to", "grid_step", "group", "top", "historical_lookback_days")
     SHOCK_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_SHOCKS_FIELD_NUMBER: _ClassVar[int]
     GRID_FROM_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +371,7 @@ class StressRequest(_message.Message):
     GRID_STEP_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     TOP_FIELD_NUMBER: _ClassVar[int]
+    HISTORICAL_LOOKBACK_DAYS_FIELD_NUMBER: _ClassVar[int]
     shock: str
     symbol_shocks: _containers.RepeatedCompositeFieldContainer[SymbolShock]
     grid_from: str
@@ -378,7 +379,8 @@ class StressRequest(_message.Message):
     grid_step: str
     group: _containers.RepeatedScalarFieldContainer[str]
     top: int
-    def __init__(self, shock: _Optional[str] = ..., symbol_shocks: _Optional[_Iterable[_Union[SymbolShock, _Mapping]]] = ..., grid_from: _Optional[str] = ..., grid_to: _Optional[str] = ..., grid_step: _Optional[str] = ..., group: _Optional[_Iterable[str]] = ..., top: _Optional[int] = ...) -> None: ...
+    historical_lookback_days: int
+    def __init__(self, shock: _Optional[str] = ..., symbol_shocks: _Optional[_Iterable[_Union[SymbolShock, _Mapping]]] = ..., grid_from: _Optional[str] = ..., grid_to: _Optional[str] = ..., grid_step: _Optional[str] = ..., group: _Optional[_Iterable[str]] = ..., top: _Optional[int] = ..., historical_lookback_days: _Optional[int] = ...) -> None: ...
 
 class StressAccount(_message.Message):
     __slots__ = ("account_id", "balance", "equity", "maintenance", "margin_ratio", "liquidated", "shortfall")
@@ -482,3 +484,186 @@ class StressReport(_message.Message):
     accounts: int
     computed_ms: int
     def __init__(self, scenarios: _Optional[_Iterable[_Union[StressScenario, _Mapping]]] = ..., insurance_fund: _Optional[_Union[InsuranceFund, _Mapping]] = ..., accounts: _Optional[int] = ..., computed_ms: _Optional[int] = ...) -> None: ...
+
+class MarkBar(_message.Message):
+    __slots__ = ("symbol", "time_ms", "open", "high", "low", "close")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    time_ms: int
+    open: str
+    high: str
+    low: str
+    close: str
+    def __init__(self, symbol: _Optional[str] = ..., time_ms: _Optional[int] = ..., open: _Optional[str] = ..., high: _Optional[str] = ..., low: _Optional[str] = ..., close: _Optional[str] = ...) -> None: ...
+
+class MarkHistoryImport(_message.Message):
+    __slots__ = ("bars",)
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    bars: _containers.RepeatedCompositeFieldContainer[MarkBar]
+    def __init__(self, bars: _Optional[_Iterable[_Union[MarkBar, _Mapping]]] = ...) -> None: ...
+
+class MarkHistoryImportResult(_message.Message):
+    __slots__ = ("bars", "minute_bars", "symbols", "first_ms", "last_ms")
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_BARS_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MS_FIELD_NUMBER: _ClassVar[int]
+    bars: int
+    minute_bars: int
+    symbols: _containers.RepeatedScalarFieldContainer[str]
+    first_ms: int
+    last_ms: int
+    def __init__(self, bars: _Optional[int] = ..., minute_bars: _Optional[int] = ..., symbols: _Optional[_Iterable[str]] = ..., first_ms: _Optional[int] = ..., last_ms: _Optional[int] = ...) -> None: ...
+
+class MarkHistoryRequest(_message.Message):
+    __slots__ = ("symbol", "interval", "from_ms", "to_ms", "limit")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    FROM_MS_FIELD_NUMBER: _ClassVar[int]
+    TO_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    interval: str
+    from_ms: int
+    to_ms: int
+    limit: int
+    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[str] = ..., from_ms: _Optional[int] = ..., to_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class MarkHistory(_message.Message):
+    __slots__ = ("symbol", "interval", "bars")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    BARS_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    interval: str
+    bars: _containers.RepeatedCompositeFieldContainer[MarkBar]
+    def __init__(self, symbol: _Optional[str] = ..., interval: _Optional[str] = ..., bars: _Optional[_Iterable[_Union[MarkBar, _Mapping]]] = ...) -> None: ...
+
+class VarRequest(_message.Message):
+    __slots__ = ("confidences", "lookback_days", "horizon_days", "account_id", "top")
+    CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    LOOKBACK_DAYS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    confidences: _containers.RepeatedScalarFieldContainer[str]
+    lookback_days: int
+    horizon_days: int
+    account_id: str
+    top: int
+    def __init__(self, confidences: _Optional[_Iterable[str]] = ..., lookback_days: _Optional[int] = ..., horizon_days: _Optional[int] = ..., account_id: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
+
+class VarFigure(_message.Message):
+    __slots__ = ("confidence", "var", "expected_shortfall")
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VAR_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SHORTFALL_FIELD_NUMBER: _ClassVar[int]
+    confidence: str
+    var: str
+    expected_shortfall: str
+    def __init__(self, confidence: _Optional[str] = ..., var: _Optional[str] = ..., expected_shortfall: _Optional[str] = ...) -> None: ...
+
+class VarSubject(_message.Message):
+    __slots__ = ("subject", "figures")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    figures: _containers.RepeatedCompositeFieldContainer[VarFigure]
+    def __init__(self, subject: _Optional[str] = ..., figures: _Optional[_Iterable[_Union[VarFigure, _Mapping]]] = ...) -> None: ...
+
+class VarReport(_message.Message):
+    __slots__ = ("platform", "accounts", "scenarios", "lookback_days", "horizon_days", "first_day", "last_day", "missing_history", "short_history", "accounts_valued", "accounts_left_out", "computed_ms", "net_exposure")
+    class NetExposureEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SCENARIOS_FIELD_NUMBER: _ClassVar[int]
+    LOOKBACK_DAYS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DAY_FIELD_NUMBER: _ClassVar[int]
+    LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    MISSING_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SHORT_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_VALUED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_LEFT_OUT_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_MS_FIELD_NUMBER: _ClassVar[int]
+    NET_EXPOSURE_FIELD_NUMBER: _ClassVar[int]
+    platform: VarSubject
+    accounts: _containers.RepeatedCompositeFieldContainer[VarSubject]
+    scenarios: int
+    lookback_days: int
+    horizon_days: int
+    first_day: str
+    last_day: str
+    missing_history: _containers.RepeatedScalarFieldContainer[str]
+    short_history: _containers.RepeatedScalarFieldContainer[str]
+    accounts_valued: int
+    accounts_left_out: int
+    computed_ms: int
+    net_exposure: _containers.ScalarMap[str, str]
+    def __init__(self, platform: _Optional[_Union[VarSubject, _Mapping]] = ..., accounts: _Optional[_Iterable[_Union[VarSubject, _Mapping]]] = ..., scenarios: _Optional[int] = ..., lookback_days: _Optional[int] = ..., horizon_days: _Optional[int] = ..., first_day: _Optional[str] = ..., last_day: _Optional[str] = ..., missing_history: _Optional[_Iterable[str]] = ..., short_history: _Optional[_Iterable[str]] = ..., accounts_valued: _Optional[int] = ..., accounts_left_out: _Optional[int] = ..., computed_ms: _Optional[int] = ..., net_exposure: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class BacktestRequest(_message.Message):
+    __slots__ = ("account_id", "confidence", "days", "lookback_days", "horizon_days")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    LOOKBACK_DAYS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    confidence: str
+    days: int
+    lookback_days: int
+    horizon_days: int
+    def __init__(self, account_id: _Optional[str] = ..., confidence: _Optional[str] = ..., days: _Optional[int] = ..., lookback_days: _Optional[int] = ..., horizon_days: _Optional[int] = ...) -> None: ...
+
+class BacktestReport(_message.Message):
+    __slots__ = ("subject", "confidence", "days", "lookback_days", "exceptions", "exception_days", "kupiec_lr", "rejected", "zone", "first_day", "last_day")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    LOOKBACK_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    KUPIEC_LR_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DAY_FIELD_NUMBER: _ClassVar[int]
+    LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    confidence: str
+    days: int
+    lookback_days: int
+    exceptions: int
+    exception_days: _containers.RepeatedScalarFieldContainer[str]
+    kupiec_lr: str
+    rejected: bool
+    zone: str
+    first_day: str
+    last_day: str
+    def __init__(self, subject: _Optional[str] = ..., confidence: _Optional[str] = ..., days: _Optional[int] = ..., lookback_days: _Optional[int] = ..., exceptions: _Optional[int] = ..., exception_days: _Optional[_Iterable[str]] = ..., kupiec_lr: _Optional[str] = ..., rejected: _Optional[bool] = ..., zone: _Optional[str] = ..., first_day: _Optional[str] = ..., last_day: _Optional[str] = ...) -> None: ...
+
+class DailyReportRequest(_message.Message):
+    __slots__ = ("date",)
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    def __init__(self, date: _Optional[str] = ...) -> None: ...
+
+class DailyReportDocument(_message.Message):
+    __slots__ = ("date", "json")
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    json: bytes
+    def __init__(self, date: _Optional[str] = ..., json: _Optional[bytes] = ...) -> None: ...

@@ -114,6 +114,31 @@ class RiskMonitorStub:
                 request_serializer=riskgate_dot_v1_dot_monitor__pb2.StressRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_monitor__pb2.StressReport.FromString,
                 _registered_method=True)
+        self.ImportMarkHistory = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/ImportMarkHistory',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImport.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImportResult.FromString,
+                _registered_method=True)
+        self.GetMarkHistory = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetMarkHistory',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistory.FromString,
+                _registered_method=True)
+        self.GetValueAtRisk = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetValueAtRisk',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.VarRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.VarReport.FromString,
+                _registered_method=True)
+        self.BacktestVaR = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/BacktestVaR',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.BacktestRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.BacktestReport.FromString,
+                _registered_method=True)
+        self.GetDailyReport = channel.unary_unary(
+                '/riskgate.v1.RiskMonitor/GetDailyReport',
+                request_serializer=riskgate_dot_v1_dot_monitor__pb2.DailyReportRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_monitor__pb2.DailyReportDocument.FromString,
+                _registered_method=True)
 
 
 class RiskMonitorServicer:
@@ -227,6 +252,43 @@ class RiskMonitorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportMarkHistory(self, request, context):
+        """---- Mark history, value at risk, the daily report ----
+        Admin only: bars merged into the mark history (as the monitor records marks itself: the
+        earliest open, highest high, lowest low and latest close of each minute win); at most
+        10,000 bars a call, validated whole (INVALID_ARGUMENT naming the bar), audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMarkHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetValueAtRisk(self, request, context):
+        """Historical-simulation VaR and expected shortfall of the platform and of its accounts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BacktestVaR(self, request, context):
+        """The exceptions of the historical VaR over past days, Kupiec's test and Basel's zone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDailyReport(self, request, context):
+        """The daily risk report of one UTC day, as JSON (riskgate.report.document.DailyReport).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskMonitorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +371,31 @@ def add_RiskMonitorServicer_to_server(servicer, server):
                     servicer.RunStressTest,
                     request_deserializer=riskgate_dot_v1_dot_monitor__pb2.StressRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_monitor__pb2.StressReport.SerializeToString,
+            ),
+            'ImportMarkHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportMarkHistory,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImport.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImportResult.SerializeToString,
+            ),
+            'GetMarkHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMarkHistory,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistoryRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.MarkHistory.SerializeToString,
+            ),
+            'GetValueAtRisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetValueAtRisk,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.VarRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.VarReport.SerializeToString,
+            ),
+            'BacktestVaR': grpc.unary_unary_rpc_method_handler(
+                    servicer.BacktestVaR,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.BacktestRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.BacktestReport.SerializeToString,
+            ),
+            'GetDailyReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyReport,
+                    request_deserializer=riskgate_dot_v1_dot_monitor__pb2.DailyReportRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_monitor__pb2.DailyReportDocument.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -743,6 +830,141 @@ class RiskMonitor:
             '/riskgate.v1.RiskMonitor/RunStressTest',
             riskgate_dot_v1_dot_monitor__pb2.StressRequest.SerializeToString,
             riskgate_dot_v1_dot_monitor__pb2.StressReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportMarkHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/ImportMarkHistory',
+            riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImport.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.MarkHistoryImportResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMarkHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetMarkHistory',
+            riskgate_dot_v1_dot_monitor__pb2.MarkHistoryRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.MarkHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetValueAtRisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetValueAtRisk',
+            riskgate_dot_v1_dot_monitor__pb2.VarRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.VarReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BacktestVaR(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/BacktestVaR',
+            riskgate_dot_v1_dot_monitor__pb2.BacktestRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.BacktestReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskMonitor/GetDailyReport',
+            riskgate_dot_v1_dot_monitor__pb2.DailyReportRequest.SerializeToString,
+            riskgate_dot_v1_dot_monitor__pb2.DailyReportDocument.FromString,
             options,
             channel_credentials,
             insecure,
