@@ -26,6 +26,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from riskgate.cli import analytics
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 from riskgate.v1 import pretrade_pb2 as pb
@@ -344,6 +345,10 @@ def _parser() -> argparse.ArgumentParser:
     insurance.add_argument("verb", nargs="?", default="show", choices=["show", "set"])
     insurance.add_argument("balance", nargs="?", default="", help="the fund's balance (set), a decimal >= 0")
     insurance.set_defaults(handler=_insurance)
+    stress.add_argument("--historical", type=_count, default=0, metavar="DAYS",
+                        help="historical worst moves over the last DAYS days of the mark history instead")
+    # ---- Mark history, value at risk, the daily report ----
+    analytics.add_commands(monitor_client, _count)
     return parser
 
 
@@ -1153,7 +1158,7 @@ def _stress(args: argparse.Namespace) -> int:
     from riskgate.v1 import monitor_pb2 as mpb
     from riskgate.v1 import monitor_pb2_grpc as mpb_grpc
 
-    request = mpb.StressRequest(shock=args.shock or "", top=args.top,
+    request = mpb.StressRequest(shock=args.shock or "", top=args.top, historical_lookback_days=args.historical,
                                 group=[s.strip() for s in args.group.split(",") if s.strip()])
     if args.grid is not None:
         parts = args.grid.split(":")

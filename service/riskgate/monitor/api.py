@@ -22,6 +22,7 @@ from riskgate.monitor import analytics, stress, stress_wire
 from riskgate.monitor.adl import SIDES, NoMark, adl_ranking, liquidation_risk, shown
 from riskgate.monitor.alerts import STATES, VERBS, Alert
 from riskgate.monitor.columns import AccountColumns
+from riskgate.monitor.daily import DailyReportBuilder, ReportError, parse_date
 from riskgate.monitor.exact import Market
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.funding import encode_funding, funding_from_message, funding_message
@@ -33,6 +34,7 @@ from riskgate.monitor.rules import SEVERITIES, Rule, RuleError, validate_rule
 from riskgate.monitor.stress import StressError
 from riskgate.monitor.var import VarError
 from riskgate.monitor.writes import AlertMissing, AlertStateRefused, MonitorWrites, now_ms
+from riskgate.report import document as report_document
 from riskgate.v1 import monitor_pb2 as pb
 from riskgate.v1 import monitor_pb2_grpc as pb_grpc
 from riskgate.values.money import DecimalFormatError, fmt, parse_non_negative
@@ -44,6 +46,8 @@ DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 MAX_NOTE = 2000
 REDIS_TIMEOUT_S = 2.0
+# A report reads a day of counters, alerts and audit entries and runs stress and VaR.
+REPORT_TIMEOUT_S = 120.0
 _SEVERITY_TO_PB = {name: pb.Severity.Value(f"SEVERITY_{name.upper()}") for name in SEVERITIES}
 _SEVERITY_FROM_PB = {value: name for name, value in _SEVERITY_TO_PB.items()}
 _STATE_TO_PB = {name: pb.AlertState.Value(f"ALERT_{name}") for name in STATES}
@@ -431,6 +435,22 @@ class RiskMonitorServicer(pb_grpc.RiskMonitorServicer):
         await self._audit(principal.name, "BacktestVaR", request,
                           f"ok: {report.exceptions} exceptions in {report.days} days, {report.zone}")
         return report
+
+    async def GetDailyReport(self, request: pb.DailyReportRequest, context: grpc.aio.ServicerContext
+                             ) -> pb.DailyReportDocument:
+        principal = await self._guard("GetDailyReport", request, context)
+        try:
+            day = parse_date(request.date, now_ms())
+            builder = DailyReportBuilder(self.writes.client, self.writes.keys, self.view, self.columns,
+                                         self._stress_lock)
+            async with asyncio.timeout(REPORT_TIMEOUT_S):
+                report = await builder.build(day, now_ms())
+        except ReportError as exc:
+            await self._invalid(context, principal, "GetDailyReport", request, "date", str(exc).split(": ", 1)[-1])
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._unavailable(context, principal, "GetDailyReport", request, exc)
+        await self._audit(principal.name, "GetDailyReport", request, f"ok: {report.date}")
+        return pb.DailyReportDocument(date=report.date, json=report_document.encoder.encode(report))
 
 
 def _matches(alert: Alert, request: pb.ListAlertsRequest) -> bool:
