@@ -18,7 +18,7 @@ def binary() -> str | None:
     return shutil.which("chromium")
 
 
-def run(page: Path, *extra: str, timeout: float = TIMEOUT_S) -> str:
+def run(page: Path, *extra: str, timeout: float = TIMEOUT_S, profile: Path | None = None) -> str:
     """Runs chromium on page (a local file) with extra flags; returns its stdout.
 
     Chromium forks a zygote, a GPU and renderer processes: it is started in its own process
@@ -28,12 +28,15 @@ def run(page: Path, *extra: str, timeout: float = TIMEOUT_S) -> str:
     exe = binary()
     if exe is None:
         raise FileNotFoundError("chromium is not on PATH")
-    with tempfile.TemporaryDirectory(prefix="riskgate-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="riskgate-chromium-", dir=profile) as user_data:
         command = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                    "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
-                   f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
+                   f"--user-data-dir={user_data}", *extra, page.resolve().as_uri()]
+        # Every process of the run inherits this variable (only the browser's command line names
+        # the profile), which is how a test finds any that outlived it.
+        env = {**os.environ, "RISKGATE_CHROMIUM_PROFILE": user_data}
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+                                   start_new_session=True, env=env)
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -49,8 +52,8 @@ def run(page: Path, *extra: str, timeout: float = TIMEOUT_S) -> str:
     return out
 
 
-def dump_dom(page: Path, timeout: float = TIMEOUT_S) -> str:
-    return run(page, "--dump-dom", timeout=timeout)
+def dump_dom(page: Path, timeout: float = TIMEOUT_S, profile: Path | None = None) -> str:
+    return run(page, "--dump-dom", timeout=timeout, profile=profile)
 
 
 def screenshot(page: Path, png: Path, width: int, height: int, timeout: float = TIMEOUT_S) -> Path:

@@ -271,7 +271,7 @@ svg.chart{display:block;width:100%;height:auto}
 table{border-collapse:collapse;width:100%;font-size:12px}
 th,td{padding:3px 6px;border-bottom:1px solid #eef1f5;text-align:left;vertical-align:top}
 th{background:#f7f9fb;color:#52606d;font-weight:600;position:sticky;top:0}
-td{overflow-wrap:break-word}td:first-child{white-space:nowrap}
+td{overflow-wrap:break-word;white-space:pre-line}td:first-child{white-space:nowrap}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 col.group{background:#fafbfc}
 .badge{display:inline-block;white-space:nowrap;padding:0 6px;border-radius:3px;font-size:11px;font-weight:600}
