@@ -14,6 +14,8 @@ report: every check answered, for accounts this process does not hold and unpars
 too. A symbol the book does not know is counted under "", so these keys too are bounded (known
 symbols x 3 decisions x the reason codes) whatever callers send. The write-behind adds them to
 the day's `decision_counts` hash, with no Redis write per order (see store/decision_counts.py).
+This costs the hot path one membership test and one dict get/set on a (symbol, decision,
+reason) tuple: about 0.1-0.2 us more per decision (timeit: 0.13-0.23 us before, 0.34 us after).
 """
 
 from __future__ import annotations
