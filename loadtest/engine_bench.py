@@ -112,7 +112,8 @@ def run(workload: Workload, seconds: float) -> EngineResult:
             t2 = perf()
             if result.allowed_quantity:
                 reserve(book, parsed, result, now_ms)
-            book.flow.decision(parsed.account_id, result.decision, result.reasons[0].code if result.reasons else 0)
+            book.flow.decision(parsed.account_id, parsed.symbol, result.decision,
+                               result.reasons[0].code if result.reasons else 0)
             t3 = perf()
             check_ns.append(t2 - t1)
             path_ns.append(t3 - t0)

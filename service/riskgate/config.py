@@ -45,6 +45,9 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Entries kept (approximately) in the order-flow stream the monitor follows (one per
     # write-behind batch with any order flow).
     order_flow_maxlen: int = 1_000_000
+    # Days each UTC day's decision counts (`decision_counts:<YYYY-MM-DD>`, for the daily risk
+    # report) are kept after the last batch that added to them.
+    decision_counts_retention_days: int = 35
     # Reservations and fills are written to Redis in batches at most this far apart.
     write_behind_ms: float = 5.0
     # "uvloop" or "asyncio": the event loop `riskgate serve` runs on.

@@ -61,7 +61,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                             request.quantity, request.price, request.leverage, request.reduce_only)
         if isinstance(order, Reason):
             self.counters.count(pb.DECISION_REJECT, order.code)
-            self.book.flow.decision(request.account_id, Decision.REJECT, order.code)
+            self.book.flow.decision(request.account_id, request.symbol, Decision.REJECT, order.code)
             return invalid_response(request.order_id, order), None
         now_ms = time.time_ns() // 1_000_000
         book = self.book
@@ -69,7 +69,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         reservation = reserve(book, order, result, now_ms) if result.allowed_quantity else None
         code = result.reasons[0].code if result.reasons else 0
         self.counters.count(result.decision, code)
-        book.flow.decision(order.account_id, result.decision, code)
+        book.flow.decision(order.account_id, order.symbol, result.decision, code)
         return check_response(order.order_id, result), reservation
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:

@@ -65,6 +65,9 @@ class RiskgateService:
         server = config.server
         if not 0 <= server.shard_index < server.shard_count:
             raise ValueError("shard_index must be in [0, shard_count)")
+        if server.decision_counts_retention_days <= 0:
+            raise ValueError("decision_counts_retention_days must be a positive number of days (each day's "
+                             f"decision counts are kept that long), got {server.decision_counts_retention_days}")
         self.book = Book(server.default_max_orders_per_second, server.duplicate_window_seconds,
                          server.shard_index, server.shard_count, server.execution_id_window_seconds)
         self.counters = DecisionCounters()
@@ -141,7 +144,8 @@ class RiskgateService:
             self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
                                     server_config.write_behind_ms, server_config.account_events_maxlen,
-                                    on_health=self._on_link_health, flow_maxlen=server_config.order_flow_maxlen)
+                                    on_health=self._on_link_health, flow_maxlen=server_config.order_flow_maxlen,
+                                    decision_counts_retention_days=server_config.decision_counts_retention_days)
             assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
             self.pretrade.store = self.store

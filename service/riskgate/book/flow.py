@@ -8,6 +8,14 @@ that has any flow to the `order_flow` stream, in the same Lua call as the batch'
 Cheap on the hot path: a decision costs a dict lookup and integer increments, about 0.3 us in
 all (a `FlowCounts` is made once per account and batch). Only accounts this process holds are
 counted, so the counts can never grow with ids a caller makes up.
+
+Every decision is also counted by (symbol, decision, first reason code), for the daily risk
+report: every check answered, for accounts this process does not hold and unparsable orders
+too. A symbol the book does not know is counted under "", so these keys too are bounded (known
+symbols x 3 decisions x the reason codes) whatever callers send. The write-behind adds them to
+the day's `decision_counts` hash, with no Redis write per order (see store/decision_counts.py).
+This costs the hot path one membership test and one dict get/set on a (symbol, decision,
+reason) tuple: about 0.1-0.2 us more per decision (timeit: 0.13-0.23 us before, 0.34 us after).
 """
 
 from __future__ import annotations
@@ -91,29 +99,47 @@ class FlowBatch(msgspec.Struct, frozen=True):
                    counts={account_id: c.as_tuple() for account_id, c in counts.items()}, fills=fills)
 
 
+# (symbol or "" when the book does not know it, decision, first reason code or 0) -> count.
+DecisionKey = tuple[str, int, int]
+
+
 class OrderFlow:
     """Counts and fills since the last batch the store took; owned by the Book."""
 
-    __slots__ = ("_known", "_wake", "counts", "fills")
+    __slots__ = ("_known", "_symbols", "_wake", "counts", "decisions", "fills")
 
-    def __init__(self, known: Container[str], wake: Callable[[], None]) -> None:
+    def __init__(self, known: Container[str], wake: Callable[[], None], symbols: Container[str]) -> None:
         # The accounts this process holds: nothing is counted for any other id.
         self._known = known
+        # The symbols the book knows: decisions on any other are counted under "".
+        self._symbols = symbols
         # Called when the flow goes from empty to non-empty: once per batch at most.
         self._wake = wake
         self.counts: dict[str, FlowCounts] = {}
         self.fills: list[FlowFill] = []
+        # Every decision answered since the last take, by (symbol, decision, first reason).
+        self.decisions: dict[DecisionKey, int] = {}
 
     def _open(self, account_id: str) -> FlowCounts | None:
         if account_id not in self._known:
             return None
-        if not self.counts and not self.fills:
+        if not self.counts and not self.fills and not self.decisions:
             self._wake()
         counts = self.counts[account_id] = FlowCounts()
         return counts
 
-    def decision(self, account_id: str, decision: int, reason: int) -> None:
-        """A check answered (the hot path): `reason` is the first reason's code, 0 for none."""
+    def decision(self, account_id: str, symbol: str, decision: int, reason: int) -> None:
+        """A check answered (the hot path), whoever asked: `symbol` as the caller sent it,
+        `reason` the first reason's code (0 for none)."""
+        key = (symbol if symbol in self._symbols else "", decision, reason)
+        decisions = self.decisions
+        n = decisions.get(key)
+        if n is None:
+            if not decisions and not self.counts and not self.fills:
+                self._wake()
+            decisions[key] = 1
+        else:
+            decisions[key] = n + 1
         counts = self.counts.get(account_id)
         if counts is None:
             counts = self._open(account_id)
@@ -149,12 +175,13 @@ class OrderFlow:
         self.fills.append(fill)
 
     def pending(self) -> bool:
-        return bool(self.counts or self.fills)
+        return bool(self.counts or self.fills or self.decisions)
 
-    def take(self) -> tuple[dict[str, FlowCounts], list[FlowFill]] | None:
-        """Everything since the last take, or None when there is none; starts afresh."""
-        if not self.counts and not self.fills:
+    def take(self) -> tuple[dict[str, FlowCounts], list[FlowFill], dict[DecisionKey, int]] | None:
+        """Everything since the last take (account counts, fills, decision counts), or None
+        when there is none; starts afresh."""
+        if not self.counts and not self.fills and not self.decisions:
             return None
-        taken = self.counts, self.fills
-        self.counts, self.fills = {}, []
+        taken = self.counts, self.fills, self.decisions
+        self.counts, self.fills, self.decisions = {}, [], {}
         return taken

@@ -337,7 +337,7 @@ class Book:
         self.on_dirty: Callable[[], None] = _nothing
         # Each account's order flow since the last batch (for the monitor): the store writes it
         # with the next batch; the first decision or report after a batch wakes the writer.
-        self.flow = OrderFlow(self.accounts, self._flow_started)
+        self.flow = OrderFlow(self.accounts, self._flow_started, self.symbols)
 
     def _flow_started(self) -> None:
         self.on_dirty()  # looked up at call time: the store sets on_dirty after the book is made

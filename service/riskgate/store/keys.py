@@ -39,7 +39,10 @@ class Keys:
         token), so that a batch sent again after a lost answer is not appended twice."""
         return f"{self._tag}:order_flow_written:{writer_token}"
 
-
+    def decision_counts(self, day: str) -> str:
+        """Every gate process's decisions of one UTC day (YYYY-MM-DD), per minute, symbol,
+        decision and first reason: a hash of counts (store/decision_counts.py)."""
+        return f"{self._tag}:decision_counts:{day}"
 
     def outcome(self, change_id: str) -> str:
         """What became of one admin change (its version), kept for a while."""

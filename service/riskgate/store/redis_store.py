@@ -50,6 +50,7 @@ from riskgate.engine.ledger import (
 )
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
+from riskgate.store.decision_counts import batch_fields, day_of
 from riskgate.store.keys import Keys, order_field
 from riskgate.values.codes import Side
 
@@ -177,28 +178,39 @@ SUBSCRIBE_TIMEOUT_S = 2.0
 _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError)
 
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
-# the next version), reservation upserts and deletes, the batch's order flow. Per-command
-# overhead in the client, not Redis, is what write-behind costs the event loop.
+# the next version), reservation upserts and deletes, the batch's order flow and decision
+# counts. Per-command overhead in the client, not Redis, is what write-behind costs the event loop.
 # KEYS: seq, accounts, orders, executions, writer lease, account-event stream, order-flow
-# stream, order-flow number of this process. ARGV: 1 version floor, 2 lease token, 3 event
-# stream max length, 4 order-flow batch number (0 = none in this call), 5 its entry, 6 flow
-# stream max length, 7 how long the flow number is kept (ms), then: n accounts and their (id,
-# record, event) triples; n reservation upserts (field, record); n reservation deletes; n
-# execution upserts (key, record); n execution deletes.
+# stream, order-flow number of this process, the decision-count hash of the batch's UTC day.
+# ARGV: 1 version floor, 2 lease token, 3 event stream max length, 4 order-flow batch number
+# (0 = none in this call), 5 its stream entry ('' = none: the batch counted only decisions),
+# 6 flow stream max length, 7 how long the flow number is kept (ms), 8 how long the day's
+# decision counts are kept (ms), then: n decision counts (field, count); n accounts and their
+# (id, record, event) triples; n reservation upserts (field, record); n reservation deletes;
+# n execution upserts (key, record); n execution deletes.
+# The stream entry and the decision counts land together, only when the batch number is new
+# (HINCRBY one field at a time: no unpack, however many fields).
 # Returns {versions of the accounts, flow}: flow 1 = appended, 0 = that batch number was
 # appended before (an earlier answer was lost: not appended again), -1 = none in this call.
 _FLUSH_SCRIPT = _fenced("KEYS[5]", "ARGV[2]") + _LIFT_SEQ + """
 local flow = -1
 local number = tonumber(ARGV[4])
+local decisions = tonumber(ARGV[9])
 if number > 0 then
   flow = 0
   if tonumber(redis.call('GET', KEYS[8]) or '0') < number then
-    redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[6], '*', 'd', ARGV[5])
+    if ARGV[5] ~= '' then
+      redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[6], '*', 'd', ARGV[5])
+    end
+    for k = 10, 9 + 2 * decisions, 2 do
+      redis.call('HINCRBY', KEYS[9], ARGV[k], ARGV[k + 1])
+    end
+    if decisions > 0 then redis.call('PEXPIRE', KEYS[9], ARGV[8]) end
     redis.call('SET', KEYS[8], number, 'PX', ARGV[7])
     flow = 1
   end
 end
-local i = 8
+local i = 10 + 2 * decisions
 local versions = {}
 local accounts = tonumber(ARGV[i]); i = i + 1
 for k = 1, accounts do
@@ -284,7 +296,8 @@ class _AdminChange:
 class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
                  audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
-                 on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000) -> None:
+                 on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000,
+                 decision_counts_retention_days: int = 35) -> None:
         self.client = client
         self.book = book
         self.keys = keys
@@ -292,6 +305,7 @@ class RedisStore:
         self.audit_maxlen = audit_maxlen
         self.events_maxlen = events_maxlen
         self.flow_maxlen = flow_maxlen
+        self.decision_counts_retention_ms = decision_counts_retention_days * 86_400_000
         self.write_behind_s = write_behind_ms / 1000
         self.on_health = on_health
         self._put = client.register_script(_PUT_SCRIPT)
@@ -304,10 +318,10 @@ class RedisStore:
         self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
         self.lease_token = uuid.uuid4().hex
         self._flow_written_key = keys.order_flow_written(self.lease_token)
-        # Order flow: the number of the last batch taken, and the entry of one not yet confirmed
+        # Order flow: the number of the last batch taken, and the flow of one not yet confirmed
         # by Redis (sent again as it is, under its number, until it is).
         self._flow_number = 0
-        self._flow_unsent: tuple[int, bytes] | None = None
+        self._flow_unsent: _UnsentFlow | None = None
         # Longer than the staleness bound: while this process counts its state fresh its lease
         # is still live, so a successor only takes over once this one already fails closed.
         self.lease_ms = max(2 * stale_after_ms, 1000)
@@ -446,7 +460,7 @@ class RedisStore:
             unfinished.append(f"write-behind not drained: {len(book.dirty_accounts)} accounts, "
                               f"{len(book.dirty_orders)} orders, {len(self._admin_queue)} admin changes, "
                               f"{len(self._audit_backlog)} audit entries, order flow of "
-                              f"{len(book.flow.counts)} accounts"
+                              f"{len(book.flow.counts)} accounts, {len(book.flow.decisions)} decision counts"
                               + (", an order-flow entry unconfirmed" if self._flow_unsent is not None else "")
                               + (", a batch still in flight" if self._inflight_since is not None else ""))
         for change in self._admin_queue:
@@ -634,10 +648,11 @@ class RedisStore:
         change = self._take_admin_change()
         # Every version this batch takes lies above this one: the scripts lift the counter first.
         floor = self._max_version
-        # Order flow: an entry a failed batch left unconfirmed goes again as it was, under its
-        # number (Redis appends a number once, so a batch whose answer was lost after Redis ran
-        # it is not counted twice); new flow is taken only once it is confirmed. Flow is never
-        # merged back: a batch may have landed even though its answer did not come.
+        # Order flow (the stream entry and the decision counts alike): what a failed batch left
+        # unconfirmed goes again as it was, under its number (Redis appends a number once, so a
+        # batch whose answer was lost after Redis ran it is not counted twice); new flow is taken
+        # only once it is confirmed. Flow is never merged back: a batch may have landed even
+        # though its answer did not come.
         flow = self._flow_unsent
         # Fills reported before this batch whose flow it does not carry: their acknowledgements
         # wait for the next batch, so an acknowledged fill is in the stream.
@@ -646,8 +661,15 @@ class RedisStore:
             taken = book.flow.take()
             if taken is not None:
                 self._flow_number += 1
-                flow = self._flow_unsent = (self._flow_number, _flow_encoder.encode(FlowBatch.of(
-                    time.time_ns() // 1_000_000, book.shard_index, *taken)))
+                account_counts, fills, decisions = taken
+                at_ms = time.time_ns() // 1_000_000
+                day, decision_fields = batch_fields(at_ms, decisions)
+                # A batch that only counted decisions (of accounts this process does not hold,
+                # say) adds no entry to the stream: the monitor's readers see what they did.
+                entry = (_flow_encoder.encode(FlowBatch.of(at_ms, book.shard_index, account_counts, fills))
+                         if account_counts or fills else b"")
+                flow = self._flow_unsent = _UnsentFlow(self._flow_number, entry,
+                                                       self.keys.decision_counts(day), decision_fields)
         else:
             flow_left_behind = bool(book.flow.fills)
         counts = 0  # entries for what was counted, not audited one by one: last in `audits`
@@ -692,13 +714,18 @@ class RedisStore:
                               1 if flow is not None else 0)
                 for start in range(0, longest, FLUSH_CHUNK):
                     chunk = slice(start, start + FLUSH_CHUNK)
-                    # The flow entry rides with the first call.
-                    flow_number, flow_entry = flow if flow is not None and not start else (0, b"")
+                    # The flow entry and the decision counts ride with the first call (the one
+                    # that checks the batch number).
+                    first = flow if flow is not None and not start else None
                     await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
                                             self.keys.executions, self.lease_key, self.keys.account_events,
-                                            self.keys.order_flow, self._flow_written_key],
-                                      args=[floor, self.lease_token, self.events_maxlen, flow_number, flow_entry,
-                                            self.flow_maxlen, FLOW_NUMBER_EXPIRY_MS,
+                                            self.keys.order_flow, self._flow_written_key,
+                                            first.day_key if first is not None else self._today_key()],
+                                      args=[floor, self.lease_token, self.events_maxlen,
+                                            first.number if first is not None else 0,
+                                            first.entry if first is not None else b"",
+                                            self.flow_maxlen, FLOW_NUMBER_EXPIRY_MS, self.decision_counts_retention_ms,
+                                            *_decision_args(first.decisions if first is not None else ()),
                                             *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
                                                          execution_rows[chunk], forgotten_keys[chunk])],
                                       client=pipe)
@@ -771,7 +798,7 @@ class RedisStore:
             versions.extend(int(v) for v in chunk_versions)
             if int(flow_outcome) == 0:
                 log.warning("order-flow batch %d was already in Redis (the answer to an earlier send was lost): "
-                            "not appended again", flow[0] if flow is not None else 0)
+                            "not appended again", flow.number if flow is not None else 0)
         if flow is not None:
             self._flow_unsent = None
         for (account_id, _, _), version in zip(snapshots, versions, strict=True):
@@ -788,6 +815,11 @@ class RedisStore:
         if change is not None:
             self._finish_change(change, int(results[-1]))
         return True
+
+    def _today_key(self) -> str:
+        """A decision-count key for calls that carry no counts: the script does not touch it, but
+        every key a script may write is passed in KEYS (Redis Cluster routes by them)."""
+        return self.keys.decision_counts(day_of(time.time_ns() // 1_000_000))
 
     def _redis_deadline(self, local_deadline_ms: int) -> int:
         """A deadline on our wall clock, on Redis's clock, erring early by the offset's
@@ -1166,6 +1198,26 @@ def _pairs(entry: dict[str, str]) -> Iterable[str]:
     for key, value in entry.items():
         yield key
         yield value
+
+
+class _UnsentFlow:
+    """A batch's order flow until Redis confirms it: its number, its stream entry (b"" = none),
+    the key of its day's decision counts and their (field, count) pairs."""
+
+    __slots__ = ("day_key", "decisions", "entry", "number")
+
+    def __init__(self, number: int, entry: bytes, day_key: str, decisions: list[tuple[str, int]]) -> None:
+        self.number = number
+        self.entry = entry
+        self.day_key = day_key
+        self.decisions = decisions
+
+
+def _decision_args(decisions: Sequence[tuple[str, int]]) -> list[str | int]:
+    args: list[str | int] = [len(decisions)]
+    for field, count in decisions:
+        args += (field, count)
+    return args
 
 
 def _flush_args(snapshots: Sequence[tuple[str, bytes, bytes]], upserts: Sequence[tuple[str, bytes]],
