@@ -26,6 +26,7 @@ from riskgate.monitor.exact import Market
 from riskgate.monitor.feed import MarketView
 from riskgate.monitor.history import DAY_MS
 from riskgate.monitor.keys import MonitorKeys
+from riskgate.monitor.rules import Rule
 from riskgate.monitor.stress import Book, Scenario, ScenarioResult
 from riskgate.monitor.var import VarError
 from riskgate.report import document as doc
@@ -92,8 +93,8 @@ class DailyReportBuilder:
             value_at_risk, backtests = await self._var(book, markets, now_ms, notes)
         return doc.DailyReport(
             schema_version=doc.SCHEMA_VERSION, date=day.isoformat(), generated_at=iso(now_ms),
-            decisions=decisions(counts), rules_fired=rules_fired(alerts, start_ms, end_ms), actions=actions,
-            actions_total=actions_total, cases=cases(alerts, start_ms, end_ms),
+            decisions=decisions(counts), rules_fired=rules_fired(alerts, start_ms, end_ms, self.view.rules),
+            actions=actions, actions_total=actions_total, cases=cases(alerts, start_ms, end_ms),
             exposures=exposures(book, markets), margin_ratios=margin_ratios(ratios, self.view),
             stress=stressed, value_at_risk=value_at_risk, backtest=backtests,
             adl=self._adl(markets, now_ms), insurance_fund=self._fund(), notes=notes)
@@ -226,7 +227,10 @@ def _subject(alert: Alert) -> str:
     return " ".join(part for part in (alert.symbol, alert.account_id) if part) or "platform"
 
 
-def rules_fired(alerts: Sequence[Alert], start_ms: int, end_ms: int) -> list[doc.RuleFired]:
+def rules_fired(alerts: Sequence[Alert], start_ms: int, end_ms: int, rules: Mapping[str, Rule]
+                ) -> list[doc.RuleFired]:
+    """Alerts raised in the day by rule; an alert's action is named by its rule's action ("" when
+    it acted on nothing: a dry run, or a person's setting it would not override)."""
     fired: dict[str, list[Alert]] = defaultdict(list)
     for alert in alerts:
         if start_ms <= alert.created_ms < end_ms:
@@ -235,7 +239,9 @@ def rules_fired(alerts: Sequence[Alert], start_ms: int, end_ms: int) -> list[doc
     for rule_id, raised in fired.items():
         subjects = list(dict.fromkeys(_subject(a) for a in raised))
         rows.append(doc.RuleFired(rule_id=rule_id, metric=raised[0].metric, severity=raised[0].severity,
-                                  alerts=len(raised), actions=dict(Counter(a.action for a in raised)),
+                                  alerts=len(raised), actions=dict(Counter(
+                                      (rules[a.rule_id].action if a.rule_id in rules else a.action) if a.action else ""
+                                      for a in raised)),
                                   subjects=subjects[:10]))
     rows.sort(key=lambda r: (-r.alerts, r.rule_id))
     return rows
