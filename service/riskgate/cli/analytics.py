@@ -63,9 +63,14 @@ def _plumbing() -> Any:
     return main
 
 
-def _call(args: argparse.Namespace, method: str, request: Any, timeout: float) -> Any:
+# A busy day's report (every case of the day listed) is well beyond gRPC's 4 MiB default.
+REPORT_MAX_BYTES = 512 * 1024 * 1024
+
+
+def _call(args: argparse.Namespace, method: str, request: Any, timeout: float, max_receive: int = 0) -> Any:
     cli = _plumbing()
-    with cli._channel(args) as channel:
+    options = [("grpc.max_receive_message_length", max_receive)] if max_receive else []
+    with grpc.insecure_channel(args.target, options=options) as channel:
         return getattr(mpb_grpc.RiskMonitorStub(channel), method)(request, metadata=cli._metadata(args),
                                                                    timeout=timeout)
 
@@ -232,7 +237,7 @@ def _report(args: argparse.Namespace) -> int:
     from riskgate.report import document, render
 
     try:
-        answer = _call(args, "GetDailyReport", mpb.DailyReportRequest(date=args.date), 180)
+        answer = _call(args, "GetDailyReport", mpb.DailyReportRequest(date=args.date), 180, REPORT_MAX_BYTES)
     except grpc.RpcError as exc:
         return _failed(exc)
     report = document.decoder.decode(answer.json)
