@@ -146,3 +146,23 @@ roles = ["operator"]
 evaluate_ms = 20
 {tables}""")
     return path
+
+
+# A book of three accounts on BTCUSDT at mark 50,000 (the stress and VaR tests' figures are
+# computed by hand from it): acct-a long 10, acct-b short 2, acct-c long 3, all entered at 50,000.
+THREE_ACCOUNTS = {"acct-a": ("10000", [("BTCUSDT", "10", "50000", 10)]),
+                  "acct-b": ("5000", [("BTCUSDT", "-2", "50000", 10)]),
+                  "acct-c": ("20000", [("BTCUSDT", "3", "50000", 10)])}
+
+
+async def three_accounts(services: Any) -> Any:
+    """Starts a gate (tests.conftest.Services) with the three accounts; returns its client."""
+    _, gate = await services.start()
+    await gate.upsert_symbol(mark="50000")
+    for account, (balance, positions) in THREE_ACCOUNTS.items():
+        await gate.trader(account, balance, positions)
+    return gate
+
+
+async def three_accounts_loaded(client: MonitorClient) -> None:
+    await until(client.status, lambda s: s.accounts == len(THREE_ACCOUNTS) and s.feed_live)

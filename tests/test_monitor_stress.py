@@ -18,8 +18,8 @@ from riskgate.monitor.keys import MonitorKeys
 from riskgate.v1 import monitor_pb2 as mpb
 from tests.audit_trail import audit_entries
 from tests.conftest import Services
-from tests.monitor_support import MonitorClient, running_monitor, until
-from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, VIEWER_TOKEN, Client
+from tests.monitor_support import MonitorClient, running_monitor, three_accounts, three_accounts_loaded, until
+from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, VIEWER_TOKEN
 
 D = Decimal
 
@@ -37,23 +37,6 @@ D = Decimal
 # Platform: equity -90,000 + 25,000 - 10,000 = -75,000; maintenance 2,700 + 350 + 550 = 3,600;
 # shortfall 100,000; 2 liquidations. Fund 95,000: Cover-1 = 90,000 (acct-a): covered, margin 5,000;
 # Cover-2 = 90,000 + 10,000 = 100,000 (acct-a, acct-c): not covered, margin -5,000.
-BOOK = {"acct-a": ("10000", [("BTCUSDT", "10", "50000", 10)]),
-        "acct-b": ("5000", [("BTCUSDT", "-2", "50000", 10)]),
-        "acct-c": ("20000", [("BTCUSDT", "3", "50000", 10)])}
-
-
-async def _book(services: Services) -> Client:
-    _, gate = await services.start()
-    await gate.upsert_symbol(mark="50000")
-    for account, (balance, positions) in BOOK.items():
-        await gate.trader(account, balance, positions)
-    return gate
-
-
-async def _loaded(client: MonitorClient) -> None:
-    await until(client.status, lambda s: s.accounts == len(BOOK) and s.feed_live)
-
-
 async def run_stress(client: MonitorClient, token: str = VIEWER_TOKEN, **fields: Any) -> mpb.StressReport:
     return await client.stub.RunStressTest(mpb.StressRequest(**fields), metadata=client.auth(token))
 
@@ -63,9 +46,9 @@ async def set_fund(client: MonitorClient, balance: str, token: str = ADMIN_TOKEN
 
 
 async def test_stress_when_uniform_minus_20pct_then_every_figure_as_computed_by_hand(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         fund = await set_fund(client, "95000")
         assert (fund.balance, fund.updated_by) == ("95000", "test-admin") and fund.version > 0
         report = await run_stress(client, shock="-0.2")
@@ -104,9 +87,9 @@ async def test_stress_when_uniform_minus_20pct_then_every_figure_as_computed_by_
 
 
 async def test_stress_when_grid_minus_half_to_half_by_5pct_then_21_scenarios_in_order(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         report = await run_stress(client, grid_from="-0.5", grid_to="0.5", grid_step="0.05", top=1)
         shocks = [s.shocks[0].shock for s in report.scenarios]
         assert len(report.scenarios) == 21 and shocks[0] == "-0.5" and shocks[10] == "0" and shocks[-1] == "0.5"
@@ -136,9 +119,9 @@ async def test_stress_when_grid_minus_half_to_half_by_5pct_then_21_scenarios_in_
 ], ids=lambda v: str(v) if isinstance(v, str) else None)
 async def test_run_stress_test_when_a_field_is_unusable_then_invalid_argument_names_it_and_audits(
         services: Services, fields: dict[str, Any], named: str) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await run_stress(client, **fields)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -150,9 +133,9 @@ async def test_run_stress_test_when_a_field_is_unusable_then_invalid_argument_na
 
 async def test_set_insurance_fund_when_not_admin_or_unusable_then_refused_and_viewer_may_read(
         services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         for token, status in ((OPERATOR_TOKEN, grpc.StatusCode.PERMISSION_DENIED),
                               (VIEWER_TOKEN, grpc.StatusCode.PERMISSION_DENIED),
                               ("not-a-token", grpc.StatusCode.UNAUTHENTICATED)):
@@ -177,9 +160,9 @@ async def test_set_insurance_fund_when_not_admin_or_unusable_then_refused_and_vi
 
 async def test_insurance_fund_when_set_on_one_monitor_then_another_follows_and_a_restart_loads_it(
         services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         async with running_monitor(services.redis_url, []) as (second, _):
             stored = await set_fund(client, "777")
 
@@ -193,7 +176,7 @@ async def test_insurance_fund_when_set_on_one_monitor_then_another_follows_and_a
     finally:
         await redis.aclose()
     async with running_monitor(services.redis_url, []) as (third, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         assert third.view.insurance is not None and third.view.insurance.balance == D("777")
         report = await run_stress(client, shock="-0.2")
         assert report.scenarios[0].cover_1.margin == "-89223"  # 777 - 90,000
@@ -208,9 +191,9 @@ async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str
 
 async def test_stress_command_when_shock_grid_and_insurance_then_table_json_and_exit_codes(
         services: Services, capsys: pytest.CaptureFixture[str]) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         target = ("--target", client.target)
         code, out, _ = await _run(capsys, "insurance", "set", "95000", *target, "--token", ADMIN_TOKEN)
         assert code == 0 and out.splitlines()[1].split()[0] == "95000"

@@ -13,16 +13,13 @@ from riskgate.monitor.history import DAY_MS
 from riskgate.v1 import monitor_pb2 as mpb
 from tests.audit_trail import audit_entries
 from tests.conftest import Services
-from tests.monitor_support import MonitorClient, running_monitor, until
-from tests.support import ADMIN_TOKEN, VIEWER_TOKEN, Client
+from tests.monitor_support import MonitorClient, running_monitor, three_accounts, three_accounts_loaded, until
+from tests.support import ADMIN_TOKEN, VIEWER_TOKEN
 
 D = Decimal
 
 # The 3-account book of test_monitor_stress.py at mark 50,000: acct-a long 10 (500,000),
 # acct-b short 2 (-100,000), acct-c long 3 (150,000); the platform's net: 11 (550,000).
-BOOK = {"acct-a": ("10000", [("BTCUSDT", "10", "50000", 10)]),
-        "acct-b": ("5000", [("BTCUSDT", "-2", "50000", 10)]),
-        "acct-c": ("20000", [("BTCUSDT", "3", "50000", 10)])}
 
 # Eleven daily closes (the last is yesterday's): ten scenario days whose changes are
 #   0, -0.1, +1/9, 0, +0.1, 0, -0.05, 0, 0, 0.
@@ -38,18 +35,6 @@ def daily_bars(closes: list[str], symbol: str = "BTCUSDT") -> list[mpb.MarkBar]:
     first = _today() - len(closes)
     return [mpb.MarkBar(symbol=symbol, time_ms=(first + i) * DAY_MS + DAY_MS // 2, close=close)
             for i, close in enumerate(closes)]
-
-
-async def _book(services: Services) -> Client:
-    _, gate = await services.start()
-    await gate.upsert_symbol(mark="50000")
-    for account, (balance, positions) in BOOK.items():
-        await gate.trader(account, balance, positions)
-    return gate
-
-
-async def _loaded(client: MonitorClient) -> None:
-    await until(client.status, lambda s: s.accounts == len(BOOK) and s.feed_live)
 
 
 async def import_bars(client: MonitorClient, bars: list[mpb.MarkBar], token: str = ADMIN_TOKEN
@@ -71,9 +56,9 @@ def figures(subject: mpb.VarSubject) -> list[tuple[str, str, str]]:
 
 
 async def test_var_when_ten_known_days_then_platform_and_accounts_as_computed_by_hand(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         imported = await import_bars(client, daily_bars(TEN_DAYS))
         assert imported.bars == 11 and list(imported.symbols) == ["BTCUSDT"]
         report = await value_at_risk(client, lookback_days=10, confidences=["0.8", "0.99"])
@@ -97,9 +82,9 @@ async def test_var_when_ten_known_days_then_platform_and_accounts_as_computed_by
 
 
 async def test_var_when_no_history_then_failed_with_a_clear_invalid_argument(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await value_at_risk(client, lookback_days=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -129,9 +114,9 @@ def _backtest_closes() -> list[str]:
 
 
 async def test_backtest_when_two_exceptions_in_twenty_days_then_kupiec_zero_and_green(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         bars = daily_bars(_backtest_closes())
         await import_bars(client, bars)
         report = await client.stub.BacktestVaR(mpb.BacktestRequest(confidence="0.9", days=20, lookback_days=10),
@@ -154,9 +139,9 @@ async def test_backtest_when_two_exceptions_in_twenty_days_then_kupiec_zero_and_
 
 
 async def test_stress_when_historical_lookback_then_worst_moves_of_the_history(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         await import_bars(client, daily_bars(TEN_DAYS))
         report = await client.stub.RunStressTest(mpb.StressRequest(historical_lookback_days=10),
                                                  metadata=client.auth(VIEWER_TOKEN))
@@ -182,9 +167,9 @@ async def test_stress_when_historical_lookback_then_worst_moves_of_the_history(s
 
 
 async def test_import_when_bars_overlap_then_merged_open_high_low_close(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         minute = (time.time_ns() // 1_000_000 // 60_000 - 5) * 60_000
         await import_bars(client, [mpb.MarkBar(symbol="BTCUSDT", time_ms=minute + 10_000, open="100", high="120",
                                                low="95", close="110")])
@@ -202,9 +187,9 @@ async def test_import_when_bars_overlap_then_merged_open_high_low_close(services
 
 
 async def test_import_when_one_bar_invalid_then_nothing_imported_and_the_bar_named(services: Services) -> None:
-    await _book(services)
+    await three_accounts(services)
     async with running_monitor(services.redis_url, []) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         good = daily_bars(["100", "101"])
         for bad, why in ((mpb.MarkBar(symbol="BTCUSDT", time_ms=good[0].time_ms, close="-1"), "close"),
                          (mpb.MarkBar(symbol="NOPE", time_ms=good[0].time_ms, close="1"), "unknown symbol"),
@@ -225,9 +210,9 @@ async def test_import_when_one_bar_invalid_then_nothing_imported_and_the_bar_nam
 
 
 async def test_marks_when_the_gate_sets_them_then_the_monitor_records_minute_bars(services: Services) -> None:
-    gate = await _book(services)
+    gate = await three_accounts(services)
     async with running_monitor(services.redis_url, [], mark_bar_flush_ms=50) as (_, client):
-        await _loaded(client)
+        await three_accounts_loaded(client)
         await gate.set_mark("BTCUSDT", "50100")
         await gate.set_mark("BTCUSDT", "49900")
         now = time.time_ns() // 1_000_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,12 @@ def test_scenarios_when_horizon_two_then_overlapping_two_day_moves() -> None:
 def test_backtest_when_history_shorter_than_lookback_then_error_naming_what_it_has() -> None:
     with pytest.raises(var.VarError, match="needs at least 11"):
         var.backtest([D(1)] * 10, D("0.99"), 5, 10)
+
+
+def test_config_when_mark_history_setting_not_positive_then_refused_naming_it(tmp_path: Path) -> None:
+    from riskgate.config import ConfigError, load_config
+
+    path = tmp_path / "riskgate.toml"
+    path.write_text("[monitor]\nmark_bar_flush_ms = 0\n")
+    with pytest.raises(ConfigError, match="mark_bar_flush_ms must be > 0"):
+        load_config(path)

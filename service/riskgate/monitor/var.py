@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from riskgate.book.specs import PositionSpec
-from riskgate.monitor.stress import Book
+from riskgate.monitor.stress import Book, StressError
 from riskgate.values.money import ZERO
 
 CENT = Decimal("0.01")
@@ -42,13 +42,8 @@ YELLOW_BELOW = Fraction(9999, 10000)
 _CHUNK = 4096
 
 
-class VarError(ValueError):
-    """A request that cannot be answered; `field` names what is wrong."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
+class VarError(StressError):
+    """A VaR, backtest or mark-history request that cannot be answered; `field` names what is wrong."""
 
 
 @dataclass(frozen=True)
