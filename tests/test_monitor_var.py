@@ -89,7 +89,9 @@ async def test_var_when_no_history_then_failed_with_a_clear_invalid_argument(ser
             await value_at_risk(client, lookback_days=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "riskgate marks import" in (caught.value.details() or "")
-        for bad, field in (({"confidences": ["1.2"]}, "confidences[0]"), ({"lookback_days": 5000}, "lookback_days"),
+        for bad, field in (({"confidences": ["1.2"]}, "confidences[0]"),
+                           ({"confidences": ["0.99", "0.5000001"]}, "confidences[1]"),
+                           ({"lookback_days": 5000}, "lookback_days"),
                            ({"account_id": "nobody"}, "account_id")):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await value_at_risk(client, **bad)

@@ -29,6 +29,7 @@ DEFAULT_BACKTEST_DAYS = 250
 DEFAULT_BACKTEST_LOOKBACK = 250
 MAX_DAYS = 3_650
 MAX_HORIZON = 10
+CONFIDENCE_QUANTUM = Decimal("0.000001")
 DEFAULT_CONFIDENCES = (Decimal("0.99"), Decimal("0.995"))
 DEFAULT_TOP = 10
 MAX_TOP = 100
@@ -129,6 +130,8 @@ def _confidence(field_name: str, text: str) -> Decimal:
         raise VarError(field_name, f"a fraction such as '0.99': {exc}") from None
     if not Decimal("0.5") < value < 1:
         raise VarError(field_name, f"must be above 0.5 and below 1, not {text.strip()!r}")
+    if value != value.quantize(CONFIDENCE_QUANTUM):
+        raise VarError(field_name, f"at most 6 decimal places, not {text.strip()!r}")
     return value
 
 
@@ -217,20 +220,24 @@ async def backtest_var(client: aioredis.Redis, keys: MonitorKeys, book: Book, ma
         lacking = sorted({p.symbol for p in positions if p.quantity} - set(marks))
         if lacking:
             raise VarError("account_id", f"holds {', '.join(lacking)} without a mark")
+        left_out: list[str] = []
     else:
         exposure = var.platform_exposure(book, marks)
+        left_out = sorted(set(held_symbols(book)) - set(exposure))
     found = await load_scenarios(client, keys, sorted(exposure), now_ms, lookback + days, horizon)
     if found.missing:
         raise VarError("account_id" if request.account_id else "days",
                        f"no mark history of {', '.join(found.missing)}")
-    losses = var.exact_losses(exposure, found)
-    result = var.backtest(losses, confidence, days, lookback)
+    # Exact losses and a window per tested day: CPU-bound, so off the event loop.
+    losses = await asyncio.to_thread(var.exact_losses, exposure, found)
+    result = await asyncio.to_thread(var.backtest, losses, confidence, days, lookback)
     tested = found.days[len(found.days) - result.days:]
     return pb.BacktestReport(
         subject=request.account_id or "platform", confidence=fmt(confidence), days=result.days,
         lookback_days=lookback, exceptions=result.exceptions,
         exception_days=[date_of(found.days[i]) for i in result.exception_days], kupiec_lr=f"{result.kupiec_lr:.6f}",
-        rejected=result.rejected, zone=result.zone, first_day=date_of(tested[0]), last_day=date_of(tested[-1]))
+        rejected=result.rejected, zone=result.zone, first_day=date_of(tested[0]), last_day=date_of(tested[-1]),
+        symbols_without_mark=left_out)
 
 
 # ---- Historical worst moves as stress scenarios --------------------------------------------

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from riskgate.monitor import analytics, stress
 from riskgate.monitor.adl import SIDES, NoMark, adl_ranking, shown
-from riskgate.monitor.alerts import RESOLVED, Alert, decode_alert
+from riskgate.monitor.alerts import OPEN, RESOLVED, VERBS, Alert, Transition, decode_alert
 from riskgate.monitor.columns import AccountColumns
 from riskgate.monitor.exact import Market
 from riskgate.monitor.feed import MarketView
@@ -43,10 +43,15 @@ AUDIT_CHUNK = 10_000
 # Calls that only read: not "actions" of the day (they are in the audit stream all the same).
 _READ_PREFIXES = ("List", "Get", "Check")
 _READS = frozenset({"RunStressTest", "BacktestVaR", "ReportExecution"})
-_REFUSED = ("denied", "invalid", "unavailable", "refused", "rejected", "failed")
+# Outcomes of a change that happened; anything else (refused, expired, abandoned, unconfirmed
+# until resolved, a rule leaving a person's setting alone) did not change anything.
+_DONE = ("ok", "resolved: applied")
+EARLIEST_DATE = dt.date(2009, 1, 1)
 RATIO_EDGES = tuple(Decimal(i) / 10 for i in range(11))  # 0, 0.1, ... 1
 STRESS_GRID = stress.grid(Decimal("-0.5"), Decimal("0.5"), Decimal("0.1"))
 HISTORY_LOOKBACK = 365
+# A person's transition -> the state it leaves the alert in.
+_STATE_AFTER = {verb.action: verb.to for verb in VERBS.values()}
 
 
 class ReportError(ValueError):
@@ -62,6 +67,8 @@ def parse_date(text: str, now_ms: int) -> dt.date:
         raise ReportError(f"date: YYYY-MM-DD, not {text[:40]!r}") from None
     if day > dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date():
         raise ReportError(f"date: {text} is in the future")
+    if day < EARLIEST_DATE:
+        raise ReportError(f"date: {text} is before {EARLIEST_DATE.isoformat()}")
     return day
 
 
@@ -194,11 +201,12 @@ class DailyReportBuilder:
 
 
 def is_action(entry: Mapping[str, str]) -> bool:
-    """A change made during the day, by a person or a rule (not a read, not a refusal)."""
+    """A change made during the day, by a person or a rule: not a read, and only with an
+    outcome that says it happened."""
     action = entry.get("action", "")
     if action in _READS or action.startswith(_READ_PREFIXES):
         return False
-    return not entry.get("outcome", "").startswith(_REFUSED)
+    return entry.get("outcome", "").startswith(_DONE)
 
 
 def decisions(counts: Sequence[tuple[int, str, str, str, int]]) -> doc.Decisions:
@@ -248,24 +256,31 @@ def rules_fired(alerts: Sequence[Alert], start_ms: int, end_ms: int, rules: Mapp
 
 
 def cases(alerts: Sequence[Alert], start_ms: int, end_ms: int) -> doc.Cases:
+    """The cases as they stood at the day's end: open (raised before it, not resolved by then, in
+    the state people had put them in), and those resolved during the day."""
     open_cases, resolved = [], []
     for alert in sorted(alerts, key=lambda a: (a.created_ms, a.id)):
         if alert.created_ms >= end_ms:
             continue
-        resolutions = [t for t in alert.history if t.action == "resolve"]
-        if alert.state != RESOLVED:
-            open_cases.append(case(alert, ""))
-        elif resolutions and start_ms <= resolutions[-1].at_ms < end_ms:
-            resolved.append(case(alert, resolutions[-1].note))
+        history = [t for t in alert.history if t.at_ms < end_ms]
+        resolutions = [t for t in history if t.action == "resolve"]
+        if resolutions:
+            if resolutions[-1].at_ms >= start_ms:
+                resolved.append(case(alert, history, RESOLVED, resolutions[-1].note))
+            continue
+        state = OPEN
+        for transition in history:
+            state = _STATE_AFTER.get(transition.action, state)
+        open_cases.append(case(alert, history, state, ""))
     return doc.Cases(open=open_cases, resolved=resolved)
 
 
-def case(alert: Alert, rationale: str) -> doc.Case:
-    return doc.Case(alert_id=alert.id, rule_id=alert.rule_id, severity=alert.severity, state=alert.state,
+def case(alert: Alert, history: Sequence[Transition], state: str, rationale: str) -> doc.Case:
+    return doc.Case(alert_id=alert.id, rule_id=alert.rule_id, severity=alert.severity, state=state,
                     subject=_subject(alert), metric=alert.metric, value=alert.value, threshold=alert.threshold,
                     action=alert.action, raised_at=iso(alert.created_ms), updated_at=iso(alert.updated_ms),
                     history=[f"{iso(t.at_ms)} {t.actor} {t.action}" + (f": {t.note}" if t.note else "")
-                             for t in alert.history],
+                             for t in history],
                     rationale=rationale)
 
 

@@ -65,10 +65,16 @@ while i <= #ARGV do
     local held = redis.call('ZRANGEBYSCORE', KEYS[1], minute, minute)
     for _, member in ipairs(held) do
       local p = split(member)
-      if tonumber(p[3]) < open_ms then open, open_ms = p[2], tonumber(p[3]) end
+      -- Equal times: the lower open and the higher close, so the order of writes never matters.
+      local held_open_ms, held_close_ms = tonumber(p[3]), tonumber(p[7])
+      if held_open_ms < open_ms or (held_open_ms == open_ms and dec_cmp(p[2], open) < 0) then
+        open, open_ms = p[2], held_open_ms
+      end
       if dec_cmp(p[4], high) > 0 then high = p[4] end
       if dec_cmp(p[5], low) < 0 then low = p[5] end
-      if tonumber(p[7]) > close_ms then close, close_ms = p[6], tonumber(p[7]) end
+      if held_close_ms > close_ms or (held_close_ms == close_ms and dec_cmp(p[6], close) > 0) then
+        close, close_ms = p[6], held_close_ms
+      end
     end
     redis.call('ZREMRANGEBYSCORE', KEYS[1], minute, minute)
     redis.call('ZADD', KEYS[1], minute, table.concat({minute, open, open_ms, high, low, close, close_ms}, '|'))
@@ -77,7 +83,9 @@ while i <= #ARGV do
   local day = math.floor(close_ms / 86400000)
   local latest = true
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], day, day)) do
-    if tonumber(split(member)[2]) > close_ms then latest = false end
+    local held = split(member)
+    local held_ms = tonumber(held[2])
+    if held_ms > close_ms or (held_ms == close_ms and dec_cmp(held[3], close) >= 0) then latest = false end
   end
   if latest then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], day, day)
@@ -107,11 +115,12 @@ class Bar:
         return cls(at_ms - at_ms % MINUTE_MS, price, at_ms, price, price, price, at_ms)
 
     def add(self, at_ms: int, price: Decimal) -> None:
-        if at_ms < self.open_ms:
+        # Equal times: the lower open and the higher close, as the Redis merge decides.
+        if at_ms < self.open_ms or (at_ms == self.open_ms and price < self.open):
             self.open, self.open_ms = price, at_ms
         self.high = max(self.high, price)
         self.low = min(self.low, price)
-        if at_ms >= self.close_ms:
+        if at_ms > self.close_ms or (at_ms == self.close_ms and price > self.close):
             self.close, self.close_ms = price, at_ms
 
     def merge(self, other: Bar) -> None:

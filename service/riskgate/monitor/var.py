@@ -22,10 +22,10 @@ Conventions (README "Value at risk"):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, localcontext
-from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
@@ -37,8 +37,10 @@ from riskgate.values.money import ZERO
 CENT = Decimal("0.01")
 PRECISION = 34
 KUPIEC_CRITICAL = 3.841  # chi-square, 1 degree of freedom, 95%
-GREEN_BELOW = Fraction(95, 100)
-YELLOW_BELOW = Fraction(9999, 10000)
+GREEN_BELOW = 0.95
+YELLOW_BELOW = 0.9999
+# The screen lists at most this many accounts beyond `top` for the exact recomputation.
+SCREEN_SLACK = 100
 _CHUNK = 4096
 
 
@@ -189,14 +191,16 @@ def rank_accounts(book: Book, marks: Mapping[str, Decimal], found: Scenarios, co
 
 
 def _largest(values: npt.NDArray[np.float64], top: int) -> npt.NDArray[np.int64]:
-    """The indices of the `top` largest finite values, and any within float noise of the last."""
+    """The indices of the `top` largest finite values and those within float noise of the last,
+    at most `top` + SCREEN_SLACK of them (largest first, then book order): a flat history or a
+    hedged book, where every VaR is about 0, must not send every account to Decimal."""
     finite = np.flatnonzero(np.isfinite(values))
     if len(finite) <= top:
         return finite
-    k = len(finite) - top
-    cut = np.partition(values[finite], k)[k]
+    order = finite[np.lexsort((finite, -values[finite]))][:top + SCREEN_SLACK]
+    cut = values[order[top - 1]]
     margin = 1e-9 * abs(cut) + 1e-6
-    return finite[values[finite] >= cut - margin]
+    return order[values[order] >= cut - margin]
 
 
 @dataclass(frozen=True)
@@ -218,16 +222,23 @@ def backtest(losses: Sequence[Decimal], confidence: Decimal, days: int, lookback
     tested = min(days, len(losses) - lookback)
     exceptions = []
     k = tail_size(lookback, confidence)
-    for i in range(len(losses) - tested, len(losses)):
-        window = sorted(losses[i - lookback:i], reverse=True)
-        if losses[i] > max(ZERO, window[k - 1]):
+    first = len(losses) - tested
+    # The window of the `lookback` losses before day i, kept sorted as it slides (a bisect and a
+    # shift per day, not a sort).
+    window = sorted(losses[first - lookback:first])
+    for i in range(first, len(losses)):
+        # An exception is a loss above the VaR as reported (floored at 0, rounded up to the cent).
+        if losses[i] > _loss(window[lookback - k]):
             exceptions.append(i)
+        if i + 1 < len(losses):
+            del window[bisect_left(window, losses[i - lookback])]
+            insort(window, losses[i])
     x = len(exceptions)
     p = 1 - confidence
     lr = kupiec(tested, x, float(p))
     return BacktestResult(confidence=confidence, days=tested, lookback=lookback, exceptions=x,
                           exception_days=tuple(exceptions), kupiec_lr=lr, rejected=lr > KUPIEC_CRITICAL,
-                          zone=zone(tested, x, Fraction(p)))
+                          zone=zone(tested, x, float(p)))
 
 
 def kupiec(days: int, exceptions: int, p: float) -> float:
@@ -239,11 +250,18 @@ def kupiec(days: int, exceptions: int, p: float) -> float:
     return max(0.0, -2 * null + 2 * alternative)
 
 
-def zone(days: int, exceptions: int, p: Fraction) -> str:
-    """Basel's traffic light: the binomial probability of at most `exceptions` exceptions."""
-    cumulative = Fraction(0)
-    for i in range(exceptions + 1):
-        cumulative += math.comb(days, i) * p ** i * (1 - p) ** (days - i)
-        if cumulative >= YELLOW_BELOW:
-            return "red"
-    return "green" if cumulative < GREEN_BELOW else "yellow"
+def zone(days: int, exceptions: int, p: float) -> str:
+    """Basel's traffic light: the binomial probability of at most `exceptions` exceptions,
+    summed in log space (T up to thousands without overflow; the zone thresholds are far from
+    a float's resolution)."""
+    if exceptions >= days:
+        cumulative = 1.0
+    else:
+        log_p, log_q = math.log(p), math.log1p(-p)
+        logs = [math.lgamma(days + 1) - math.lgamma(i + 1) - math.lgamma(days - i + 1) + i * log_p
+                + (days - i) * log_q for i in range(exceptions + 1)]
+        top = max(logs)
+        cumulative = math.exp(top) * math.fsum(math.exp(v - top) for v in logs)
+    if cumulative < GREEN_BELOW:
+        return "green"
+    return "yellow" if cumulative < YELLOW_BELOW else "red"

@@ -629,7 +629,7 @@ class BacktestRequest(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., confidence: _Optional[str] = ..., days: _Optional[int] = ..., lookback_days: _Optional[int] = ..., horizon_days: _Optional[int] = ...) -> None: ...
 
 class BacktestReport(_message.Message):
-    __slots__ = ("subject", "confidence", "days", "lookback_days", "exceptions", "exception_days", "kupiec_lr", "rejected", "zone", "first_day", "last_day")
+    __slots__ = ("subject", "confidence", "days", "lookback_days", "exceptions", "exception_days", "kupiec_lr", "rejected", "zone", "first_day", "last_day", "symbols_without_mark")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     DAYS_FIELD_NUMBER: _ClassVar[int]
@@ -641,6 +641,7 @@ class BacktestReport(_message.Message):
     ZONE_FIELD_NUMBER: _ClassVar[int]
     FIRST_DAY_FIELD_NUMBER: _ClassVar[int]
     LAST_DAY_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_WITHOUT_MARK_FIELD_NUMBER: _ClassVar[int]
     subject: str
     confidence: str
     days: int
@@ -652,7 +653,8 @@ class BacktestReport(_message.Message):
     zone: str
     first_day: str
     last_day: str
-    def __init__(self, subject: _Optional[str] = ..., confidence: _Optional[str] = ..., days: _Optional[int] = ..., lookback_days: _Optional[int] = ..., exceptions: _Optional[int] = ..., exception_days: _Optional[_Iterable[str]] = ..., kupiec_lr: _Optional[str] = ..., rejected: _Optional[bool] = ..., zone: _Optional[str] = ..., first_day: _Optional[str] = ..., last_day: _Optional[str] = ...) -> None: ...
+    symbols_without_mark: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject: _Optional[str] = ..., confidence: _Optional[str] = ..., days: _Optional[int] = ..., lookback_days: _Optional[int] = ..., exceptions: _Optional[int] = ..., exception_days: _Optional[_Iterable[str]] = ..., kupiec_lr: _Optional[str] = ..., rejected: _Optional[bool] = ..., zone: _Optional[str] = ..., first_day: _Optional[str] = ..., last_day: _Optional[str] = ..., symbols_without_mark: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DailyReportRequest(_message.Message):
     __slots__ = ("date",)
