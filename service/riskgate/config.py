@@ -156,3 +156,27 @@ def apply_overrides(config: Config, listen: str | None, redis_url: str | None, d
     server.redis_url = redis_url or os.environ.get("RISKGATE_REDIS_URL") or server.redis_url
     server.data_dir = data_dir or os.environ.get("RISKGATE_DATA_DIR") or server.data_dir
     return config
+
+
+def apply_shard_overrides(config: Config, shard_index: int | None, shard_count: int | None) -> Config:
+    """`--shard-index` / `--shard-count` (then RISKGATE_SHARD_INDEX / RISKGATE_SHARD_COUNT) win
+    over the file, so one configuration serves every shard: a StatefulSet passes each pod its
+    ordinal. Raises ConfigError unless 0 <= shard_index < shard_count."""
+    server = config.server
+    for name, given in (("shard_index", shard_index), ("shard_count", shard_count)):
+        if given is None:
+            env_name = f"RISKGATE_{name.upper()}"
+            text = os.environ.get(env_name, "").strip()
+            if not text:
+                continue
+            try:
+                given = int(text)
+            except ValueError:
+                raise ConfigError(f"{env_name}: expected a whole number, got {text!r}") from None
+        setattr(server, name, given)
+    if server.shard_count < 1:
+        raise ConfigError(f"shard_count must be at least 1, got {server.shard_count}")
+    if not 0 <= server.shard_index < server.shard_count:
+        raise ConfigError(f"shard_index must be in [0, shard_count) = [0, {server.shard_count}), "
+                          f"got {server.shard_index}")
+    return config

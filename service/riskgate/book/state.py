@@ -30,6 +30,15 @@ NORMAL_BREAKER = BreakerSpec(symbol="", state=BreakerState.NORMAL)
 DEFAULT_LEVERAGE_CEILING = 20
 
 
+def shard_of(account_id: str, shard_count: int) -> int:
+    """The shard that owns account_id among shard_count: crc32 of its UTF-8 bytes modulo the
+    count, the same in every process and release. The gate (Book.owns) and the gateway's
+    client (riskgate.client) both use this one function."""
+    if shard_count < 1:
+        raise ValueError(f"shard_count must be at least 1, got {shard_count}")
+    return zlib.crc32(account_id.encode()) % shard_count
+
+
 class SymbolState:
     __slots__ = (
         "band_ceiling",
@@ -369,7 +378,7 @@ class Book:
 
     def owns(self, account_id: str) -> bool:
         """Stable account-to-shard assignment: crc32 is the same in every process and release."""
-        return self.shard_count == 1 or zlib.crc32(account_id.encode()) % self.shard_count == self.shard_index
+        return self.shard_count == 1 or shard_of(account_id, self.shard_count) == self.shard_index
 
     def mark_account_dirty(self, account_id: str) -> None:
         self.dirty_accounts.add(account_id)

@@ -128,6 +128,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _shard_number(text: str) -> int:
+    """A shard index or count: a whole number >= 0 (the range is checked against the count later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _target(text: str) -> str:
     """HOST:PORT (or a gRPC target URI, passed as is)."""
     if not text or any(c.isspace() for c in text):
@@ -163,6 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--monitor-listen",
                        help="HOST:PORT of the demo's monitor (env RISKGATE_MONITOR_LISTEN; default from config: "
                             "127.0.0.1:50053)")
+    serve.add_argument("--shard-index", type=_shard_number,
+                       help="this process's shard, 0 .. shard_count-1 (env RISKGATE_SHARD_INDEX; default from "
+                            "config: 0); accounts with crc32(account id) %% shard_count == shard_index are its own")
+    serve.add_argument("--shard-count", type=_shard_number,
+                       help="how many shards share the Redis, the same in every one (env RISKGATE_SHARD_COUNT; "
+                            "default from config: 1)")
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -355,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
-    from riskgate.config import ConfigError, apply_overrides, load_config
+    from riskgate.config import ConfigError, apply_overrides, apply_shard_overrides, load_config
     from riskgate.monitor.rules import RuleError, validate_rule
     from riskgate.store.datadir import DataDirBusy, DataDirError, DataDirLock, refuse_if_redis_running
 
@@ -363,6 +380,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir,
                                  args.admin_listen)
+        config = apply_shard_overrides(config, args.shard_index, args.shard_count)
     except ConfigError as exc:
         return _fail(exc, 2)
     # The one-command demo (embedded Redis) also runs the monitor, in this process; with a
