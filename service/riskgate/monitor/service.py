@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from riskgate.api import handlers
+from riskgate import logs
+from riskgate.api import handlers, tls
 from riskgate.api.auth import Authenticator
 from riskgate.api.server import ListenError, StopReport
 from riskgate.config import Config
@@ -44,6 +45,9 @@ RISK_MONITOR = monitor_pb2.DESCRIPTOR.services_by_name["RiskMonitor"]
 SERVICE_NAME = RISK_MONITOR.full_name
 # A health "service" that is SERVING only on the monitor that acts (holds the lease).
 ACTOR_HEALTH_NAME = f"{SERVICE_NAME}/actor"
+# RiskMonitor's reads: answered ones are logged at DEBUG (changes and refusals at INFO).
+MONITOR_READS = tuple(m.name for m in RISK_MONITOR.methods
+                      if m.name.startswith(("List", "Get")) or m.name in ("RunStressTest", "BacktestVaR"))
 REDIS_SOCKET_TIMEOUT_S = 2.0
 LOAD_TIMEOUT_S = 120.0
 # A standby looks for a lapsed lease this often, so it takes over soon after it lapses.
@@ -110,11 +114,15 @@ class MonitorService:
         servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
                                        on_funding=self._on_funding, columns=self.columns, bars=self.bars,
                                        config=self.config)
-        handlers.add_servicer(server, RISK_MONITOR, servicer)
+        handlers.add_servicer(server, RISK_MONITOR,
+                              logs.AdminCallLog(servicer, logs.identify_with(self.auth), MONITOR_READS))
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        # The monitor's own certificate, or the gate's (the demo runs both in one process).
+        credentials = tls.server_credentials(monitor.tls_cert or self.config.server.tls_cert,
+                                             monitor.tls_key or self.config.server.tls_key)
         try:
-            port = server.add_insecure_port(self.listen)
+            port = tls.add_port(server, self.listen, credentials)
         except RuntimeError as exc:
             port = 0
             error = str(exc)
