@@ -90,6 +90,7 @@ class RiskgateService:
         self._stopped: StopReport | None = None
         self._fail_closed_log = logs.FailClosedLog()
         self._started_at = 0.0
+        self._served = False  # once serving, a stop says what it did
 
     async def bind(self) -> int:
         """Creates the gRPC server and binds the listen address before anything else happens,
@@ -182,6 +183,7 @@ class RiskgateService:
             await self.stop()
             raise
         self.lifecycle.serving = True
+        self._served = True
         self._on_link_health(time.monotonic() <= self.book.fresh_until)
         load_s = time.monotonic() - self._started_at
         listeners = {"orders": f"{_host(server_config.listen)}:{self.port}"}
@@ -250,7 +252,7 @@ class RiskgateService:
         total_s = time.monotonic() - began
         for line in report.unfinished:
             log.error("stop: %s", line)
-        if self.server is not None:
+        if self._served:
             logs.event(log, logging.INFO if report.clean else logging.ERROR,
                        "stopped in %.3f s: listeners closed (calls in flight given %.1f s) in %.3f s, write-behind "
                        "%s, %s", total_s, grace_s, listeners_s,

@@ -523,6 +523,7 @@ class _Serving:
                 operators = (f" (operators on {_with_port(self.config.server.admin_listen, admin_port)})"
                              if admin_port else "")
                 print(f"riskgate ready on {_with_port(self.config.server.listen, port)}{operators}", flush=True)
+                self.watchdog.ready = True
                 if self.monitor_listen is None:
                     self.log.info("no monitor in this process (%s)", self.no_monitor_reason)
                 else:
@@ -680,6 +681,7 @@ class _Monitoring:
             if starting.done():
                 port = starting.result()
                 print(f"riskgate monitor ready on {_with_port(self.listen, port)}", flush=True)
+                self.watchdog.ready = True
                 await stopping
             else:
                 starting.cancel()

@@ -237,6 +237,8 @@ def stop_requested(stop: Any, watchdog: ExitWatchdog, sig: int) -> None:
 def stopped(watchdog: ExitWatchdog, began: float, code: int) -> None:
     """The last line of a stop: how long from the signal (or from the stop's start) and the exit code."""
     watchdog.disarm()
+    if not watchdog.ready and watchdog.armed_at is None:
+        return  # a start that failed: its one error line says it all
     now = time.monotonic()
     since = watchdog.armed_at if watchdog.armed_at is not None else began
     logs.event(log, logging.INFO if code == 0 else logging.ERROR, "shutdown %s in %.3f s (exit code %d)",
@@ -254,6 +256,7 @@ class ExitWatchdog:
         self.bound_s = bound_s
         self.last = last
         self.armed_at: float | None = None
+        self.ready = False  # set once the process said it is ready
         self._timer: threading.Timer | None = None
 
     def arm(self) -> None:
