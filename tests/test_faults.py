@@ -411,7 +411,7 @@ async def test_start_when_redis_holds_an_inconsistent_reservation_then_it_is_ski
 
 async def test_operators_when_order_port_is_saturated_then_their_own_listener_still_answers(
         services: Services) -> None:
-    service, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
+    _, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
     held = await _saturate(client, 4)
     try:
         with pytest.raises(AioRpcError) as error:
