@@ -112,7 +112,8 @@ def configure(log_format: str = "auto", level: str | int = "INFO", stream: IO[st
 def event(logger: logging.Logger, level: int, msg: str, *args: object, **fields: Any) -> None:
     """logger.log(level, msg, *args) with fields as the line's structured fields."""
     if logger.isEnabledFor(level):
-        logger.log(level, msg, *args, extra=fields)
+        # A field named like a LogRecord attribute ("process", "name", ...) would make logging raise.
+        logger.log(level, msg, *args, extra={f"{k}_" if k in _STANDARD else k: v for k, v in fields.items()})
 
 
 # ---- admin actions -----------------------------------------------------------------------

@@ -212,7 +212,7 @@ def check_production(config: Config, listens: list[str], production: bool, embed
                    "!!! DEMO ADMIN TOKENS (%s) ARE CONFIGURED ON %s, REACHABLE FROM OTHER HOSTS: their secrets are "
                    "public, so anyone who can connect can change risk controls. Replace them (and start with "
                    "--production to make this a refusal). !!!", ", ".join(demo), ", ".join(exposed),
-                   event="demo_tokens_exposed", tokens=demo, listeners=exposed, process=process)
+                   event="demo_tokens_exposed", tokens=demo, listeners=exposed, component=process)
     return None
 
 
