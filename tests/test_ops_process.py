@@ -144,8 +144,9 @@ def _session(order: str, operators: str, monitor: str, secrets: dict[str, str]) 
         stub = admin_grpc.RiskAdminStub(channel)
         stub.SetCircuitBreaker(admin.CircuitBreaker(symbol="BTCUSDT", state=admin.BREAKER_HALTED, reason="drill"),
                                metadata=bearer["admin"], timeout=5)
-        stub.SetAccountControls(admin.AccountControls(account_id="demo-alice", restriction=admin.RESTRICTION_REDUCE_ONLY,
-                                                      kyc_level=2), metadata=bearer["admin"], timeout=5)
+        controls = admin.AccountControls(account_id="demo-alice", restriction=admin.RESTRICTION_REDUCE_ONLY,
+                                         kyc_level=2)
+        stub.SetAccountControls(controls, metadata=bearer["admin"], timeout=5)
         stub.ListCircuitBreakers(admin.ListCircuitBreakersRequest(), metadata=bearer["viewer"], timeout=5)
         for metadata in [bearer["bogus"], *wrong_headers]:
             with pytest.raises(grpc.RpcError) as refused:
