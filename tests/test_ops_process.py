@@ -217,7 +217,8 @@ def test_session_when_tokens_valid_invalid_and_misplaced_then_json_logs_and_no_t
     assert any(r["account_id"] == "demo-alice" and r["restriction"] == "REDUCE_ONLY"
                for r in events("restriction_change"))
     assert len(events("decision")) == 7
-    [started] = events("started")
+    [started] = [e for e in events("started") if e["logger"] == "riskgate.api.server"]
+    assert [e["logger"] for e in events("started")] == ["riskgate.api.server", "riskgate.monitor.service"]
     assert started["accounts"] and "load_s" in started and set(started["listeners"]) == {"orders", "admin"}  # type: ignore[arg-type]
     [shutdown] = events("shutdown")
     assert shutdown["exit_code"] == 0

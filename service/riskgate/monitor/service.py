@@ -141,6 +141,7 @@ class MonitorService:
     async def start(self) -> int:
         if not self.redis_url:
             raise ValueError("no Redis URL")
+        began = time.monotonic()
         try:
             await self.bind()
             assert self.client is not None and self.writes is not None
@@ -183,8 +184,13 @@ class MonitorService:
             raise
         self._serving = True
         await self._report_health()
-        log.info("riskgate monitor serving on %s (port %d): %d symbols, %d rules", self.listen, self.port,
-                 len(self.view.symbols), len(self.view.rules))
+        load_s = time.monotonic() - began
+        logs.event(log, logging.INFO, "riskgate monitor serving on %s (port %d): %d symbols, %d rules, %d accounts, "
+                   "loaded in %.3f s", self.listen, self.port, len(self.view.symbols), len(self.view.rules),
+                   len(self.columns), load_s, event="started", load_s=round(load_s, 3),
+                   symbols=len(self.view.symbols), rules=len(self.view.rules), accounts=len(self.columns),
+                   listeners={"monitor": f"{self.listen.rpartition(':')[0]}:{self.port}"},
+                   tls=bool(self.config.monitor.tls_cert or self.config.server.tls_cert))
         return self.port
 
     async def _seed_rules(self) -> None:
@@ -371,6 +377,8 @@ class MonitorService:
         if self._stopped is not None:
             return self._stopped
         self._stopped = report = StopReport()
+        began = time.monotonic()
+        served = self._serving
         self._stopping = True
         self._serving = False
         if self.health is not None:
@@ -408,6 +416,11 @@ class MonitorService:
                     await self.client.aclose()
         for line in report.unfinished:
             log.error("monitor stop: %s", line)
+        if served:
+            stop_s = time.monotonic() - began
+            logs.event(log, logging.INFO if report.clean else logging.ERROR, "monitor stopped in %.3f s%s", stop_s,
+                       "" if report.clean else f"; unfinished: {'; '.join(report.unfinished)}",
+                       event="stopped", stop_s=round(stop_s, 3), unfinished=report.unfinished)
         return report
 
 
