@@ -375,7 +375,7 @@ def run_gate(settings: Settings, placement: Placement, budget: Budget, workdir: 
     redis_url = redis_url_of(gate)
     client = redis.Redis.from_url(redis_url)
     stack.callback(client.close)
-    feeder = MarkFeeder(gate.target, list(workload.markets.values()),
+    feeder = MarkFeeder(gate.admin_target, list(workload.markets.values()),
                         updates_per_second=MARK_UPDATES_PER_SECOND).start()
     stack.callback(feeder.stop)
     backend, fallback = senders.choose_backend("auto", run.SPIN_US if placement.pinned else 0)

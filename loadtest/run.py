@@ -278,7 +278,7 @@ def execute(settings: Settings, sender: str, pin: bool, out: Path, progress_fact
         bench = Bench(settings, workload, backend, placement, workdir, progress)
         bench.deadline = began + settings.max_seconds
         bench.servers = _start_servers(workload, workdir, placement, stack)
-        feeder = MarkFeeder(bench.servers[report.RISKGATE].target, list(workload.markets.values())).start()
+        feeder = MarkFeeder(bench.servers[report.RISKGATE].admin_target, list(workload.markets.values())).start()
         stack.callback(feeder.stop)
         for style, plan in (("unary", settings.unary), ("stream", settings.stream)):
             bench.warm_up(style, plan.rates[0])

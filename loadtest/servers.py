@@ -37,10 +37,16 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     helpers: list[int] = field(default_factory=list)
+    # riskgate's operators' listener (RiskAdmin is not served on the order port).
+    admin_port: int = 0
 
     @property
     def target(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def admin_target(self) -> str:
+        return f"{HOST}:{self.admin_port or self.port}"
 
     def cpu_seconds(self) -> float:
         return cpus.cpu_seconds(self.process.pid)
@@ -96,13 +102,22 @@ def _spawn(name: str, args: list[str], port: int, workdir: Path, wait: bool) -> 
 
 
 def start_riskgate(workload: Workload, workdir: Path, wait: bool = True) -> Server:
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     config = riskgate_config.write(workdir / "riskgate.toml", workload, f"{HOST}:{port}", workdir / "riskgate-data")
     args = [sys.executable, "-m", "riskgate.cli.main", "serve", "--config", str(config), "--listen",
-            f"{HOST}:{port}", "--data-dir", str(workdir / "riskgate-data"), "--log-level", "WARNING",
+            f"{HOST}:{port}", "--admin-listen", f"{HOST}:{admin_port}", "--data-dir", str(workdir / "riskgate-data"),
+            "--log-level", "WARNING",
             # The gate alone is measured: the demo's in-process monitor would share its event loop.
             "--no-monitor"]
-    return _spawn("riskgate", args, port, workdir, wait)
+    server = _spawn("riskgate", args, port, workdir, False)
+    server.admin_port = admin_port
+    if wait:
+        try:
+            wait_ready(server)
+        except BaseException:
+            server.stop()
+            raise
+    return server
 
 
 def start_baseline(workdir: Path, wait: bool = True) -> Server:

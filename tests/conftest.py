@@ -45,7 +45,7 @@ class Services:
     async def start(self, config: Config | None = None, **server: Any) -> tuple[RiskgateService, Client]:
         service = RiskgateService(config or test_config(**server), self.redis_url)
         port = await service.start()
-        client = Client(port)
+        client = Client(port, service.admin_port)
         self.running.append((service, client))
         return service, client
 

@@ -18,11 +18,13 @@ from riskgate.store.keys import Keys
 from tests.support import Client
 
 
-def serve(redis_url: str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Starts `riskgate serve` on 127.0.0.1:port with the bundled sample configuration."""
+def serve(redis_url: str, port: int, log: Path, *extra: str, admin_port: int = 0) -> subprocess.Popen[bytes]:
+    """Starts `riskgate serve` on 127.0.0.1:port with the bundled sample configuration (and
+    its operators' listener on admin_port when given; an ephemeral one otherwise)."""
+    admin = ["--admin-listen", f"127.0.0.1:{admin_port}"] if admin_port else []
     return subprocess.Popen(
         [sys.executable, "-m", "riskgate.cli.main", "serve", "--redis-url", redis_url,
-         "--listen", f"127.0.0.1:{port}", "--log-level", "WARNING", *extra],
+         "--listen", f"127.0.0.1:{port}", "--log-level", "WARNING", *admin, *extra],
         stdout=subprocess.PIPE, stderr=log.open("wb"), env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -42,9 +44,9 @@ def end(process: subprocess.Popen[bytes]) -> None:
 async def serving(redis_url: str, log: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], Client]]:
     """A ready `riskgate serve` on an emptied Redis, and a client of it; both ended after."""
     await flush(redis_url)
-    port = free_port()
-    process = serve(redis_url, port, log)
-    client = Client(port)
+    port, admin_port = free_port(), free_port()
+    process = serve(redis_url, port, log, admin_port=admin_port)
+    client = Client(port, admin_port)
     try:
         await ready(process)
         yield process, client

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import grpc
 
+from riskgate.api.server import RiskgateService
 from riskgate.config import AdminToken, Config, ServerConfig
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
@@ -41,7 +42,9 @@ def test_config(**server: object) -> Config:
         AdminToken(name="test-viewer", token_sha256=hashlib.sha256(VIEWER_TOKEN.encode()).hexdigest(),
                    roles=["viewer"]),
     ]
-    settings = {"listen": "127.0.0.1:0", "default_max_orders_per_second": 100_000, **server}
+    # RiskAdmin is served on the operators' listener only: an ephemeral port of its own.
+    settings = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", "default_max_orders_per_second": 100_000,
+                **server}
     return Config(server=ServerConfig(**settings), admin_tokens=tokens)  # type: ignore[arg-type]
 
 
@@ -69,17 +72,29 @@ def symbol_spec(symbol: str = "BTCUSDT", tiers: Sequence[tuple[str, int, str]] =
 
 
 class Client:
-    """A gateway + operator talking to one service over loopback gRPC."""
+    """A gateway (the order port) + operator (the operators' listener, admin_port) talking to
+    one service over loopback gRPC."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, admin_port: int = 0) -> None:
         self.target = f"127.0.0.1:{port}"
         self.channel = grpc.aio.insecure_channel(self.target)
         self.pretrade = pb_grpc.PreTradeRiskStub(self.channel)
-        self.admin = admin_grpc.RiskAdminStub(self.channel)
+        # The order port does not serve RiskAdmin: without an admin port, admin calls are
+        # UNIMPLEMENTED (which is what tests of that separation want to see).
+        self.admin_target = f"127.0.0.1:{admin_port}" if admin_port else self.target
+        self.admin_channel = grpc.aio.insecure_channel(self.admin_target) if admin_port else self.channel
+        self.admin = admin_grpc.RiskAdminStub(self.admin_channel)
         self._ids = itertools.count(1)
+
+    @classmethod
+    def of(cls, service: RiskgateService) -> Client:
+        """A client of a started service: its order port and its operators' listener."""
+        return cls(service.port, service.admin_port)
 
     async def close(self) -> None:
         await self.channel.close()
+        if self.admin_channel is not self.channel:
+            await self.admin_channel.close()
 
     @staticmethod
     def auth(token: str = ADMIN_TOKEN) -> list[tuple[str, str]]:

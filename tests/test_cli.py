@@ -36,7 +36,7 @@ async def test_check_command_when_oversized_order_then_prints_typed_reject(btc: 
 
 
 async def test_breaker_command_when_admin_token_then_sets_and_lists(btc: Client, capsys) -> None:
-    target = btc.target
+    target = btc.admin_target
     code, out, _ = await _run(capsys, "breaker", "halted", "--symbol", "BTCUSDT", "--reason", "drill",
                               "--target", target, "--token", ADMIN_TOKEN)
     assert code == 0 and json.loads(out)["state"] == "BREAKER_HALTED"
@@ -46,7 +46,7 @@ async def test_breaker_command_when_admin_token_then_sets_and_lists(btc: Client,
 
 async def test_breaker_command_when_token_lacks_role_then_fails_with_permission_denied(btc: Client,
                                                                                        capsys) -> None:
-    target = btc.target
+    target = btc.admin_target
     code, _, err = await _run(capsys, "breaker", "halted", "--reason", "x", "--target", target,
                               "--token", VIEWER_TOKEN)
     assert code == 1
@@ -68,7 +68,7 @@ def test_serve_command_when_config_invalid_then_exits_naming_the_field(tmp_path,
 async def test_controls_command_when_one_flag_given_then_other_controls_are_kept(btc: Client, capsys) -> None:
     await btc.set_controls("acct-1", kyc_level=3, max_leverage=50, max_orders_per_second=7)
     code, out, _ = await _run(capsys, "controls", "--account", "acct-1", "--restriction", "reduce-only",
-                              "--target", btc.target, "--token", ADMIN_TOKEN)
+                              "--target", btc.admin_target, "--token", ADMIN_TOKEN)
     controls = json.loads(out)
     assert code == 0
     assert (controls["restriction"], controls["kyc_level"], controls["max_leverage"],
@@ -78,11 +78,11 @@ async def test_controls_command_when_one_flag_given_then_other_controls_are_kept
 
 async def test_controls_command_when_account_unknown_here_then_refuses_without_create(btc: Client, capsys) -> None:
     code, _, err = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
-                              "--target", btc.target, "--token", ADMIN_TOKEN)
+                              "--target", btc.admin_target, "--token", ADMIN_TOKEN)
     assert code == 1
     assert "NOT_FOUND" in err and "--create" in err
     code, out, _ = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
-                              "--create", "--target", btc.target, "--token", ADMIN_TOKEN)
+                              "--create", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
     assert code == 0 and json.loads(out)["restriction"] == "RESTRICTION_FROZEN"
 
 
@@ -143,11 +143,11 @@ def test_serve_command_when_listen_port_out_of_range_then_one_line_and_exit_2(tm
 async def test_reservations_and_release_commands_when_order_open_then_listed_and_released(btc: Client,
                                                                                          capsys) -> None:
     await btc.check(quantity="0.01", order_id="stuck")
-    code, out, _ = await _run(capsys, "reservations", "--account", "acct-1", "--target", btc.target,
+    code, out, _ = await _run(capsys, "reservations", "--account", "acct-1", "--target", btc.admin_target,
                               "--token", ADMIN_TOKEN)
     assert code == 0 and [r["order_id"] for r in json.loads(out)["reservations"]] == ["stuck"]
     code, out, _ = await _run(capsys, "release", "--account", "acct-1", "--order-id", "stuck", "--reason",
-                              "cancel report lost", "--target", btc.target, "--token", ADMIN_TOKEN)
+                              "cancel report lost", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
     assert code == 0 and json.loads(out)["order_id"] == "stuck"
-    code, out, _ = await _run(capsys, "reservations", "--target", btc.target, "--token", ADMIN_TOKEN)
+    code, out, _ = await _run(capsys, "reservations", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
     assert code == 0 and json.loads(out).get("reservations", []) == []

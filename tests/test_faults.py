@@ -199,7 +199,7 @@ async def test_health_when_loading_failing_closed_recovered_and_stopping_then_fo
         own_redis: EmbeddedRedis) -> None:
     service = RiskgateService(test_config(redis_stale_after_ms=BOUND_MS), own_redis.url)
     port = await service.bind()
-    client = Client(port)
+    client = Client(port, service.admin_port)
     try:
         # Bound, not loaded: health says so, and orders are refused as unavailable.
         assert await _health(client.channel) == health_pb2.HealthCheckResponse.NOT_SERVING
@@ -340,7 +340,7 @@ async def test_check_when_deadline_passed_before_server_could_answer_then_no_res
 
 async def test_stop_when_redis_holds_writes_then_reports_what_was_not_written(own_redis: EmbeddedRedis) -> None:
     service = RiskgateService(test_config(), own_redis.url)
-    client = Client(await service.start())
+    client = Client(await service.start(), service.admin_port)
     try:
         await client.upsert_symbol(mark="50000")
         await client.trader()
@@ -411,21 +411,20 @@ async def test_start_when_redis_holds_an_inconsistent_reservation_then_it_is_ski
 
 async def test_operators_when_order_port_is_saturated_then_their_own_listener_still_answers(
         services: Services) -> None:
-    service, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
+    _, client = await services.start(max_concurrent_rpcs=4, admin_listen="127.0.0.1:0")
     held = await _saturate(client, 4)
-    operator = Client(service.admin_port)
     try:
         with pytest.raises(AioRpcError) as error:
-            await client.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
+            await client.check(quantity="0.001")
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        halted = await operator.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
+        # RiskAdmin is on the operators' listener only (client.admin), outside the order port's limit.
+        halted = await client.set_breaker(admin.BREAKER_HALTED, reason="kill switch")
         assert halted.state == admin.BREAKER_HALTED
-        assert await _health(operator.channel) == health_pb2.HealthCheckResponse.SERVING
+        assert await _health(client.admin_channel) == health_pb2.HealthCheckResponse.SERVING
     finally:
         for stream in held:
             await stream.done_writing()
             assert await stream.read() is grpc.aio.EOF
-        await operator.close()
 
     async def halted_answer() -> bool:
         # The held streams' slots are freed once the server has ended them: until then the
@@ -440,7 +439,7 @@ async def test_operators_when_order_port_is_saturated_then_their_own_listener_st
 async def test_stop_when_an_execution_waits_for_a_slow_redis_then_unavailable_and_its_retry_is_a_duplicate(
         own_redis: EmbeddedRedis) -> None:
     service = RiskgateService(test_config(redis_stale_after_ms=3000), own_redis.url)
-    client = Client(await service.start())
+    client = Client(await service.start(), service.admin_port)
     restarted: RiskgateService | None = None
     try:
         await client.upsert_symbol(mark="50000")
@@ -459,7 +458,7 @@ async def test_stop_when_an_execution_waits_for_a_slow_redis_then_unavailable_an
         assert report.clean, report.unfinished  # the drain wrote it once Redis took writes
         await client.close()
         restarted = RiskgateService(test_config(), own_redis.url)
-        client = Client(await restarted.start())
+        client = Client(await restarted.start(), restarted.admin_port)
         ack = await client.fill("acct-1", "o-1", "0.4", "50000", execution_id="t-1", sequence=1)
         assert ack.duplicate
         assert (ack.remaining_quantity, ack.position_quantity) == ("0.6", "0.4")
@@ -475,7 +474,7 @@ async def test_stop_when_an_execution_without_id_waits_for_a_slow_redis_then_it_
         own_redis: EmbeddedRedis) -> None:
     # Compatibility mode: a retry without an id could not be told apart, so the ack goes.
     service = RiskgateService(test_config(redis_stale_after_ms=3000, require_execution_id=False), own_redis.url)
-    client = Client(await service.start())
+    client = Client(await service.start(), service.admin_port)
     try:
         await client.upsert_symbol(mark="50000")
         await client.trader()

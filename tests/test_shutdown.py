@@ -43,7 +43,7 @@ async def test_stop_when_orders_in_flight_then_bounded_and_every_acknowledged_re
     for round_ in range(ROUNDS):
         await flush(redis_server.url)
         service = RiskgateService(test_config(), redis_server.url)
-        client = Client(await service.start())
+        client = Client(await service.start(), service.admin_port)
         try:
             await client.upsert_symbol(mark="50000")
             await client.trader(balance="1000000000")

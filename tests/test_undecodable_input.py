@@ -42,6 +42,11 @@ async def call_raw(channel: grpc.aio.Channel, service: ServiceDescriptor, method
     return [response async for response in call]
 
 
+def channel_of(client: Client, service: ServiceDescriptor) -> grpc.aio.Channel:
+    """RiskAdmin is on the operators' listener, everything else on the order port."""
+    return client.admin_channel if service is handlers.RISK_ADMIN else client.channel
+
+
 async def assert_good_order_accepted(client: Client) -> None:
     response = await client.check(quantity="0.01")
     assert decision(response) == "DECISION_ACCEPT", response
@@ -51,7 +56,7 @@ async def assert_good_order_accepted(client: Client) -> None:
 async def test_call_when_request_bytes_are_not_a_valid_message_then_invalid_argument_and_still_serving(
         btc: Client, service: ServiceDescriptor, method: MethodDescriptor) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call_raw(btc.channel, service, method, [UNDECODABLE_BYTES])
+        await call_raw(channel_of(btc, service), service, method, [UNDECODABLE_BYTES])
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
     assert refused.value.details() == f"request is not a valid {method.input_type.full_name}"
     await assert_good_order_accepted(btc)
@@ -60,7 +65,7 @@ async def test_call_when_request_bytes_are_not_a_valid_message_then_invalid_argu
 async def test_admin_call_when_bytes_undecodable_and_token_valid_then_invalid_argument(btc: Client) -> None:
     method = handlers.RISK_ADMIN.methods_by_name["SetCircuitBreaker"]
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await call_raw(btc.channel, handlers.RISK_ADMIN, method, [UNDECODABLE_BYTES], metadata=btc.auth())
+        await call_raw(btc.admin_channel, handlers.RISK_ADMIN, method, [UNDECODABLE_BYTES], metadata=btc.auth())
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     breakers = await btc.admin.ListCircuitBreakers(admin.ListCircuitBreakersRequest(), metadata=btc.auth())
     assert [b.state for b in breakers.breakers] == [admin.BREAKER_NORMAL]
@@ -93,7 +98,7 @@ async def test_calls_when_many_requests_are_undecodable_then_no_traceback_and_on
         for i in range(burst):
             service, method = METHODS[i % len(METHODS)]
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await call_raw(btc.channel, service, method, [UNDECODABLE_BYTES])
+                await call_raw(channel_of(btc, service), service, method, [UNDECODABLE_BYTES])
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         await assert_good_order_accepted(btc)
     assert handlers.REFUSALS.total - refused_before == burst
@@ -137,13 +142,19 @@ async def test_health_and_reflection_when_requests_are_valid_then_answered_throu
     answer = await check(health_pb2.HealthCheckRequest(service=handlers.PRE_TRADE_RISK.full_name),
                          timeout=CALL_TIMEOUT_S)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
-    reflect = btc.channel.stream_stream(f"/{handlers.REFLECTION.full_name}/ServerReflectionInfo",
+    listed = {}
+    for port, channel in (("orders", btc.channel), ("admin", btc.admin_channel)):
+        reflect = channel.stream_stream(f"/{handlers.REFLECTION.full_name}/ServerReflectionInfo",
                                         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
                                         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-    responses = [r async for r in reflect(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                          timeout=CALL_TIMEOUT_S)]
-    listed = {s.name for s in responses[0].list_services_response.service}
-    assert {handlers.PRE_TRADE_RISK.full_name, handlers.RISK_ADMIN.full_name, handlers.HEALTH.full_name} <= listed
+        responses = [r async for r in reflect(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                              timeout=CALL_TIMEOUT_S)]
+        listed[port] = {s.name for s in responses[0].list_services_response.service}
+    # The order port lists what it serves: PreTradeRisk, health and reflection, never RiskAdmin.
+    assert listed["orders"] == {handlers.PRE_TRADE_RISK.full_name, handlers.HEALTH.full_name,
+                                handlers.REFLECTION.full_name}
+    assert listed["admin"] == {handlers.RISK_ADMIN.full_name, handlers.HEALTH.full_name,
+                               handlers.REFLECTION.full_name}
 
 
 async def test_health_list_when_request_is_valid_then_unimplemented_without_traceback(

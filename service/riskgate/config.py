@@ -55,9 +55,32 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Calls in progress at once (a stream counts as one); past it, RESOURCE_EXHAUSTED at once
     # rather than a queue that grows until callers time out. 0 = unbounded.
     max_concurrent_rpcs: int = 256
-    # HOST:PORT of a second listener for RiskAdmin, health and reflection, outside that limit,
-    # so order traffic cannot lock operators out; empty = none (they share the order port).
-    admin_listen: str = ""
+    # HOST:PORT of the operators' listener: RiskAdmin, health and reflection, outside that limit,
+    # so order traffic cannot lock operators out. The order port never serves RiskAdmin; empty =
+    # no operators' listener at all (RiskAdmin not served).
+    admin_listen: str = "127.0.0.1:50052"
+    # TLS for both listeners (PEM files; both or neither). client_ca: the order port requires
+    # client certificates signed by it (mTLS for the gateway); the operators' listener relies on
+    # bearer tokens and does not ask for one.
+    tls_cert: str = ""
+    tls_key: str = ""
+    client_ca: str = ""
+    # A stop lets calls in flight finish this long, and the whole process exits within
+    # shutdown_timeout_s of the signal whatever its tasks do.
+    shutdown_grace_s: float = 1.0
+    shutdown_timeout_s: float = 10.0
+    # The fraction of order checks logged one line each (0 = none; 1 = every one).
+    log_decisions_sample: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.log_decisions_sample <= 1:
+            raise ValueError("server.log_decisions_sample must be between 0 and 1")
+        if not 0 < self.shutdown_timeout_s < 1e6 or not 0 <= self.shutdown_grace_s < self.shutdown_timeout_s:
+            raise ValueError("server.shutdown_timeout_s must be > 0 and server.shutdown_grace_s in [0, it)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("server.tls_cert and server.tls_key go together")
+        if self.client_ca and not self.tls_cert:
+            raise ValueError("server.client_ca (mTLS) needs server.tls_cert and server.tls_key")
 
 
 class AdminToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,6 +130,9 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     mark_daily_retention_days: int = 3_650
     mark_bar_flush_ms: int = 1_000
     rules: list[Rule] = msgspec.field(default_factory=default_rules)
+    # TLS of the monitor's listener; empty = the [server] ones.
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def __post_init__(self) -> None:
         for name in ("mark_bar_retention_minutes", "mark_daily_retention_days", "mark_bar_flush_ms"):

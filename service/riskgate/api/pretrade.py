@@ -36,6 +36,7 @@ from riskgate.engine.margin import value_account
 from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
 from riskgate.engine.spec_rules import ID_MAX_LEN, SpecError, validate_account_id
+from riskgate.logs import DecisionSampler
 from riskgate.store.redis_store import RedisStore
 from riskgate.telemetry import DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
@@ -55,6 +56,8 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         self.lifecycle = lifecycle
         # Set once the store is started; executions are acknowledged after it has them.
         self.store: RedisStore | None = None
+        # Per-order decision lines, sampled (off unless configured).
+        self.decisions: DecisionSampler | None = None
 
     def check(self, request: pb.CheckOrderRequest) -> tuple[pb.CheckOrderResponse, Reservation | None]:
         order = parse_order(request.order_id, request.account_id, request.symbol, request.side, request.order_type,
@@ -62,7 +65,10 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         if isinstance(order, Reason):
             self.counters.count(pb.DECISION_REJECT, order.code)
             self.book.flow.decision(request.account_id, request.symbol, Decision.REJECT, order.code)
-            return invalid_response(request.order_id, order), None
+            invalid = invalid_response(request.order_id, order)
+            if self.decisions is not None and self.decisions.ratio:
+                self.decisions.maybe(request, invalid)
+            return invalid, None
         now_ms = time.time_ns() // 1_000_000
         book = self.book
         result = check_order(book, order, now_ms, time.monotonic())
@@ -70,7 +76,10 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         code = result.reasons[0].code if result.reasons else 0
         self.counters.count(result.decision, code)
         book.flow.decision(order.account_id, order.symbol, result.decision, code)
-        return check_response(order.order_id, result), reservation
+        response = check_response(order.order_id, result)
+        if self.decisions is not None and self.decisions.ratio:
+            self.decisions.maybe(request, response)
+        return response, reservation
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         if not self.lifecycle.serving:

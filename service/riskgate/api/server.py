@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from riskgate.api import handlers
+from riskgate import logs
+from riskgate.api import handlers, tls
 from riskgate.api.admin import RiskAdminServicer
 from riskgate.api.auth import Authenticator
 from riskgate.api.lifecycle import Lifecycle
@@ -34,6 +35,8 @@ SERVICE_NAMES = (
     pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
 )
+# RiskAdmin's reads: answered ones are logged at DEBUG (changes and refusals at INFO).
+ADMIN_READS = ("ListCircuitBreakers", "GetAccountRisk", "ListReservations")
 
 log = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT_S = 2.0
@@ -85,6 +88,9 @@ class RiskgateService:
         self.port = 0
         self._health_updates: set[asyncio.Task[None]] = set()
         self._stopped: StopReport | None = None
+        self._fail_closed_log = logs.FailClosedLog()
+        self._started_at = 0.0
+        self._served = False  # once serving, a stop says what it did
 
     async def bind(self) -> int:
         """Creates the gRPC server and binds the listen address before anything else happens,
@@ -95,18 +101,25 @@ class RiskgateService:
         max_rpcs = server_config.max_concurrent_rpcs or None
         self.pretrade = PreTradeRiskServicer(self.book, self.counters, self.lifecycle,
                                              require_execution_id=server_config.require_execution_id)
+        self.pretrade.decisions = logs.DecisionSampler(server_config.log_decisions_sample)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
         self.health = health.aio.HealthServicer()
+        # Read (and refused) before anything is bound: a bad file starts nothing.
+        order_credentials = tls.server_credentials(server_config.tls_cert, server_config.tls_key,
+                                                   server_config.client_ca)
+        admin_credentials = tls.server_credentials(server_config.tls_cert, server_config.tls_key)
+        # The order port: PreTradeRisk, health and reflection only; RiskAdmin never.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
         handlers.add_servicer(server, handlers.PRE_TRADE_RISK, self.pretrade)
-        self._add_operator_services(server)
+        handlers.add_servicer(server, handlers.HEALTH, self.health)
+        handlers.enable_reflection((SERVICE_NAMES[0], health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         admin_server = None
         try:
-            port = _listen(server, server_config.listen)
+            port = _listen(server, server_config.listen, order_credentials)
             if server_config.admin_listen:
                 admin_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
                 self._add_operator_services(admin_server)
-                self.admin_port = _listen(admin_server, server_config.admin_listen)
+                self.admin_port = _listen(admin_server, server_config.admin_listen, admin_credentials)
         except ListenError:
             # Neither address stays taken by a start that failed.
             for bound in (server, admin_server):
@@ -126,9 +139,10 @@ class RiskgateService:
 
     def _add_operator_services(self, server: grpc.aio.Server) -> None:
         assert self.admin is not None and self.health is not None
-        handlers.add_servicer(server, handlers.RISK_ADMIN, self.admin)
+        handlers.add_servicer(server, handlers.RISK_ADMIN,
+                              logs.AdminCallLog(self.admin, logs.identify_with(self.auth), ADMIN_READS))
         handlers.add_servicer(server, handlers.HEALTH, self.health)
-        handlers.enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        handlers.enable_reflection((SERVICE_NAMES[1], health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     async def start(self, redis_url: str = "") -> int:
         """Loads the book from Redis (seeding it first) and serves; returns the port."""
@@ -136,6 +150,7 @@ class RiskgateService:
         if not url:
             raise ValueError("no Redis URL")
         self._validate_seeds()
+        self._started_at = time.monotonic()
         try:
             await self.bind()
             server_config = self.config.server
@@ -168,15 +183,28 @@ class RiskgateService:
             await self.stop()
             raise
         self.lifecycle.serving = True
+        self._served = True
         self._on_link_health(time.monotonic() <= self.book.fresh_until)
-        log.info("riskgate serving on %s (port %d), %d symbols, %d accounts", server_config.listen, self.port,
-                 len(self.book.symbols), len(self.book.accounts))
+        load_s = time.monotonic() - self._started_at
+        listeners = {"orders": f"{_host(server_config.listen)}:{self.port}"}
+        if self.admin_server is not None:
+            listeners["admin"] = f"{_host(server_config.admin_listen)}:{self.admin_port}"
+        logs.event(log, logging.INFO, "riskgate serving on %s (port %d), %d symbols, %d accounts, loaded in %.3f s",
+                   server_config.listen, self.port, len(self.book.symbols), len(self.book.accounts), load_s,
+                   event="started", load_s=round(load_s, 3), symbols=len(self.book.symbols),
+                   accounts=len(self.book.accounts),
+                   open_orders=sum(len(a.orders) for a in self.book.accounts.values()), listeners=listeners,
+                   tls=bool(server_config.tls_cert), mtls=bool(server_config.client_ca),
+                   shard=self.book.shard_label)
+        if self.admin_server is None:
+            log.warning("no operators' listener (admin_listen is empty): RiskAdmin is not served")
         return self.port
 
     def _on_link_health(self, fresh: bool) -> None:
         """gRPC health follows the link: NOT_SERVING while failing closed."""
         if self.health is None or not self.lifecycle.serving:
             return
+        self._fail_closed_log.report(fresh, self.book.unavailable_message(time.monotonic()))
         status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", *SERVICE_NAMES):
             update = asyncio.get_running_loop().create_task(self.health.set(name, status))
@@ -187,20 +215,29 @@ class RiskgateService:
         assert self.server is not None
         await self.server.wait_for_termination()
 
-    async def stop(self, grace_s: float = 1.0, drain_s: float = DRAIN_TIMEOUT_S) -> StopReport:
-        """Refuses new work at once, lets calls in flight finish within grace_s, writes what
-        they left dirty, and ends every task; each step is bounded. Idempotent."""
+    async def begin_stop(self) -> None:
+        """The first step of a stop, at once: health NOT_SERVING on every listener (probes and
+        load balancers stop sending) and new calls refused. Idempotent; stop() does it too."""
+        self.lifecycle.begin_stop()
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+
+    async def stop(self, grace_s: float | None = None, drain_s: float = DRAIN_TIMEOUT_S) -> StopReport:
+        """Refuses new work at once, lets calls in flight finish within grace_s (default: the
+        configured shutdown_grace_s), writes what they left dirty, and ends every task; each
+        step is bounded. Logs what it did. Idempotent."""
         if self._stopped is not None:
             return self._stopped
         self._stopped = report = StopReport()
+        grace_s = self.config.server.shutdown_grace_s if grace_s is None else grace_s
+        began = time.monotonic()
         self.lifecycle.begin_stop()
         if self.store is not None:
             # Executions waiting for their batch are answered before the grace cuts them off:
             # UNAVAILABLE, so the sender reports them again (a duplicate once the drain has
             # written them; applied by the next process if it could not).
             self.store.release_waiters()
-        if self.health is not None:
-            await self.health.enter_graceful_shutdown()
+        await self.begin_stop()
         servers = [server for server in (self.server, self.admin_server) if server is not None]
         if servers:
             loop = asyncio.get_running_loop()
@@ -208,10 +245,22 @@ class RiskgateService:
             _, late = await asyncio.wait(stopping, timeout=grace_s + SERVER_STOP_MARGIN_S)
             if late:
                 report.unfinished.append(f"{len(late)} gRPC server(s) did not stop")
+        listeners_s = time.monotonic() - began
+        pending = self.store.pending_writes() if self.store is not None else False
         if self.store is not None:
             report.unfinished += await self.store.close(drain_s)
+        total_s = time.monotonic() - began
         for line in report.unfinished:
             log.error("stop: %s", line)
+        if self._served:
+            logs.event(log, logging.INFO if report.clean else logging.ERROR,
+                       "stopped in %.3f s: listeners closed (calls in flight given %.1f s) in %.3f s, write-behind "
+                       "%s, %s", total_s, grace_s, listeners_s,
+                       ("had nothing pending" if not pending else "flushed" if report.clean else "NOT flushed"),
+                       "everything ended" if report.clean else f"unfinished: {'; '.join(report.unfinished)}",
+                       event="stopped", stop_s=round(total_s, 3), grace_s=grace_s,
+                       listeners_s=round(listeners_s, 3), write_behind_pending=pending,
+                       unfinished=report.unfinished)
         return report
 
     def _validate_seeds(self) -> None:
@@ -238,9 +287,14 @@ class RiskgateService:
         written = await store.seed(records, "config")
         log.info("seeded %d of %d records from the configuration", written, len(records))
 
-def _listen(server: grpc.aio.Server, address: str) -> int:
+def _host(listen: str) -> str:
+    host, _, _ = listen.rpartition(":")
+    return host or listen
+
+
+def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
     try:
-        port = server.add_insecure_port(address)
+        port = tls.add_port(server, address, credentials)
     except RuntimeError as exc:
         raise ListenError(f"cannot listen on {address}: {exc}") from None
     if not port:

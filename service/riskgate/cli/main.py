@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from riskgate.cli import analytics
+from riskgate.cli import analytics, health, ops
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 from riskgate.v1 import pretrade_pb2 as pb
@@ -180,14 +180,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--shard-count", type=_shard_number,
                        help="how many shards share the Redis, the same in every one (env RISKGATE_SHARD_COUNT; "
                             "default from config: 1)")
+    ops.add_serve_flags(serve)
     serve.set_defaults(handler=_serve)
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
-        command.add_argument("--target", type=_target, default=os.environ.get("RISKGATE_TARGET") or DEFAULT_TARGET,
-                             help=f"service address (default {DEFAULT_TARGET}, env RISKGATE_TARGET)")
+        target, target_help = ops.default_target(name)  # check/execution: the order port; others: the admin one
+        command.add_argument("--target", type=_target, default=target, help=target_help)
         command.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
                              help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
+        ops.add_client_flags(command)
         return command
 
     check = client("check", "send one order to a running service and print the decision")
@@ -265,6 +267,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "(default: the bundled sample configuration)")
     monitor.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                          help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    ops.add_monitor_flags(monitor)
     monitor.set_defaults(handler=_monitor)
 
     def monitor_client(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -275,6 +278,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
                              help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
         command.add_argument("--json", action="store_true", help="JSON instead of a table")
+        ops.add_client_flags(command)
         return command
 
     alerts = monitor_client("alerts", "list the monitor's alerts (--follow: live), or acknowledge, escalate or "
@@ -366,6 +370,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="historical worst moves over the last DAYS days of the mark history instead")
     # ---- Mark history, value at risk, the daily report ----
     analytics.add_commands(monitor_client, _count)
+    health.add_command(sub, _target)
     return parser
 
 
@@ -376,10 +381,10 @@ def _serve(args: argparse.Namespace) -> int:
     from riskgate.monitor.rules import RuleError, validate_rule
     from riskgate.store.datadir import DataDirBusy, DataDirError, DataDirLock, refuse_if_redis_running
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ops.configure_logging(args)
     try:
-        config = apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir,
-                                 args.admin_listen)
+        config = ops.apply(apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir,
+                                           args.admin_listen), args)
         config = apply_shard_overrides(config, args.shard_index, args.shard_count)
     except ConfigError as exc:
         return _fail(exc, 2)
@@ -396,6 +401,9 @@ def _serve(args: argparse.Namespace) -> int:
     for listen in filter(None, (config.server.listen, config.server.admin_listen, monitor_listen)):
         if problem := _listen_syntax_problem(listen):
             return _fail(problem, 2)
+    if refusal := ops.check_production(config, [config.server.listen, config.server.admin_listen,
+                                                monitor_listen or ""], args.production, not config.server.redis_url):
+        return _fail(refusal, ops.EXIT_CONFIG)
     # One data dir, one owner: lock it before anything else, so a second process on the same
     # dir starts nothing (no listener, no redis-server) and writes nothing.
     lock: DataDirLock | None = None
@@ -510,13 +518,19 @@ class _Serving:
         self.embedded: EmbeddedRedis | None = None
         self.monitor: MonitorService | None = None
         self.log = logging.getLogger("riskgate")
+        # The process exits within shutdown_timeout_s of the signal, whatever its tasks do.
+        self.watchdog = ops.ExitWatchdog(config.server.shutdown_timeout_s, self._end_embedded)
+
+    def _end_embedded(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop(timeout_s=ops.WATCHDOG_MARGIN_S / 2)
 
     async def run(self) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             # Stays installed until the loop closes: a second signal during shutdown is a no-op.
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, ops.stop_requested, stop, self.watchdog, sig)
         starting = asyncio.ensure_future(self._start())
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -524,9 +538,10 @@ class _Serving:
             if starting.done():
                 port = starting.result()  # raises what made the start fail
                 admin_port = self.service.admin_port if self.service is not None else 0
-                operators = (f" (operators also on {_with_port(self.config.server.admin_listen, admin_port)})"
+                operators = (f" (operators on {_with_port(self.config.server.admin_listen, admin_port)})"
                              if admin_port else "")
                 print(f"riskgate ready on {_with_port(self.config.server.listen, port)}{operators}", flush=True)
+                self.watchdog.ready = True
                 if self.monitor_listen is None:
                     self.log.info("no monitor in this process (%s)", self.no_monitor_reason)
                 else:
@@ -589,6 +604,11 @@ class _Serving:
 
     async def _stop(self) -> int:
         code = 0
+        began = time.monotonic()
+        if self.service is not None:
+            # At once, before the monitor's stop: probes see NOT_SERVING and new calls are refused.
+            with contextlib.suppress(Exception):
+                await self.service.begin_stop()
         if self.monitor is not None:
             # First, while the gate and its Redis still run: it hands its lease on at once.
             try:
@@ -612,6 +632,7 @@ class _Serving:
             if self.embedded is not None:
                 self.embedded.stop()
                 self.embedded = None
+        ops.stopped(self.watchdog, began, code)
         return code
 
 
@@ -621,9 +642,9 @@ def _monitor(args: argparse.Namespace) -> int:
     from riskgate.config import ConfigError, load_config
     from riskgate.monitor.rules import RuleError, validate_rule
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ops.configure_logging(args)
     try:
-        config = load_config(args.config)
+        config = ops.apply_monitor(load_config(args.config), args)
         for rule in config.monitor.rules:
             validate_rule(rule)
     except (ConfigError, RuleError) as exc:
@@ -635,6 +656,8 @@ def _monitor(args: argparse.Namespace) -> int:
     listen = args.listen or os.environ.get("RISKGATE_MONITOR_LISTEN") or config.monitor.listen
     if problem := _listen_syntax_problem(listen):
         return _fail(problem, 2)
+    if refusal := ops.check_production(config, [listen], args.production, False, "riskgate monitor"):
+        return _fail(refusal, ops.EXIT_CONFIG)
     if config.server.event_loop == "uvloop":
         import uvloop
 
@@ -658,6 +681,7 @@ class _Monitoring:
         self.redis_url = redis_url
         self.listen = listen
         self.log = logging.getLogger("riskgate.monitor")
+        self.watchdog = ops.ExitWatchdog(config.server.shutdown_timeout_s)
 
     async def run(self) -> int:
         from riskgate.monitor.service import MonitorService
@@ -665,7 +689,7 @@ class _Monitoring:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, ops.stop_requested, stop, self.watchdog, sig)
         _probe_listen(self.listen)
         service = MonitorService(self.config, self.redis_url, self.listen)
         starting = asyncio.ensure_future(service.start())
@@ -675,6 +699,7 @@ class _Monitoring:
             if starting.done():
                 port = starting.result()
                 print(f"riskgate monitor ready on {_with_port(self.listen, port)}", flush=True)
+                self.watchdog.ready = True
                 await stopping
             else:
                 starting.cancel()
@@ -683,8 +708,11 @@ class _Monitoring:
             self.log.info("stopping")
         finally:
             stopping.cancel()
+            began = time.monotonic()
             report = await service.stop()
-        return 0 if report.clean else 1
+        code = 0 if report.clean else 1
+        ops.stopped(self.watchdog, began, code)
+        return code
 
 
 _ALERT_STATES = {"open": 1, "acknowledged": 2, "escalated": 3, "resolved": 4}
@@ -998,7 +1026,7 @@ def _with_port(listen: str, port: int) -> str:
 
 
 def _channel(args: argparse.Namespace) -> grpc.Channel:
-    return grpc.insecure_channel(args.target)
+    return ops.channel(args)
 
 
 def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:

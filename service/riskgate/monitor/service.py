@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from riskgate.api import handlers
+from riskgate import logs
+from riskgate.api import handlers, tls
 from riskgate.api.auth import Authenticator
 from riskgate.api.server import ListenError, StopReport
 from riskgate.config import Config
@@ -44,6 +45,9 @@ RISK_MONITOR = monitor_pb2.DESCRIPTOR.services_by_name["RiskMonitor"]
 SERVICE_NAME = RISK_MONITOR.full_name
 # A health "service" that is SERVING only on the monitor that acts (holds the lease).
 ACTOR_HEALTH_NAME = f"{SERVICE_NAME}/actor"
+# RiskMonitor's reads: answered ones are logged at DEBUG (changes and refusals at INFO).
+MONITOR_READS = tuple(m.name for m in RISK_MONITOR.methods
+                      if m.name.startswith(("List", "Get")) or m.name in ("RunStressTest", "BacktestVaR"))
 REDIS_SOCKET_TIMEOUT_S = 2.0
 LOAD_TIMEOUT_S = 120.0
 # A standby looks for a lapsed lease this often, so it takes over soon after it lapses.
@@ -110,11 +114,15 @@ class MonitorService:
         servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
                                        on_funding=self._on_funding, columns=self.columns, bars=self.bars,
                                        config=self.config)
-        handlers.add_servicer(server, RISK_MONITOR, servicer)
+        handlers.add_servicer(server, RISK_MONITOR,
+                              logs.AdminCallLog(servicer, logs.identify_with(self.auth), MONITOR_READS))
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        # The monitor's own certificate, or the gate's (the demo runs both in one process).
+        credentials = tls.server_credentials(monitor.tls_cert or self.config.server.tls_cert,
+                                             monitor.tls_key or self.config.server.tls_key)
         try:
-            port = server.add_insecure_port(self.listen)
+            port = tls.add_port(server, self.listen, credentials)
         except RuntimeError as exc:
             port = 0
             error = str(exc)
@@ -133,6 +141,7 @@ class MonitorService:
     async def start(self) -> int:
         if not self.redis_url:
             raise ValueError("no Redis URL")
+        began = time.monotonic()
         try:
             await self.bind()
             assert self.client is not None and self.writes is not None
@@ -175,8 +184,13 @@ class MonitorService:
             raise
         self._serving = True
         await self._report_health()
-        log.info("riskgate monitor serving on %s (port %d): %d symbols, %d rules", self.listen, self.port,
-                 len(self.view.symbols), len(self.view.rules))
+        load_s = time.monotonic() - began
+        logs.event(log, logging.INFO, "riskgate monitor serving on %s (port %d): %d symbols, %d rules, %d accounts, "
+                   "loaded in %.3f s", self.listen, self.port, len(self.view.symbols), len(self.view.rules),
+                   len(self.columns), load_s, event="started", load_s=round(load_s, 3),
+                   symbols=len(self.view.symbols), rules=len(self.view.rules), accounts=len(self.columns),
+                   listeners={"monitor": f"{self.listen.rpartition(':')[0]}:{self.port}"},
+                   tls=bool(self.config.monitor.tls_cert or self.config.server.tls_cert))
         return self.port
 
     async def _seed_rules(self) -> None:
@@ -363,6 +377,8 @@ class MonitorService:
         if self._stopped is not None:
             return self._stopped
         self._stopped = report = StopReport()
+        began = time.monotonic()
+        served = self._serving
         self._stopping = True
         self._serving = False
         if self.health is not None:
@@ -400,6 +416,11 @@ class MonitorService:
                     await self.client.aclose()
         for line in report.unfinished:
             log.error("monitor stop: %s", line)
+        if served:
+            stop_s = time.monotonic() - began
+            logs.event(log, logging.INFO if report.clean else logging.ERROR, "monitor stopped in %.3f s%s", stop_s,
+                       "" if report.clean else f"; unfinished: {'; '.join(report.unfinished)}",
+                       event="stopped", stop_s=round(stop_s, 3), unfinished=report.unfinished)
         return report
 
 

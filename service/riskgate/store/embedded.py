@@ -111,13 +111,13 @@ class EmbeddedRedis:
         finally:
             client.close()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

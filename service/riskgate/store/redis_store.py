@@ -35,6 +35,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from riskgate import logs
 from riskgate.book.flow import FlowBatch
 from riskgate.book.specs import ExecutionSpec, ReservationSpec
 from riskgate.book.state import Book, Reservation, ensure_account
@@ -1070,6 +1071,8 @@ class RedisStore:
         try:
             kind, record = decode_change(message["data"])
             self._apply(kind, record)
+            if kind in ("breaker", "controls"):
+                logs.change_seen(kind, record)
         except Exception as exc:  # one bad message must not end the feed
             log.error("ignoring malformed change message: %r", exc)
 
@@ -1093,7 +1096,8 @@ class RedisStore:
         fresh_until = min(limit + self.stale_after_s, self._lease_renewed_at + self.lease_ms / 1000) if limit else 0.0
         if fresh_until > book.fresh_until:
             if time.monotonic() > book.fresh_until and book.fresh_until:
-                log.warning("Redis link restored: accepting risk-increasing orders again")
+                # The one line operators see is the service's (riskgate.link), on the health report.
+                log.debug("Redis link restored: accepting risk-increasing orders again")
             book.fresh_until = fresh_until
 
     async def _prove_link(self) -> None:
@@ -1161,7 +1165,7 @@ class RedisStore:
             now = time.monotonic()
             fresh = now <= book.fresh_until
             if not fresh and self._serving_reported is not False:
-                log.error("%s", book.unavailable_message(now))
+                (log.debug if self.on_health is not None else log.error)("%s", book.unavailable_message(now))
             book.expire_closed(now)
             self._report(fresh)
             await self._pause(interval)
