@@ -19,18 +19,18 @@ async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str
 
 async def test_check_command_when_demo_order_then_prints_accept(btc: Client, capsys) -> None:
     target = btc.target
-    code, out, _ = await _run(capsys, "check", "--target", target, "--account", "acct-1", "--symbol", "BTCUSDT",
-                              "--side", "buy", "--quantity", "0.01", "--price", "50000", "--leverage", "10")
+    code, out, _ = await _run(capsys, "check", "--json", "--target", target, "--account", "acct-1", "--symbol",
+                              "BTCUSDT", "--side", "buy", "--quantity", "0.01", "--price", "50000", "--leverage", "10")
     assert code == 0
     assert json.loads(out)["decision"] == "DECISION_ACCEPT"
 
 
-async def test_check_command_when_oversized_order_then_prints_typed_reject(btc: Client, capsys) -> None:
+async def test_check_command_when_oversized_order_then_prints_typed_reject_and_exits_3(btc: Client, capsys) -> None:
     target = btc.target
-    code, out, _ = await _run(capsys, "check", "--target", target, "--account", "acct-1", "--symbol", "BTCUSDT",
-                              "--side", "buy", "--quantity", "5000", "--price", "50000")
+    code, out, _ = await _run(capsys, "check", "--json", "--target", target, "--account", "acct-1", "--symbol",
+                              "BTCUSDT", "--side", "buy", "--quantity", "5000", "--price", "50000")
     response = json.loads(out)
-    assert code == 0
+    assert code == 3  # REJECT
     assert response["decision"] == "DECISION_REJECT"
     assert response["reasons"][0]["code"] == "REASON_QUANTITY_ABOVE_MAX"
 
@@ -38,9 +38,10 @@ async def test_check_command_when_oversized_order_then_prints_typed_reject(btc: 
 async def test_breaker_command_when_admin_token_then_sets_and_lists(btc: Client, capsys) -> None:
     target = btc.admin_target
     code, out, _ = await _run(capsys, "breaker", "halted", "--symbol", "BTCUSDT", "--reason", "drill",
-                              "--target", target, "--token", ADMIN_TOKEN)
+                              "--target", target, "--token", ADMIN_TOKEN, "--json")
     assert code == 0 and json.loads(out)["state"] == "BREAKER_HALTED"
-    code, out, _ = await _run(capsys, "breaker", "list", "--target", target, "--token", VIEWER_TOKEN)
+    code, out, _ = await _run(capsys, "breaker", "list", "--target", target, "--token", VIEWER_TOKEN,
+                              "--json")
     assert [b.get("symbol", "") for b in json.loads(out)["breakers"]] == ["", "BTCUSDT"]
 
 
@@ -68,7 +69,7 @@ def test_serve_command_when_config_invalid_then_exits_naming_the_field(tmp_path,
 async def test_controls_command_when_one_flag_given_then_other_controls_are_kept(btc: Client, capsys) -> None:
     await btc.set_controls("acct-1", kyc_level=3, max_leverage=50, max_orders_per_second=7)
     code, out, _ = await _run(capsys, "controls", "--account", "acct-1", "--restriction", "reduce-only",
-                              "--target", btc.admin_target, "--token", ADMIN_TOKEN)
+                              "--target", btc.admin_target, "--token", ADMIN_TOKEN, "--json")
     controls = json.loads(out)
     assert code == 0
     assert (controls["restriction"], controls["kyc_level"], controls["max_leverage"],
@@ -82,7 +83,7 @@ async def test_controls_command_when_account_unknown_here_then_refuses_without_c
     assert code == 1
     assert "NOT_FOUND" in err and "--create" in err
     code, out, _ = await _run(capsys, "controls", "--account", "elsewhere", "--restriction", "frozen",
-                              "--create", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
+                              "--create", "--target", btc.admin_target, "--token", ADMIN_TOKEN, "--json")
     assert code == 0 and json.loads(out)["restriction"] == "RESTRICTION_FROZEN"
 
 
@@ -144,10 +145,10 @@ async def test_reservations_and_release_commands_when_order_open_then_listed_and
                                                                                          capsys) -> None:
     await btc.check(quantity="0.01", order_id="stuck")
     code, out, _ = await _run(capsys, "reservations", "--account", "acct-1", "--target", btc.admin_target,
-                              "--token", ADMIN_TOKEN)
+                              "--token", ADMIN_TOKEN, "--json")
     assert code == 0 and [r["order_id"] for r in json.loads(out)["reservations"]] == ["stuck"]
     code, out, _ = await _run(capsys, "release", "--account", "acct-1", "--order-id", "stuck", "--reason",
-                              "cancel report lost", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
+                              "cancel report lost", "--target", btc.admin_target, "--token", ADMIN_TOKEN, "--json")
     assert code == 0 and json.loads(out)["order_id"] == "stuck"
-    code, out, _ = await _run(capsys, "reservations", "--target", btc.admin_target, "--token", ADMIN_TOKEN)
+    code, out, _ = await _run(capsys, "reservations", "--target", btc.admin_target, "--token", ADMIN_TOKEN, "--json")
     assert code == 0 and json.loads(out).get("reservations", []) == []

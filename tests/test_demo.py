@@ -136,7 +136,7 @@ def test_serve_when_no_redis_url_then_runs_a_monitor_showing_the_demo_margin_war
             lambda answer: "margin-ratio-warning" in answer[1])
         header, row = out.splitlines()
         assert code == 0 and header.startswith("ID")
-        assert row.split()[4:9] == ["OPEN", "margin-ratio-warning", "demo-dave", "0.846154", "0.8"]
+        assert row.split()[3:8] == ["OPEN", "margin-ratio-warning", "demo-dave", "0.846154", "0.8"]
 
         code, out, _ = cli(capsys, "rules", "--target", target, "--token", DEMO_VIEWER)
         assert code == 0 and sorted(line.split()[0] for line in out.splitlines()[1:]) == SAMPLE_RULES
@@ -179,7 +179,7 @@ def test_serve_when_monitor_port_taken_then_logs_it_and_the_gate_keeps_serving(
             eventually(lambda: serve.log.read_text(), lambda log: "monitor not started" in log)
 
             code, out, _ = cli(capsys, "check", "--target", gate, "--account", "demo-alice", "--symbol", "BTCUSDT",
-                               "--side", "buy", "--quantity", "0.01", "--price", "60000")
+                               "--side", "buy", "--quantity", "0.01", "--price", "60000", "--json")
             assert code == 0 and json.loads(out)["decision"] == "DECISION_ACCEPT"
             code, rest = serve.stop()
     assert code == 0

@@ -42,12 +42,12 @@ async def test_alerts_command_when_listing_and_stepping_then_table_json_and_exit
 
         code, _, err = await _run(capsys, "alerts", "ack", alert.id, *target, "--token", VIEWER_TOKEN)
         assert code == 1 and err.startswith("riskgate: PERMISSION_DENIED")
-        code, out, _ = await _run(capsys, "alerts", "ack", alert.id, "--note", "on it", *target,
+        code, out, _ = await _run(capsys, "alerts", "ack", alert.id, "--note", "on it", "--json", *target,
                                   "--token", OPERATOR_TOKEN)
         assert code == 0 and json.loads(out)["state"] == "ALERT_ACKNOWLEDGED"
         code, _, err = await _run(capsys, "alerts", "resolve", alert.id, *target, "--token", OPERATOR_TOKEN)
         assert code == 2 and "rationale" in err and "\n" not in err.strip()
-        code, out, _ = await _run(capsys, "alerts", "resolve", alert.id, "--note", "news", *target,
+        code, out, _ = await _run(capsys, "alerts", "resolve", alert.id, "--note", "news", "--json", *target,
                                   "--token", OPERATOR_TOKEN)
         assert code == 0 and json.loads(out)["state"] == "ALERT_RESOLVED"
         code, _, err = await _run(capsys, "alerts", "ack", "424242", *target, "--token", OPERATOR_TOKEN)
@@ -130,7 +130,7 @@ async def test_alerts_follow_when_alerts_appear_and_change_while_it_runs_then_pr
         assert code == 0 and err == ""
         header, *rows = out.splitlines()
         assert header.split()[:2] == ["ID", "CREATED"]
-        seen = [(row.split()[0], row.split()[4], row.split()[6]) for row in rows]
+        seen = [(row.split()[0], row.split()[3], row.split()[5]) for row in rows]  # CREATED is one ISO-8601 word
         assert seen[0] == (before.id, "OPEN", "BTCUSDT")  # what was there when it started
         assert (before.id, "ACKNOWLEDGED", "BTCUSDT") in seen[1:]
         appeared = [alert for alert in seen[1:] if alert[2] == "ETHUSDT"]

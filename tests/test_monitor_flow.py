@@ -175,7 +175,7 @@ async def test_groups_command_when_setting_and_listing_then_table_json_and_exit_
             out, err = capsys.readouterr()
             return code, out, err
 
-        code, out, _ = await run("groups", "set", "acct-1", "owner-a", *target, "--token", ADMIN_TOKEN)
+        code, out, _ = await run("groups", "set", "acct-1", "owner-a", "--json", *target, "--token", ADMIN_TOKEN)
         assert code == 0 and json.loads(out)["group"] == "owner-a"
         code, out, _ = await run("groups", *target, "--token", OPERATOR_TOKEN)
         header, row = out.splitlines()

@@ -426,7 +426,7 @@ async def test_funding_command_when_setting_and_listing_then_json_table_and_exit
         target = ("--target", client.target)
 
         code, out, _ = await _run(capsys, "funding", "set", "BTCUSDT", "-0.0001", "--interval-ms", "3600000",
-                                  *target, "--token", ADMIN_TOKEN)
+                                  "--json", *target, "--token", ADMIN_TOKEN)
         assert code == 0
         answer = json.loads(out)
         assert (answer["symbol"], answer["rate"], answer["interval_ms"], answer["updated_by"]) == (
@@ -442,6 +442,7 @@ async def test_funding_command_when_setting_and_listing_then_json_table_and_exit
         code, _, err = await _run(capsys, "funding", "set", "BTCUSDT", "0.0001", *target, "--token", OPERATOR_TOKEN)
         assert code == 1 and err.startswith("riskgate: PERMISSION_DENIED")
         code, _, err = await _run(capsys, "funding", "set", "BTCUSDT", "2", *target, "--token", ADMIN_TOKEN)
-        assert code == 1 and err.startswith("riskgate: INVALID_ARGUMENT: rate:") and err.count("\n") == 1
+        # A value the service refuses as invalid is a mistake in the command: exit 2.
+        assert code == 2 and err.startswith("riskgate: INVALID_ARGUMENT: rate:") and err.count("\n") == 1
         code, _, err = await _run(capsys, "funding", "set", "BTCUSDT", *target, "--token", ADMIN_TOKEN)
         assert code == 2 and err == "riskgate funding: set needs the symbol and the rate\n"

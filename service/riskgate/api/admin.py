@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import grpc
 import msgspec
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from redis.exceptions import RedisError
 
 from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
@@ -43,7 +45,14 @@ from riskgate.engine.spec_rules import (
     validate_symbol,
 )
 from riskgate.store.keys import order_field
-from riskgate.store.redis_store import RELEASE, RedisStore, StoreExpired, StoreUnavailable, StoreUnconfirmed
+from riskgate.store.redis_store import (
+    RELEASE,
+    RedisStore,
+    StoreExpired,
+    StoreUnavailable,
+    StoreUnconfirmed,
+    VersionConflict,
+)
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 from riskgate.values.codes import BreakerState
@@ -62,7 +71,8 @@ COMMIT_DEADLINE_MARGIN_S = 0.05
 AUDIT_REQUEST_MAX = 4096
 AUDIT_REQUEST_MAX_DENIED = 256
 AUDIT_REQUEST_MAX_READ = 512
-READ_METHODS = frozenset({"ListCircuitBreakers", "GetAccountRisk", "ListReservations"})
+READ_METHODS = frozenset({"ListCircuitBreakers", "GetAccountRisk", "ListReservations", "GetSymbol", "ListSymbols",
+                          "ListAuditEvents"})
 DENIED_AUDITS_PER_S = 20
 
 
@@ -107,7 +117,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
     async def _change(self, method: str, request: Message, context: grpc.aio.ServicerContext,
                       build: Callable[[Principal], tuple[str, str, msgspec.Struct | None, Callable[[Any], Any]]],
                       respond: Callable[[Any], Response],
-                      audit_note: Callable[[], str] | None = None) -> Response:
+                      audit_note: Callable[[], str] | None = None,
+                      expected_version: int | None = None) -> Response:
         principal = await self._guard(method, request, context)
         try:
             kind, field, record, apply = build(principal)
@@ -131,7 +142,10 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         assert self.store is not None
         try:
             async with asyncio.timeout(budget):
-                stored = await self.store.commit(kind, field, record, audit, apply, deadline_ms)
+                stored = await self.store.commit(kind, field, record, audit, apply, deadline_ms,
+                                                 expected_version=expected_version)
+        except VersionConflict as exc:  # the store has audited it
+            await context.abort(grpc.StatusCode.ABORTED, _conflict_details(field, exc.expected, exc.current))
         except _Refused as exc:
             self._audit(principal.name, method, request, f"refused: {exc}")
             await context.abort(exc.status, details(str(exc)))
@@ -155,7 +169,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             return "symbol", spec.symbol, spec, lambda stored: apply_symbol(self.book, stored)
 
         return await self._change("UpsertSymbol", request, context, build,
-                                  lambda stored: convert.symbol_message(stored, validate_symbol(stored)))
+                                  lambda stored: convert.symbol_message(stored, validate_symbol(stored)),
+                                  expected_version=_expected(request))
 
     async def UpsertAccount(self, request: admin.AccountState, context: grpc.aio.ServicerContext
                             ) -> admin.AccountState:
@@ -169,6 +184,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                 raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
                                f"account {snapshot.account_id!r} is owned by another shard; send it there")
             account = self.book.accounts.get(snapshot.account_id)
+            self._check_account_version(snapshot.account_id, _expected(request))
             if request.includes_all_fills and account is not None:
                 # "As of now": it reflects every fill applied so far (whatever their sequence:
                 # they may have arrived out of order); those applied after it go on top.
@@ -189,7 +205,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             return message
 
         return await self._change("UpsertAccount", request, context, build, respond,
-                                  audit_note=lambda: "; ".join(clamped))
+                                  audit_note=lambda: "; ".join(clamped), expected_version=_expected(request))
 
     async def SetMarkPrice(self, request: admin.MarkPrice, context: grpc.aio.ServicerContext) -> admin.MarkPrice:
         def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
@@ -223,7 +239,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
                                   set_by=principal.name, updated_ms=time.time_ns() // 1_000_000)
             return "breaker", breaker.symbol, breaker, lambda stored: apply_breaker(self.book, stored)
 
-        return await self._change("SetCircuitBreaker", request, context, build, convert.breaker_message)
+        return await self._change("SetCircuitBreaker", request, context, build, convert.breaker_message,
+                                  expected_version=_expected(request))
 
     async def ListCircuitBreakers(self, request: admin.ListCircuitBreakersRequest,
                                   context: grpc.aio.ServicerContext) -> admin.CircuitBreakerList:
@@ -238,7 +255,8 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             validate_controls(controls)
             return "controls", controls.account_id, controls, lambda stored: apply_controls(self.book, stored)
 
-        return await self._change("SetAccountControls", request, context, build, convert.controls_message)
+        return await self._change("SetAccountControls", request, context, build, convert.controls_message,
+                                  expected_version=_expected(request))
 
     async def GetAccountRisk(self, request: admin.GetAccountRiskRequest, context: grpc.aio.ServicerContext
                              ) -> admin.AccountRisk:
@@ -265,7 +283,82 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             available_margin=fmt(risk.available_margin),
             controls=convert.controls_message(account.controls),
             open_orders=len(account.orders),
+            version=account.snapshot_version,
         )
+
+    async def AdjustBalance(self, request: admin.BalanceAdjustment, context: grpc.aio.ServicerContext
+                            ) -> admin.AccountState:
+        """A credit or debit applied by the owner to the balance it holds now: the snapshot is
+        the book's own (every fill applied so far), and fills applied while it is on its way to
+        Redis are re-applied on top, so none is lost. A debit beyond the available margin is
+        refused."""
+        def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
+            amount = convert.decimal_field("amount", request.amount, signed=True)
+            if not amount:
+                raise SpecError("amount", "must not be 0 (positive credits, negative debits)")
+            if not request.reason.strip():
+                raise SpecError("reason", "say why the balance changes (a deposit's reference, a ticket)")
+            if not self.book.owns(request.account_id):
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"account {echo(request.account_id)} is owned by another shard; send it there")
+            account = self.book.accounts.get(request.account_id)
+            if account is None:
+                raise _Refused(grpc.StatusCode.NOT_FOUND, self._unknown_account(request.account_id))
+            self._check_account_version(request.account_id, _expected(request))
+            if amount < 0:
+                available = account_risk(self.book, account).available_margin
+                if -amount > available:
+                    raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"debit {fmt(-amount)} exceeds the available margin {fmt(available)}: not applied")
+            snapshot = account.snapshot()
+            snapshot = msgspec.structs.replace(snapshot, balance=snapshot.balance + amount, version=0)
+            validate_account(snapshot, set(self.book.symbols))
+            return "account", snapshot.account_id, snapshot, lambda s: apply_account_record(self.book, s)
+
+        return await self._change("AdjustBalance", request, context, build, convert.account_message,
+                                  expected_version=_expected(request))
+
+    async def GetSymbol(self, request: admin.GetSymbolRequest, context: grpc.aio.ServicerContext
+                        ) -> admin.SymbolDetail:
+        principal = await self._guard("GetSymbol", request, context)
+        state = self.book.symbols.get(request.symbol)
+        self._audit(principal.name, "GetSymbol", request, "ok" if state else "not found")
+        if state is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown symbol {echo(request.symbol)}")
+        return _symbol_detail(state)
+
+    async def ListSymbols(self, request: admin.ListSymbolsRequest, context: grpc.aio.ServicerContext
+                          ) -> admin.SymbolList:
+        principal = await self._guard("ListSymbols", request, context)
+        self._audit(principal.name, "ListSymbols", request, "ok")
+        return admin.SymbolList(symbols=[_symbol_detail(self.book.symbols[name]) for name in sorted(self.book.symbols)])
+
+    async def ListAuditEvents(self, request: admin.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+                              ) -> admin.AuditEventList:
+        principal = await self._guard("ListAuditEvents", request, context)
+        if request.before_id and not _STREAM_ID.fullmatch(request.before_id):
+            self._audit(principal.name, "ListAuditEvents", request, "invalid: before_id")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"before_id must be an audit entry id (MS-SEQ), not {echo(request.before_id)}")
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        action = request.action.lower()
+
+        def match(entry: dict[str, str]) -> bool:
+            return ((not request.actor or entry.get("actor") == request.actor)
+                    and (not request.target or entry.get("target") == request.target)
+                    and (not action or entry.get("action", "").lower() == action))
+
+        assert self.store is not None
+        try:
+            async with asyncio.timeout(max(self._budget(context), 0.1)):
+                found, scanned, next_id = await self.store.read_audit(match, limit, request.since_ms,
+                                                                      request.before_id)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._audit(principal.name, "ListAuditEvents", request, f"unavailable: {exc!r}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"audit stream not read: {exc!r}"))
+        self._audit(principal.name, "ListAuditEvents", request, f"ok: {len(found)} listed of {scanned} read")
+        return admin.AuditEventList(events=[_audit_event(entry_id, fields) for entry_id, fields in found],
+                                    scanned=scanned, next_before_id=next_id)
 
 
     async def ListReservations(self, request: admin.ListReservationsRequest, context: grpc.aio.ServicerContext
@@ -331,6 +424,21 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         bound = self.store.stale_after_s
         return bound if remaining is None else min(remaining, bound)
 
+    def _check_account_version(self, account_id: str, expected: int | None) -> None:
+        """Compare-and-set of an account, as far as this process (its one writer) can tell: the
+        version it holds, and no fill or order change waiting to be written (which moves the
+        version). Redis checks the stored version again when it writes."""
+        if expected is None:
+            return
+        account = self.book.accounts.get(account_id)
+        current = account.snapshot_version if account is not None else 0
+        if current != expected:
+            raise _Refused(grpc.StatusCode.ABORTED, _conflict_details(account_id, expected, current))
+        if account_id in self.book.dirty_accounts or any(a == account_id for a, _ in self.book.dirty_orders):
+            raise _Refused(grpc.StatusCode.ABORTED, f"account {echo(account_id)} at version {current} has changes "
+                                                    "not yet written (fills or orders): its version is about to "
+                                                    "move; read it again")
+
     def _unknown_account(self, account_id: str) -> str:
         owner_hint = "" if self.book.owns(account_id) else f" (not owned by {self.book.shard_label})"
         return f"unknown account {echo(account_id)}{owner_hint}"
@@ -349,7 +457,47 @@ def _reservation_message(account_id: str, reservation: Reservation, now_ms: int)
         side=int(reservation.side), remaining_quantity=fmt(reservation.remaining),
         reserved_cost=fmt(reservation.cost_left), created_ms=reservation.created_ms,
         age_ms=max(0, now_ms - reservation.created_ms),
+        price=fmt(reservation.price) if reservation.price else "", leverage=reservation.leverage,
+        reduce_only=reservation.reduce_only,
     )
+
+
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+# Audit fields AuditEvent carries by name; the rest go to `extra`.
+_AUDIT_FIELDS = frozenset({"ts_ms", "actor", "action", "target", "outcome", "version", "request"})
+
+
+def _expected(request: Message) -> int | None:
+    """The change's compare-and-set version, None when it has none."""
+    return int(request.expected_version) if request.HasField("expected_version") else None  # type: ignore[attr-defined]
+
+
+def _conflict_details(target: str, expected: int, current: int) -> str:
+    now = f"now version {current}" if current else "now there is no record"
+    return details(f"version conflict on {echo(target)}: expected version {expected}, {now}; "
+                   "not applied (read it again and retry)")
+
+
+def _symbol_detail(state: Any) -> admin.SymbolDetail:
+    detail = admin.SymbolDetail(spec=convert.symbol_message(state.spec, state.tiers),
+                                open_interest=fmt(state.long_open_interest))
+    breaker = convert.breaker_message(state.breaker)
+    breaker.symbol = state.spec.symbol
+    detail.breaker.CopyFrom(breaker)
+    if state.mark is not None:
+        detail.mark.CopyFrom(convert.mark_message(state.mark))
+    return detail
+
+
+def _audit_event(entry_id: str, fields: dict[str, str]) -> admin.AuditEvent:
+    def number(text: str | None) -> int:
+        return int(text) if text and text.isdigit() else 0
+
+    return admin.AuditEvent(
+        id=entry_id, time_ms=number(fields.get("ts_ms")) or number(entry_id.partition("-")[0]),
+        actor=fields.get("actor", ""), action=fields.get("action", ""), target=fields.get("target", ""),
+        outcome=fields.get("outcome", ""), version=number(fields.get("version")), request=fields.get("request", ""),
+        extra={k: v for k, v in fields.items() if k not in _AUDIT_FIELDS})
 
 
 class _Refused(Exception):

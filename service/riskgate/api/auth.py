@@ -20,6 +20,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "GetAccountRisk": frozenset({"admin", "operator", "viewer"}),
     "ListReservations": frozenset({"admin", "operator", "viewer"}),
     "ReleaseReservation": frozenset({"admin", "operator"}),
+    "GetSymbol": frozenset({"admin", "operator", "viewer"}),
+    "ListSymbols": frozenset({"admin", "operator", "viewer"}),
+    # Money: as UpsertAccount, without clearing (clearing sends whole snapshots).
+    "AdjustBalance": frozenset({"admin"}),
+    # The audit trail names who did what: operators and admins, not viewers.
+    "ListAuditEvents": frozenset({"admin", "operator"}),
     # RiskMonitor (the `riskgate monitor` process, same tokens).
     "ListAlerts": frozenset({"admin", "operator", "viewer"}),
     "AckAlert": frozenset({"admin", "operator"}),

@@ -179,7 +179,8 @@ def _show_marks(args: argparse.Namespace) -> int:
         cli._print(history)
     elif args.minute:
         cli._print_table([("MINUTE (UTC)", "OPEN", "HIGH", "LOW", "CLOSE"), *(
-            (cli._utc(b.time_ms - b.time_ms % 60_000)[:16], b.open, b.high, b.low, b.close) for b in history.bars)])
+            (cli._utc(b.time_ms - b.time_ms % 60_000)[:16] + "Z", b.open, b.high, b.low, b.close)
+            for b in history.bars)])
     else:
         cli._print_table([("DAY (UTC)", "CLOSE"), *((cli._utc(b.time_ms)[:10], b.close) for b in history.bars)])
     return 0

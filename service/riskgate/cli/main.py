@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from riskgate.cli import analytics, health, ops
+from riskgate.cli import admin_verbs, analytics, health, ops, output
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import admin_pb2_grpc as admin_grpc
 from riskgate.v1 import pretrade_pb2 as pb
@@ -49,12 +49,25 @@ FOLLOW_WINDOW = 1000
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code: 0 done, 1 failed (the service refused, is
     unreachable, or could not start or stop cleanly), 2 a mistake in the command or the
-    configuration, 130 interrupted, 141 output pipe closed. Errors are one line on stderr."""
+    configuration, 3 `check` rejected the order, 4 `check` allowed it reduce-only, 130
+    interrupted, 141 output pipe closed. Errors are one line on stderr, never a traceback
+    (RISKGATE_DEBUG=1 lets an unexpected one through)."""
     try:
         try:
             code = _dispatch(argv)
         except SystemExit as exc:  # argparse after --help or a usage mistake
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        except output.CliError as exc:
+            code = _fail(exc, exc.code)
+        except grpc.RpcError as exc:
+            _print_rpc_error(exc)
+            code = output.rpc_exit_code(exc)
+        except BrokenPipeError:
+            raise
+        except Exception as exc:  # a defect, not the operator's mistake: still one line
+            if os.environ.get("RISKGATE_DEBUG"):
+                raise
+            code = _fail(f"unexpected error: {type(exc).__name__}: {exc} (RISKGATE_DEBUG=1 shows where)", 1)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`riskgate ... | head`): exit quietly, as a process killed by
@@ -153,8 +166,18 @@ def _target(text: str) -> str:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("riskgate")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="riskgate", description="Pre-trade risk gate for perpetual futures.")
+    parser.add_argument("--version", action="version", version=f"riskgate {_version()}")
     sub = parser.add_subparsers(title="commands")
 
     serve = sub.add_parser("serve", help="run the service (embedded Redis unless --redis-url is given)")
@@ -190,9 +213,11 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--token", default=os.environ.get("RISKGATE_ADMIN_TOKEN", ""),
                              help="admin bearer token (env RISKGATE_ADMIN_TOKEN)")
         ops.add_client_flags(command)
+        command.add_argument("--json", action="store_true", help="JSON instead of a table")
         return command
 
-    check = client("check", "send one order to a running service and print the decision")
+    check = client("check", "send one order to a running service and print the decision (exit 0 accept, "
+                            "3 reject, 4 reduce-only)")
     check.add_argument("--account", required=True)
     check.add_argument("--symbol", required=True)
     check.add_argument("--side", required=True, choices=["buy", "sell"])
@@ -219,7 +244,8 @@ def _parser() -> argparse.ArgumentParser:
 
     breaker = client("breaker", "set a circuit breaker (symbol '' = the platform) or list them")
     breaker.add_argument("state", choices=["normal", "reduce-only", "halted", "list"])
-    breaker.add_argument("--symbol", default="")
+    breaker.add_argument("--symbol", default=None, help="the symbol (default: the platform); list: only this "
+                                                        "symbol's breaker and the platform's")
     breaker.add_argument("--reason", default="")
     breaker.set_defaults(handler=_breaker)
 
@@ -257,6 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     release.add_argument("--order-id", required=True)
     release.add_argument("--reason", required=True, help="why the order is known to be gone")
     release.set_defaults(handler=_release)
+
+    # symbol upsert|show|list, account show|fund, orders, audit.
+    admin_verbs.add_commands(client, _count)
 
     monitor = sub.add_parser("monitor", help="run the monitor (rules that watch markets and act, alerts) on a "
                                              "Redis the gate uses")
@@ -752,7 +781,11 @@ def _alerts(args: argparse.Namespace) -> int:
                     _print_alert_table(answer)
                 return 0
             method = {"ack": stub.AckAlert, "escalate": stub.EscalateAlert, "resolve": stub.ResolveAlert}[args.verb]
-            _print(method(mpb.AlertActionRequest(id=args.id, note=args.note), metadata=_metadata(args), timeout=5))
+            alert = method(mpb.AlertActionRequest(id=args.id, note=args.note), metadata=_metadata(args), timeout=5)
+            if args.json:
+                _print(alert)
+            else:
+                _print_table([_ALERT_HEADER, _alert_row(alert)])
         except grpc.RpcError as exc:
             _print_rpc_error(exc)
             return 1
@@ -814,13 +847,13 @@ def _follow_alerts(stub: Any, request: Any, args: argparse.Namespace) -> int:
 _ALERT_HEADER = ("ID", "CREATED (UTC)", "SEVERITY", "STATE", "RULE", "SCOPE", "VALUE", "THRESHOLD", "WINDOW",
                  "ACTION")
 # A tail cannot size its columns by what is still to come: these fit the usual values.
-_ALERT_FOLLOW_WIDTHS = (6, 19, 8, 12, 24, 20, 9, 9, 6, 0)
+_ALERT_FOLLOW_WIDTHS = (6, 20, 8, 12, 24, 20, 9, 9, 6, 0)
 
 
 def _alert_row(alert: Any) -> tuple[str, ...]:
     from riskgate.v1 import monitor_pb2 as mpb
 
-    created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alert.created_ms / 1000))
+    created = output.iso_utc(alert.created_ms)
     scope = " ".join(filter(None, (alert.symbol, alert.account_id)))
     state = mpb.AlertState.Name(alert.state).removeprefix("ALERT_")
     if alert.cleared_ms and state != "RESOLVED":
@@ -871,8 +904,7 @@ def _print_row(row: Sequence[str], widths: Sequence[int]) -> None:
 
 
 def _print_rpc_error(exc: grpc.RpcError, suffix: str = "") -> None:
-    print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}{suffix}",  # type: ignore[attr-defined]
-          file=sys.stderr, flush=True)
+    print(f"riskgate: {output.rpc_error_line(exc)}{suffix}", file=sys.stderr, flush=True)
 
 
 # `riskgate rules set` flag -> Rule field (text and counts: copied as given).
@@ -963,12 +995,13 @@ def _funding(args: argparse.Namespace) -> int:
         stub = mpb_grpc.RiskMonitorStub(channel)
         if args.verb == "set":
             request = mpb.FundingRate(symbol=args.symbol, rate=args.rate, interval_ms=args.interval_ms)
-            return _call(lambda: stub.SetFundingRate(request, metadata=_metadata(args), timeout=5))
-        try:
-            answer = stub.ListFundingRates(mpb.ListFundingRatesRequest(), metadata=_metadata(args), timeout=5)
-        except grpc.RpcError as exc:
-            print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
-            return 1
+            stored = stub.SetFundingRate(request, metadata=_metadata(args), timeout=5)
+            if args.json:
+                _print(stored)
+            else:
+                _print_funding_table(mpb.FundingRateList(rates=[stored]))
+            return 0
+        answer = stub.ListFundingRates(mpb.ListFundingRatesRequest(), metadata=_metadata(args), timeout=5)
     if args.json:
         _print(answer)
     else:
@@ -990,7 +1023,8 @@ def _print_funding_table(answer: Any) -> None:
 
 
 def _utc(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+    """ISO-8601 UTC, as every table prints times: 2026-12-06T05:12:03Z."""
+    return output.iso_utc(ms)
 
 
 def _groups(args: argparse.Namespace) -> int:
@@ -1004,7 +1038,14 @@ def _groups(args: argparse.Namespace) -> int:
         stub = mpb_grpc.RiskMonitorStub(channel)
         if args.verb == "set":
             request = mpb.AccountGroup(account_id=args.account, group=args.group)
-            return _call(lambda: stub.SetAccountGroup(request, metadata=_metadata(args), timeout=5))
+            stored = stub.SetAccountGroup(request, metadata=_metadata(args), timeout=5)
+            if args.json:
+                _print(stored)
+            else:
+                _print_table([("ACCOUNT", "GROUP", "VERSION", "UPDATED (UTC)", "BY"),
+                              (stored.account_id, stored.group or "-", str(stored.version), _utc(stored.updated_ms),
+                               stored.updated_by)])
+            return 0
         try:
             answer = stub.ListAccountGroups(mpb.ListAccountGroupsRequest(group=args.only), metadata=_metadata(args),
                                             timeout=5)
@@ -1037,16 +1078,8 @@ def _print(message: Message) -> None:
     print(json_format.MessageToJson(message, preserving_proto_field_name=True, indent=2))
 
 
-def _call(function: object) -> int:
-    try:
-        _print(function())  # type: ignore[operator]
-    except grpc.RpcError as exc:
-        print(f"riskgate: {exc.code().name}: {_one_line(exc.details())}", file=sys.stderr)  # type: ignore[attr-defined]
-        return 1
-    return 0
-
-
 def _check(args: argparse.Namespace) -> int:
+    """Exit status: 0 accepted, 3 rejected, 4 reduce-only (only allowed_quantity may go)."""
     request = pb.CheckOrderRequest(
         order_id=args.order_id or uuid.uuid4().hex,
         account_id=args.account,
@@ -1059,7 +1092,23 @@ def _check(args: argparse.Namespace) -> int:
         reduce_only=args.reduce_only,
     )
     with _channel(args) as channel:
-        return _call(lambda: pb_grpc.PreTradeRiskStub(channel).CheckOrder(request, timeout=5))
+        answer = pb_grpc.PreTradeRiskStub(channel).CheckOrder(request, timeout=5)
+    if args.json:
+        _print(answer)
+    else:
+        output.print_table([("ORDER", "DECISION", "ALLOWED_QTY", "INITIAL_MARGIN", "ORDER_COST", "AVAILABLE_MARGIN",
+                             "MAX_LEV", "LIQ_PRICE"),
+                            (answer.order_id, pb.Decision.Name(answer.decision).removeprefix("DECISION_"),
+                             answer.allowed_quantity or "-", answer.initial_margin or "-", answer.order_cost or "-",
+                             answer.available_margin or "-", str(answer.max_leverage or "-"),
+                             answer.estimated_liquidation_price or "-")])
+        if answer.reasons:
+            print()
+            output.print_table([("REASON", "LIMIT", "VALUE", "MESSAGE"),
+                                *((pb.ReasonCode.Name(r.code).removeprefix("REASON_"), r.limit or "-", r.value or "-",
+                                   _one_line(r.message)) for r in answer.reasons)])
+    return {pb.DECISION_ACCEPT: output.EXIT_OK, pb.DECISION_REJECT: output.EXIT_REJECT,
+            pb.DECISION_REDUCE_ONLY: output.EXIT_REDUCE_ONLY}.get(answer.decision, output.EXIT_ERROR)
 
 
 def _execution(args: argparse.Namespace) -> int:
@@ -1071,27 +1120,66 @@ def _execution(args: argparse.Namespace) -> int:
                                  execution_id=args.execution_id or f"cli-{uuid.uuid4().hex}",
                                  sequence=args.sequence or time.time_ns())
     with _channel(args) as channel:
-        return _call(lambda: pb_grpc.PreTradeRiskStub(channel).ReportExecution(request, timeout=5))
+        ack = pb_grpc.PreTradeRiskStub(channel).ReportExecution(request, timeout=5)
+    if args.json:
+        _print(ack)
+    else:
+        output.print_fields([("order", ack.order_id), ("execution_id", request.execution_id),
+                             ("remaining_quantity", ack.remaining_quantity),
+                             ("position_quantity", ack.position_quantity),
+                             ("balance", ack.balance), ("available_margin", ack.available_margin),
+                             ("duplicate", "yes" if ack.duplicate else "no"),
+                             ("included_in_snapshot", "yes" if ack.included_in_snapshot else "no"),
+                             ("cancel_order_ids", ", ".join(ack.cancel_order_ids))])
+    return 0
+
+
+def _admin_stub(channel: grpc.Channel) -> admin_grpc.RiskAdminStub:
+    return admin_grpc.RiskAdminStub(channel)
+
+
+_BREAKER_HEADER = ("SYMBOL", "STATE", "REASON", "SET BY", "UPDATED (UTC)", "VERSION")
+
+
+def _breaker_row(b: Any) -> tuple[str, ...]:
+    return (b.symbol or "(platform)", admin.BreakerState.Name(b.state).removeprefix("BREAKER_"), _one_line(b.reason),
+            b.set_by or "-", output.iso_utc(b.updated_ms), str(b.version))
 
 
 def _breaker(args: argparse.Namespace) -> int:
     with _channel(args) as channel:
-        stub = admin_grpc.RiskAdminStub(channel)
+        stub = _admin_stub(channel)
         if args.state == "list":
-            return _call(lambda: stub.ListCircuitBreakers(admin.ListCircuitBreakersRequest(),
-                                                          metadata=_metadata(args), timeout=5))
+            listed = stub.ListCircuitBreakers(admin.ListCircuitBreakersRequest(), metadata=_metadata(args), timeout=5)
+            if args.symbol is not None:  # this symbol's breaker and the platform's, which also applies to it
+                kept = [b for b in listed.breakers if b.symbol in ("", args.symbol)]
+                del listed.breakers[:]
+                listed.breakers.extend(kept)
+            if args.json:
+                _print(listed)
+            else:
+                output.print_table([_BREAKER_HEADER, *(_breaker_row(b) for b in listed.breakers)])
+                if args.symbol and not any(b.symbol == args.symbol for b in listed.breakers):
+                    print(f"({args.symbol}: no breaker of its own set: NORMAL unless the platform's says otherwise)")
+            return 0
         states = {"normal": admin.BREAKER_NORMAL, "reduce-only": admin.BREAKER_REDUCE_ONLY,
                   "halted": admin.BREAKER_HALTED}
-        request = admin.CircuitBreaker(symbol=args.symbol, state=states[args.state], reason=args.reason)
-        return _call(lambda: stub.SetCircuitBreaker(request, metadata=_metadata(args), timeout=5))
+        request = admin.CircuitBreaker(symbol=args.symbol or "", state=states[args.state], reason=args.reason)
+        stored = stub.SetCircuitBreaker(request, metadata=_metadata(args), timeout=5)
+    if args.json:
+        _print(stored)
+    else:
+        output.print_table([_BREAKER_HEADER, _breaker_row(stored)])
+    return 0
 
 
 def _controls(args: argparse.Namespace) -> int:
+    """Read, change what was given, write back with compare-and-set on the version read: a flag
+    left out keeps its value, and a change made by someone else in between is never overwritten."""
     restrictions = {"none": admin.RESTRICTION_NONE, "reduce-only": admin.RESTRICTION_REDUCE_ONLY,
                     "frozen": admin.RESTRICTION_FROZEN}
     with _channel(args) as channel:
-        stub = admin_grpc.RiskAdminStub(channel)
-        # Read, change what was given, write back: a flag left out must not reset a limit.
+        stub = _admin_stub(channel)
         try:
             current = stub.GetAccountRisk(admin.GetAccountRiskRequest(account_id=args.account),
                                           metadata=_metadata(args), timeout=5).controls
@@ -1103,7 +1191,7 @@ def _controls(args: argparse.Namespace) -> int:
                       + (" (use --create for a new account, or the owning shard)"
                          if exc.code() == grpc.StatusCode.NOT_FOUND else ""), file=sys.stderr)  # type: ignore[attr-defined]
                 return 1
-            current = admin.AccountControls(restriction=admin.RESTRICTION_NONE)
+            current = admin.AccountControls(restriction=admin.RESTRICTION_NONE)  # version 0: must still be new
         request = admin.AccountControls()
         request.CopyFrom(current)
         request.account_id = args.account
@@ -1120,34 +1208,72 @@ def _controls(args: argparse.Namespace) -> int:
         if args.max_gross_notional is not None:
             request.max_gross_notional = args.max_gross_notional
         request.version = 0
-        return _call(lambda: stub.SetAccountControls(request, metadata=_metadata(args), timeout=5))
+        request.expected_version = current.version
+        try:
+            stored = stub.SetAccountControls(request, metadata=_metadata(args), timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ABORTED:  # type: ignore[attr-defined]
+                raise
+            now = re.search(r"now version (\d+)", exc.details() or "")  # type: ignore[attr-defined]
+            print(f"riskgate: {args.account}'s controls were changed by someone else since you read them "
+                  f"(version {current.version}, now version {now.group(1) if now else '?'}): nothing changed; "
+                  "run again", file=sys.stderr)
+            return 1
+    if args.json:
+        _print(stored)
+    else:
+        _print_controls(stored)
+    return 0
+
+
+def _print_controls(c: Any) -> None:
+    output.print_fields([
+        ("account", c.account_id), ("restriction", admin.Restriction.Name(c.restriction).removeprefix("RESTRICTION_")),
+        ("kyc_level", str(c.kyc_level)), ("qualified_investor", "yes" if c.qualified_investor else "no"),
+        ("max_leverage", str(c.max_leverage or "-")), ("max_orders_per_second", str(c.max_orders_per_second or "-")),
+        ("max_gross_notional", c.max_gross_notional or "-"), ("version", str(c.version)), ("set_by", c.set_by),
+        ("reason", _one_line(c.reason))])
+
 
 def _mark(args: argparse.Namespace) -> int:
     request = admin.MarkPrice(symbol=args.symbol, price=args.price, confirmed_move=args.confirm_move)
     with _channel(args) as channel:
-        return _call(lambda: admin_grpc.RiskAdminStub(channel).SetMarkPrice(
-            request, metadata=_metadata(args), timeout=5))
+        stored = _admin_stub(channel).SetMarkPrice(request, metadata=_metadata(args), timeout=5)
+    if args.json:
+        _print(stored)
+    else:
+        output.print_table([("SYMBOL", "PRICE", "TIME (UTC)", "VERSION"),
+                            (stored.symbol, stored.price, output.iso_utc(stored.timestamp_ms), str(stored.version))])
+    return 0
 
 
 def _account_risk(args: argparse.Namespace) -> int:
     request = admin.GetAccountRiskRequest(account_id=args.account)
     with _channel(args) as channel:
-        return _call(lambda: admin_grpc.RiskAdminStub(channel).GetAccountRisk(
-            request, metadata=_metadata(args), timeout=5))
+        risk = _admin_stub(channel).GetAccountRisk(request, metadata=_metadata(args), timeout=5)
+    admin_verbs.show_account(args, risk)
+    return 0
 
 
 def _reservations(args: argparse.Namespace) -> int:
     request = admin.ListReservationsRequest(account_id=args.account, min_age_ms=args.min_age_ms, limit=args.limit)
     with _channel(args) as channel:
-        return _call(lambda: admin_grpc.RiskAdminStub(channel).ListReservations(
-            request, metadata=_metadata(args), timeout=5))
+        listed = _admin_stub(channel).ListReservations(request, metadata=_metadata(args), timeout=5)
+    admin_verbs.print_reservations(args, listed)
+    return 0
 
 
 def _release(args: argparse.Namespace) -> int:
     request = admin.ReleaseReservationRequest(account_id=args.account, order_id=args.order_id, reason=args.reason)
     with _channel(args) as channel:
-        return _call(lambda: admin_grpc.RiskAdminStub(channel).ReleaseReservation(
-            request, metadata=_metadata(args), timeout=5))
+        released = _admin_stub(channel).ReleaseReservation(request, metadata=_metadata(args), timeout=5)
+    if args.json:
+        _print(released)
+    else:
+        output.print_table([("ACCOUNT", "ORDER", "SYMBOL", "SIDE", "REMAINING", "PRICE", "LEV", "REDUCE", "RESERVED",
+                             "CREATED (UTC)", "AGE"), admin_verbs.reservation_row(released)])
+        print("released")
+    return 0
 
 
 # ---- ADL ranking and liquidation risk ------------------------------------------------------

@@ -80,8 +80,11 @@ def _fenced(lease_key: str, token_arg: str) -> str:
 # KEYS: seq, record hash, audit stream, outcome key, writer lease.
 # ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
 # since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
-# outcome), 10 lease token, 11... audit field/value pairs.
-# Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed. The
+# outcome), 10 lease token, 11 expected version ('' = any; 0 = no record yet: compare-and-set,
+# _PUT_SCRIPT only), 12... audit field/value pairs.
+# Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed;
+# {-2, stored version} when the stored record's version is not the expected one (nothing
+# written; the caller audits the refusal). The
 # outcome key holds the version for a while, so a change whose answer was lost can be told
 # applied or not once the deadline has passed (after it, Redis refuses the change).
 _DEADLINE_GUARD = """
@@ -94,7 +97,7 @@ local v = redis.call('INCR', KEYS[1])
 """
 _AUDIT_AND_OUTCOME = """
 local entry = {}
-for i = 11, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'version'
 entry[#entry + 1] = tostring(v)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
@@ -103,6 +106,12 @@ return v
 """
 _PUT_SCRIPT = _fenced("KEYS[5]", "ARGV[10]") + _LIFT_SEQ + """
 if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
+if ARGV[11] ~= '' then
+  local stored = redis.call('HGET', KEYS[2], ARGV[2])
+  local current = 0
+  if stored then current = tonumber(string.match(stored, '^{"v":(%d+),') or '-1') end
+  if current ~= tonumber(ARGV[11]) then return {-2, current} end
+end
 """ + _DEADLINE_GUARD + """
 redis.call('HSET', KEYS[2], ARGV[2], '{"v":' .. v .. ',"d":' .. ARGV[3] .. '}')
 if ARGV[4] ~= '' then
@@ -115,6 +124,7 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 """ + _AUDIT_AND_OUTCOME
 RELEASE = "release"
 EXPIRED = -1
+CONFLICT = -2
 OUTCOME_EXPIRY_MS = 3_600_000
 
 # KEYS: probe key, writer lease, shard layout, writer generation. ARGV: value, expiry ms,
@@ -266,6 +276,13 @@ DRAIN_TIMEOUT_S = 5.0
 CANCEL_TIMEOUT_S = 1.0
 
 
+# Reads of the audit stream (ListAuditEvents): chunks of this many entries, at most this many
+# entries per call, and how far before `since` the stream is read (write-behind lag).
+AUDIT_SCAN_CHUNK = 500
+AUDIT_SCAN_MAX = 50_000
+AUDIT_SINCE_SLACK_MS = 300_000
+
+
 class StoreUnavailable(RuntimeError):
     """Redis did not confirm the change; it was not applied anywhere."""
 
@@ -274,16 +291,29 @@ class StoreExpired(StoreUnavailable):
     """The caller's deadline passed before Redis took the change; it was not applied."""
 
 
+class VersionConflict(RuntimeError):
+    """Compare-and-set refused: the stored record's version is not the one the caller read.
+    Nothing was written; the refusal is audited."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"expected version {expected}, but the stored record is at version {current}"
+                         if current else f"expected version {expected}, but there is no stored record")
+        self.expected = expected
+        self.current = current
+
+
 class StoreUnconfirmed(StoreUnavailable):
     """Redis's answer was lost: the store finds out once the deadline has passed and audits
     "resolved: applied" or "resolved: not applied" (and applies it to the book if it was)."""
 
 
 class _AdminChange:
-    __slots__ = ("apply", "audit", "change_id", "deadline_ms", "field", "future", "kind", "record")
+    __slots__ = ("apply", "audit", "change_id", "deadline_ms", "expected_version", "field", "future", "kind",
+                 "record")
 
     def __init__(self, kind: str, field: str, record: msgspec.Struct | None, audit: dict[str, str],
-                 apply: Callable[[Any], bool], deadline_ms: int) -> None:
+                 apply: Callable[[Any], bool], deadline_ms: int, expected_version: int | None = None) -> None:
+        self.expected_version = expected_version
         self.kind = kind
         self.field = field
         self.record = record
@@ -509,26 +539,30 @@ class RedisStore:
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
                                           self.keys.outcome("seed"), self.lease_key],
                                     args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
-                                          self.audit_maxlen, 0, self.lease_token, *_pairs(audit)], client=pipe)
+                                          self.audit_maxlen, 0, self.lease_token, "", *_pairs(audit)],
+                                    client=pipe)
                 versions = await pipe.execute()
             written += sum(1 for version in versions if int(version) > 0)
         return written
 
     async def commit(self, kind: str, field: str, record: msgspec.Struct | None, audit: dict[str, str],
-                     apply: Callable[[Any], bool], deadline_ms: int = 0) -> Any:
+                     apply: Callable[[Any], bool], deadline_ms: int = 0, expected_version: int | None = None
+                     ) -> Any:
         """Stores, publishes and audits one admin change; applies it once Redis has it.
 
         deadline_ms (wall clock, 0 = none): Redis refuses the change past it, so a caller that
         has given up never finds it applied later. Returns the record with its new version.
         Raises StoreUnavailable (StoreExpired past the deadline) when Redis did not take it:
-        then nothing changed anywhere.
+        then nothing changed anywhere. expected_version (None = any): compare-and-set on the
+        stored record's version (0 = no record yet), checked by Redis in the same script that
+        writes; VersionConflict when it differs (nothing written, the refusal audited).
         """
         if self._closing:
             raise StoreUnavailable("riskgate is stopping")
         if time.monotonic() > self.book.fresh_until:
             # Queueing behind a write that is already failing would only make the caller wait.
             raise StoreUnavailable(self.book.unavailable_message(time.monotonic()))
-        change = _AdminChange(kind, field, record, audit, apply, deadline_ms)
+        change = _AdminChange(kind, field, record, audit, apply, deadline_ms, expected_version)
         self._admin_queue.append(change)
         self._wake.set()
         return await change.future
@@ -742,7 +776,9 @@ class RedisStore:
                                        self.keys.outcome(change.change_id), self.lease_key],
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
-                                       OUTCOME_EXPIRY_MS, self.lease_token, *_pairs(audit)], client=pipe)
+                                       OUTCOME_EXPIRY_MS, self.lease_token,
+                                       "" if change.expected_version is None else str(change.expected_version),
+                                       *_pairs(audit)], client=pipe)
                 round_trip = bool(calls or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
@@ -814,7 +850,7 @@ class RedisStore:
             for barrier in barriers:
                 _settle(barrier, True)
         if change is not None:
-            self._finish_change(change, int(results[-1]))
+            self._finish_change(change, results[-1])
         return True
 
     def _today_key(self) -> str:
@@ -829,7 +865,13 @@ class RedisStore:
             return 0
         return local_deadline_ms + self._clock_offset_ms - self._clock_uncertainty_ms - 1
 
-    def _finish_change(self, change: _AdminChange, version: int) -> None:
+    def _finish_change(self, change: _AdminChange, result: Any) -> None:
+        if isinstance(result, list | tuple) and int(result[0]) == CONFLICT:
+            conflict = VersionConflict(change.expected_version or 0, int(result[1]))
+            self.enqueue_audit({**change.audit, "outcome": f"aborted: {conflict}: not applied"})
+            _settle(change.future, conflict)
+            return
+        version = int(result)
         if version == EXPIRED:
             self.enqueue_audit({**change.audit, "outcome": "expired: Redis refused it past its deadline"})
             _settle(change.future, StoreExpired("deadline passed before Redis took the change: not applied"))
@@ -884,6 +926,38 @@ class RedisStore:
                         "applied here too", change.kind, change.field[:100], version)
 
     # ---- reads -----------------------------------------------------------------------
+
+    async def read_audit(self, match: Callable[[dict[str, str]], bool], limit: int, since_ms: int = 0,
+                         before_id: str = "", max_scan: int = AUDIT_SCAN_MAX
+                         ) -> tuple[list[tuple[str, dict[str, str]]], int, str]:
+        """The audit entries `match` takes, newest first: at most `limit` of them, reading the
+        stream backwards in chunks of AUDIT_SCAN_CHUNK and at most `max_scan` entries in all.
+        since_ms bounds the entries' own time (ts_ms); the stream is read from a little before
+        it, as an entry reaches Redis (its id's time) after it was made. Returns (entries, how
+        many were read, the id to page on from: "" when the range was read to its end)."""
+        low = f"{max(0, since_ms - AUDIT_SINCE_SLACK_MS)}-0" if since_ms else "-"
+        high = f"({before_id}" if before_id else "+"
+        found: list[tuple[str, dict[str, str]]] = []
+        scanned = 0
+        while True:
+            asked = max(1, min(AUDIT_SCAN_CHUNK, max_scan - scanned))
+            rows = await self.client.xrevrange(self.keys.audit, max=high, min=low, count=asked)
+            for raw_id, raw_fields in rows:
+                scanned += 1
+                entry_id = _text(raw_id)
+                fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+                if since_ms and _int(fields.get("ts_ms"), _id_ms(entry_id)) < since_ms:
+                    continue
+                if match(fields):
+                    found.append((entry_id, fields))
+                    if len(found) >= limit:
+                        return found, scanned, entry_id
+            if len(rows) < asked:
+                return found, scanned, ""
+            if scanned >= max_scan:
+                return found, scanned, _text(rows[-1][0])
+            high = f"({_text(rows[-1][0])}"
+
 
     async def _load_snapshot(self, first: bool) -> None:
         """Loads every record. The first load also restores this process's reservations; a
@@ -1245,7 +1319,18 @@ def _flush_args(snapshots: Sequence[tuple[str, bytes, bytes]], upserts: Sequence
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _id_ms(entry_id: str) -> int:
+    return _int(entry_id.partition("-")[0], 0)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

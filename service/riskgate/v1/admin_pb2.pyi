@@ -44,7 +44,7 @@ class Tier(_message.Message):
     def __init__(self, notional_cap: _Optional[str] = ..., max_leverage: _Optional[int] = ..., maintenance_margin_rate: _Optional[str] = ..., notional_floor: _Optional[str] = ..., maintenance_amount: _Optional[str] = ...) -> None: ...
 
 class SymbolSpec(_message.Message):
-    __slots__ = ("symbol", "tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_order_notional", "price_band", "taker_fee_rate", "tiers", "max_position_notional", "open_interest_cap", "min_kyc_level", "max_leverage_unqualified", "qualified_only", "mark_price_max_age_ms", "default_leverage", "version", "max_mark_move")
+    __slots__ = ("symbol", "tick_size", "lot_size", "min_quantity", "max_quantity", "min_notional", "max_order_notional", "price_band", "taker_fee_rate", "tiers", "max_position_notional", "open_interest_cap", "min_kyc_level", "max_leverage_unqualified", "qualified_only", "mark_price_max_age_ms", "default_leverage", "version", "max_mark_move", "expected_version")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class SymbolSpec(_message.Message):
     DEFAULT_LEVERAGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MARK_MOVE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     tick_size: str
     lot_size: str
@@ -83,7 +84,8 @@ class SymbolSpec(_message.Message):
     default_leverage: int
     version: int
     max_mark_move: str
-    def __init__(self, symbol: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., min_notional: _Optional[str] = ..., max_order_notional: _Optional[str] = ..., price_band: _Optional[str] = ..., taker_fee_rate: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., max_position_notional: _Optional[str] = ..., open_interest_cap: _Optional[str] = ..., min_kyc_level: _Optional[int] = ..., max_leverage_unqualified: _Optional[int] = ..., qualified_only: _Optional[bool] = ..., mark_price_max_age_ms: _Optional[int] = ..., default_leverage: _Optional[int] = ..., version: _Optional[int] = ..., max_mark_move: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, symbol: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., min_quantity: _Optional[str] = ..., max_quantity: _Optional[str] = ..., min_notional: _Optional[str] = ..., max_order_notional: _Optional[str] = ..., price_band: _Optional[str] = ..., taker_fee_rate: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., max_position_notional: _Optional[str] = ..., open_interest_cap: _Optional[str] = ..., min_kyc_level: _Optional[int] = ..., max_leverage_unqualified: _Optional[int] = ..., qualified_only: _Optional[bool] = ..., mark_price_max_age_ms: _Optional[int] = ..., default_leverage: _Optional[int] = ..., version: _Optional[int] = ..., max_mark_move: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class Position(_message.Message):
     __slots__ = ("symbol", "quantity", "entry_price", "leverage")
@@ -98,7 +100,7 @@ class Position(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., leverage: _Optional[int] = ...) -> None: ...
 
 class AccountState(_message.Message):
-    __slots__ = ("account_id", "balance", "positions", "version", "cutoff_sequence", "cutoff_time_ms", "includes_all_fills", "clamped")
+    __slots__ = ("account_id", "balance", "positions", "version", "cutoff_sequence", "cutoff_time_ms", "includes_all_fills", "clamped", "expected_version")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class AccountState(_message.Message):
     CUTOFF_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     INCLUDES_ALL_FILLS_FIELD_NUMBER: _ClassVar[int]
     CLAMPED_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     balance: str
     positions: _containers.RepeatedCompositeFieldContainer[Position]
@@ -115,7 +118,8 @@ class AccountState(_message.Message):
     cutoff_time_ms: int
     includes_all_fills: bool
     clamped: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ..., cutoff_sequence: _Optional[int] = ..., cutoff_time_ms: _Optional[int] = ..., includes_all_fills: _Optional[bool] = ..., clamped: _Optional[_Iterable[str]] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., version: _Optional[int] = ..., cutoff_sequence: _Optional[int] = ..., cutoff_time_ms: _Optional[int] = ..., includes_all_fills: _Optional[bool] = ..., clamped: _Optional[_Iterable[str]] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class MarkPrice(_message.Message):
     __slots__ = ("symbol", "price", "timestamp_ms", "version", "confirmed_move")
@@ -132,20 +136,22 @@ class MarkPrice(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., price: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., version: _Optional[int] = ..., confirmed_move: _Optional[bool] = ...) -> None: ...
 
 class CircuitBreaker(_message.Message):
-    __slots__ = ("symbol", "state", "reason", "set_by", "updated_ms", "version")
+    __slots__ = ("symbol", "state", "reason", "set_by", "updated_ms", "version", "expected_version")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SET_BY_FIELD_NUMBER: _ClassVar[int]
     UPDATED_MS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     state: BreakerState
     reason: str
     set_by: str
     updated_ms: int
     version: int
-    def __init__(self, symbol: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., reason: _Optional[str] = ..., set_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, symbol: _Optional[str] = ..., state: _Optional[_Union[BreakerState, str]] = ..., reason: _Optional[str] = ..., set_by: _Optional[str] = ..., updated_ms: _Optional[int] = ..., version: _Optional[int] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class ListCircuitBreakersRequest(_message.Message):
     __slots__ = ()
@@ -158,7 +164,7 @@ class CircuitBreakerList(_message.Message):
     def __init__(self, breakers: _Optional[_Iterable[_Union[CircuitBreaker, _Mapping]]] = ...) -> None: ...
 
 class AccountControls(_message.Message):
-    __slots__ = ("account_id", "restriction", "kyc_level", "qualified_investor", "max_leverage", "max_orders_per_second", "max_gross_notional", "version", "set_by", "reason")
+    __slots__ = ("account_id", "restriction", "kyc_level", "qualified_investor", "max_leverage", "max_orders_per_second", "max_gross_notional", "version", "set_by", "reason", "expected_version")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     RESTRICTION_FIELD_NUMBER: _ClassVar[int]
     KYC_LEVEL_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +175,7 @@ class AccountControls(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SET_BY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     restriction: Restriction
     kyc_level: int
@@ -179,7 +186,8 @@ class AccountControls(_message.Message):
     version: int
     set_by: str
     reason: str
-    def __init__(self, account_id: _Optional[str] = ..., restriction: _Optional[_Union[Restriction, str]] = ..., kyc_level: _Optional[int] = ..., qualified_investor: _Optional[bool] = ..., max_leverage: _Optional[int] = ..., max_orders_per_second: _Optional[int] = ..., max_gross_notional: _Optional[str] = ..., version: _Optional[int] = ..., set_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    expected_version: int
+    def __init__(self, account_id: _Optional[str] = ..., restriction: _Optional[_Union[Restriction, str]] = ..., kyc_level: _Optional[int] = ..., qualified_investor: _Optional[bool] = ..., max_leverage: _Optional[int] = ..., max_orders_per_second: _Optional[int] = ..., max_gross_notional: _Optional[str] = ..., version: _Optional[int] = ..., set_by: _Optional[str] = ..., reason: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class GetAccountRiskRequest(_message.Message):
     __slots__ = ("account_id",)
@@ -210,7 +218,7 @@ class PositionRisk(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., entry_price: _Optional[str] = ..., mark_price: _Optional[str] = ..., unrealized_pnl: _Optional[str] = ..., maintenance_margin: _Optional[str] = ..., estimated_liquidation_price: _Optional[str] = ..., leverage: _Optional[int] = ..., initial_margin: _Optional[str] = ...) -> None: ...
 
 class AccountRisk(_message.Message):
-    __slots__ = ("account_id", "balance", "positions", "reserved_order_cost", "available_margin", "controls", "open_orders")
+    __slots__ = ("account_id", "balance", "positions", "reserved_order_cost", "available_margin", "controls", "open_orders", "version")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +226,7 @@ class AccountRisk(_message.Message):
     AVAILABLE_MARGIN_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
     OPEN_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     balance: str
     positions: _containers.RepeatedCompositeFieldContainer[PositionRisk]
@@ -225,10 +234,11 @@ class AccountRisk(_message.Message):
     available_margin: str
     controls: AccountControls
     open_orders: int
-    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PositionRisk, _Mapping]]] = ..., reserved_order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., open_orders: _Optional[int] = ...) -> None: ...
+    version: int
+    def __init__(self, account_id: _Optional[str] = ..., balance: _Optional[str] = ..., positions: _Optional[_Iterable[_Union[PositionRisk, _Mapping]]] = ..., reserved_order_cost: _Optional[str] = ..., available_margin: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., open_orders: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class OpenReservation(_message.Message):
-    __slots__ = ("account_id", "order_id", "symbol", "side", "remaining_quantity", "reserved_cost", "created_ms", "age_ms")
+    __slots__ = ("account_id", "order_id", "symbol", "side", "remaining_quantity", "reserved_cost", "created_ms", "age_ms", "price", "leverage", "reduce_only")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +247,9 @@ class OpenReservation(_message.Message):
     RESERVED_COST_FIELD_NUMBER: _ClassVar[int]
     CREATED_MS_FIELD_NUMBER: _ClassVar[int]
     AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    REDUCE_ONLY_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     order_id: str
     symbol: str
@@ -245,7 +258,10 @@ class OpenReservation(_message.Message):
     reserved_cost: str
     created_ms: int
     age_ms: int
-    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[int] = ..., remaining_quantity: _Optional[str] = ..., reserved_cost: _Optional[str] = ..., created_ms: _Optional[int] = ..., age_ms: _Optional[int] = ...) -> None: ...
+    price: str
+    leverage: int
+    reduce_only: bool
+    def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[int] = ..., remaining_quantity: _Optional[str] = ..., reserved_cost: _Optional[str] = ..., created_ms: _Optional[int] = ..., age_ms: _Optional[int] = ..., price: _Optional[str] = ..., leverage: _Optional[int] = ..., reduce_only: _Optional[bool] = ...) -> None: ...
 
 class ListReservationsRequest(_message.Message):
     __slots__ = ("account_id", "min_age_ms", "limit")
@@ -274,3 +290,98 @@ class ReleaseReservationRequest(_message.Message):
     order_id: str
     reason: str
     def __init__(self, account_id: _Optional[str] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetSymbolRequest(_message.Message):
+    __slots__ = ("symbol",)
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    def __init__(self, symbol: _Optional[str] = ...) -> None: ...
+
+class ListSymbolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SymbolDetail(_message.Message):
+    __slots__ = ("spec", "mark", "breaker", "open_interest")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_FIELD_NUMBER: _ClassVar[int]
+    OPEN_INTEREST_FIELD_NUMBER: _ClassVar[int]
+    spec: SymbolSpec
+    mark: MarkPrice
+    breaker: CircuitBreaker
+    open_interest: str
+    def __init__(self, spec: _Optional[_Union[SymbolSpec, _Mapping]] = ..., mark: _Optional[_Union[MarkPrice, _Mapping]] = ..., breaker: _Optional[_Union[CircuitBreaker, _Mapping]] = ..., open_interest: _Optional[str] = ...) -> None: ...
+
+class SymbolList(_message.Message):
+    __slots__ = ("symbols",)
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    symbols: _containers.RepeatedCompositeFieldContainer[SymbolDetail]
+    def __init__(self, symbols: _Optional[_Iterable[_Union[SymbolDetail, _Mapping]]] = ...) -> None: ...
+
+class BalanceAdjustment(_message.Message):
+    __slots__ = ("account_id", "amount", "reason", "expected_version")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    amount: str
+    reason: str
+    expected_version: int
+    def __init__(self, account_id: _Optional[str] = ..., amount: _Optional[str] = ..., reason: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("since_ms", "actor", "target", "action", "limit", "before_id")
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    since_ms: int
+    actor: str
+    target: str
+    action: str
+    limit: int
+    before_id: str
+    def __init__(self, since_ms: _Optional[int] = ..., actor: _Optional[str] = ..., target: _Optional[str] = ..., action: _Optional[str] = ..., limit: _Optional[int] = ..., before_id: _Optional[str] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("id", "time_ms", "actor", "action", "target", "outcome", "version", "request", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    time_ms: int
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    version: int
+    request: str
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., time_ms: _Optional[int] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., version: _Optional[int] = ..., request: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AuditEventList(_message.Message):
+    __slots__ = ("events", "scanned", "next_before_id")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    scanned: int
+    next_before_id: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., scanned: _Optional[int] = ..., next_before_id: _Optional[str] = ...) -> None: ...

@@ -79,6 +79,26 @@ class RiskAdminStub:
                 request_serializer=riskgate_dot_v1_dot_admin__pb2.GetAccountRiskRequest.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_admin__pb2.AccountRisk.FromString,
                 _registered_method=True)
+        self.GetSymbol = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/GetSymbol',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.GetSymbolRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.SymbolDetail.FromString,
+                _registered_method=True)
+        self.ListSymbols = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/ListSymbols',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.ListSymbolsRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.SymbolList.FromString,
+                _registered_method=True)
+        self.AdjustBalance = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/AdjustBalance',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.BalanceAdjustment.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.AccountState.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/riskgate.v1.RiskAdmin/ListAuditEvents',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.AuditEventList.FromString,
+                _registered_method=True)
 
 
 class RiskAdminServicer:
@@ -141,6 +161,32 @@ class RiskAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSymbol(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSymbols(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustBalance(self, request, context):
+        """Credits or debits an account's balance as the owning process holds it now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """The audit trail, newest first, filtered server-side; the read is itself audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +234,26 @@ def add_RiskAdminServicer_to_server(servicer, server):
                     servicer.GetAccountRisk,
                     request_deserializer=riskgate_dot_v1_dot_admin__pb2.GetAccountRiskRequest.FromString,
                     response_serializer=riskgate_dot_v1_dot_admin__pb2.AccountRisk.SerializeToString,
+            ),
+            'GetSymbol': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSymbol,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.GetSymbolRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.SymbolDetail.SerializeToString,
+            ),
+            'ListSymbols': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSymbols,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.ListSymbolsRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.SymbolList.SerializeToString,
+            ),
+            'AdjustBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustBalance,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.BalanceAdjustment.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.AccountState.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.AuditEventList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -433,6 +499,114 @@ class RiskAdmin:
             '/riskgate.v1.RiskAdmin/GetAccountRisk',
             riskgate_dot_v1_dot_admin__pb2.GetAccountRiskRequest.SerializeToString,
             riskgate_dot_v1_dot_admin__pb2.AccountRisk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSymbol(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/GetSymbol',
+            riskgate_dot_v1_dot_admin__pb2.GetSymbolRequest.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.SymbolDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSymbols(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/ListSymbols',
+            riskgate_dot_v1_dot_admin__pb2.ListSymbolsRequest.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.SymbolList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/AdjustBalance',
+            riskgate_dot_v1_dot_admin__pb2.BalanceAdjustment.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.AccountState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskgate.v1.RiskAdmin/ListAuditEvents',
+            riskgate_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.AuditEventList.FromString,
             options,
             channel_credentials,
             insecure,
