@@ -41,7 +41,8 @@ def test_config(**server: object) -> Config:
         AdminToken(name="test-viewer", token_sha256=hashlib.sha256(VIEWER_TOKEN.encode()).hexdigest(),
                    roles=["viewer"]),
     ]
-    settings = {"listen": "127.0.0.1:0", "default_max_orders_per_second": 100_000, **server}
+    # No metrics listener unless a test asks for one (tests run many services at once).
+    settings = {"listen": "127.0.0.1:0", "default_max_orders_per_second": 100_000, "metrics_listen": "", **server}
     return Config(server=ServerConfig(**settings), admin_tokens=tokens)  # type: ignore[arg-type]
 
 
