@@ -652,7 +652,7 @@ class RedisStore:
         return None
 
     async def _flush_once(self) -> bool:
-        taken = time.monotonic()
+        batch_taken_at = time.monotonic()
         book = self.book
         expire_executions(book, time.time_ns() // 1_000_000)
         accounts, book.dirty_accounts = book.dirty_accounts, set()
@@ -835,7 +835,7 @@ class RedisStore:
                 _settle(barrier, True)
         if change is not None:
             self._finish_change(change, int(results[-1]))
-        self._confirmed_taken_at = taken
+        self._confirmed_taken_at = batch_taken_at
         return True
 
     def _today_key(self) -> str:
