@@ -26,8 +26,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOffExemplarFilter
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -383,7 +382,7 @@ class Telemetry:
         except OSError as exc:
             raise MetricsListenError(f"cannot serve metrics on {self.metrics_listen}: {exc}") from None
         self.metrics_port = self._http.server_port
-        log.info("metrics at http://%s:%d/metrics", host, self.metrics_port)
+        log.debug("metrics at http://%s:%d/metrics", host, self.metrics_port)
         return self.metrics_port
 
     def shutdown(self) -> None:
