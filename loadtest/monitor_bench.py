@@ -252,7 +252,7 @@ def write_accounts(client: redis.Redis, keys: Keys, book: Book, start: int, stop
 
 def monitor_config(prefix: str, redis_url: str) -> Config:
     return Config(server=ServerConfig(key_prefix=prefix, redis_url=redis_url),
-                  monitor=MonitorConfig(listen="127.0.0.1:0"))
+                  monitor=MonitorConfig(listen="127.0.0.1:0", metrics_listen=""))
 
 
 async def load_once(redis_url: str, prefix: str) -> dict[str, Any]:

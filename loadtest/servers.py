@@ -39,6 +39,7 @@ class Server:
     helpers: list[int] = field(default_factory=list)
     # riskgate's operators' listener (RiskAdmin is not served on the order port).
     admin_port: int = 0
+    metrics_port: int = 0
 
     @property
     def target(self) -> str:
@@ -101,16 +102,21 @@ def _spawn(name: str, args: list[str], port: int, workdir: Path, wait: bool) -> 
     return server
 
 
-def start_riskgate(workload: Workload, workdir: Path, wait: bool = True) -> Server:
+def start_riskgate(workload: Workload, workdir: Path, wait: bool = True, metrics: bool = True,
+                   name: str = "riskgate") -> Server:
+    """metrics: serve /metrics (on a free port, `Server.metrics_port`) as production does, or not at all."""
     port, admin_port = free_port(), free_port()
-    config = riskgate_config.write(workdir / "riskgate.toml", workload, f"{HOST}:{port}", workdir / "riskgate-data")
+    metrics_port = free_port() if metrics else 0
+    data_dir = workdir / f"{name}-data"
+    config = riskgate_config.write(workdir / f"{name}.toml", workload, f"{HOST}:{port}", data_dir)
     args = [sys.executable, "-m", "riskgate.cli.main", "serve", "--config", str(config), "--listen",
-            f"{HOST}:{port}", "--admin-listen", f"{HOST}:{admin_port}", "--data-dir", str(workdir / "riskgate-data"),
-            "--log-level", "WARNING",
+            f"{HOST}:{port}", "--admin-listen", f"{HOST}:{admin_port}", "--data-dir", str(data_dir),
+            "--log-level", "WARNING", "--metrics-listen", f"{HOST}:{metrics_port}" if metrics else "",
             # The gate alone is measured: the demo's in-process monitor would share its event loop.
             "--no-monitor"]
-    server = _spawn("riskgate", args, port, workdir, False)
+    server = _spawn(name, args, port, workdir, False)
     server.admin_port = admin_port
+    server.metrics_port = metrics_port
     if wait:
         try:
             wait_ready(server)

@@ -19,6 +19,8 @@ from tests.support import Client, test_config
 # ones instead.
 os.environ.setdefault("RISKGATE_ADMIN_LISTEN", "127.0.0.1:0")
 os.environ.setdefault("RISKGATE_MONITOR_LISTEN", "127.0.0.1:0")
+os.environ.setdefault("RISKGATE_METRICS_LISTEN", "127.0.0.1:0")
+os.environ.setdefault("RISKGATE_MONITOR_METRICS_LISTEN", "127.0.0.1:0")
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ def vol_rule(rule_id: str = "vol-test", threshold: str = "0.05", window_ms: int 
 
 def monitor_config(rules: list[Rule], **monitor: Any) -> Any:
     config = test_config()
+    monitor.setdefault("metrics_listen", "")
     config.monitor = MonitorConfig(listen="127.0.0.1:0", rules=rules, evaluate_ms=20, **monitor)
     return config
 

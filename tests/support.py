@@ -42,9 +42,10 @@ def test_config(**server: object) -> Config:
         AdminToken(name="test-viewer", token_sha256=hashlib.sha256(VIEWER_TOKEN.encode()).hexdigest(),
                    roles=["viewer"]),
     ]
-    # RiskAdmin is served on the operators' listener only: an ephemeral port of its own.
+    # RiskAdmin is served on the operators' listener only: an ephemeral port of its own. No
+    # metrics listener unless a test asks for one (tests run many services at once).
     settings = {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", "default_max_orders_per_second": 100_000,
-                **server}
+                "metrics_listen": "", **server}
     return Config(server=ServerConfig(**settings), admin_tokens=tokens)  # type: ignore[arg-type]
 
 

@@ -136,10 +136,10 @@ async def test_cli_when_tls_flags_given_then_verbs_and_health_reach_tls_listener
     code, out, _ = await _cli(capsys, "health", "--target", client.target, *mtls)
     assert (code, out.strip()) == (0, "SERVING")
     code, out, _ = await _cli(capsys, "check", "--target", client.target, "--account", "a", "--symbol", "BTCUSDT",
-                              "--side", "buy", "--quantity", "1", "--price", "1", *mtls)
-    assert code == 0 and '"DECISION_REJECT"' in out
+                              "--side", "buy", "--quantity", "1", "--price", "1", "--json", *mtls)
+    assert code == 3 and '"DECISION_REJECT"' in out  # reached over mTLS: an unknown account's REJECT
     code, out, _ = await _cli(capsys, "breaker", "list", "--target", f"127.0.0.1:{service.admin_port}",
-                              "--token", VIEWER_TOKEN, "--tls-ca", str(pki.ca))
+                              "--token", VIEWER_TOKEN, "--tls-ca", str(pki.ca), "--json")
     assert code == 0 and "breakers" in out
     # The wrong CA: one line, non-zero.
     code, out, err = await _cli(capsys, "health", "--target", client.target, "--tls-ca", str(other_pki.ca),

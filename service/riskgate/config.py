@@ -71,6 +71,10 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     shutdown_timeout_s: float = 10.0
     # The fraction of order checks logged one line each (0 = none; 1 = every one).
     log_decisions_sample: float = 0.0
+    # HOST:PORT serving Prometheus text at /metrics (port 0: any free port); "" = none.
+    metrics_listen: str = "127.0.0.1:9464"
+    # Share of checks traced (spans exported only with OTLP configured); 0 = none.
+    trace_check_sample_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.log_decisions_sample <= 1:
@@ -81,6 +85,8 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("server.tls_cert and server.tls_key go together")
         if self.client_ca and not self.tls_cert:
             raise ValueError("server.client_ca (mTLS) needs server.tls_cert and server.tls_key")
+        if not 0.0 <= self.trace_check_sample_ratio <= 1.0:
+            raise ValueError("server.trace_check_sample_ratio must be in [0, 1]")
 
 
 class AdminToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -119,6 +125,8 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     Redis has no rule of that id yet; after that Redis is the truth and UpsertRule changes it)."""
 
     listen: str = "127.0.0.1:50053"
+    # HOST:PORT serving the monitor's Prometheus text at /metrics; "" = none.
+    metrics_listen: str = "127.0.0.1:9465"
     # One monitor acts (holds the lease); the others take over once it lapses.
     lease_ms: int = 2000
     renew_ms: int = 500
@@ -173,9 +181,11 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 
 
 def apply_overrides(config: Config, listen: str | None, redis_url: str | None, data_dir: str | None,
-                    admin_listen: str | None = None) -> Config:
+                    admin_listen: str | None = None, metrics_listen: str | None = None) -> Config:
     """Flags win over the environment, which wins over the file."""
     server = config.server
+    chosen_metrics = metrics_listen if metrics_listen is not None else os.environ.get("RISKGATE_METRICS_LISTEN")
+    server.metrics_listen = server.metrics_listen if chosen_metrics is None else chosen_metrics
     server.listen = listen or os.environ.get("RISKGATE_LISTEN") or server.listen
     chosen = admin_listen if admin_listen is not None else os.environ.get("RISKGATE_ADMIN_LISTEN")
     server.admin_listen = server.admin_listen if chosen is None else chosen

@@ -1,74 +1,227 @@
-"""Decision counters exported through OpenTelemetry metrics.
+"""The gate's metrics and traces (names `riskgate_*`; docs/operate/metrics.md lists them).
 
-The hot path only bumps a dict entry; OpenTelemetry reads the counts when it collects
-(an observable counter), so telemetry adds no per-order allocation or lock.
+The hot path only bumps a dict entry (decisions by symbol, decision and reason) and records
+its latency in a `LatencyHistogram` (a bisect); OpenTelemetry reads both when it collects
+(observable counters, and the producer's histograms), so telemetry adds no lock and no
+allocation per order. Everything else (breakers, restrictions, the Redis link, the book) is
+read at collection time, on the metrics thread: those callbacks copy containers with one C
+call (`list(...)`) before walking them, as the event loop may change them meanwhile.
 """
 
 from __future__ import annotations
 
-import os
+import random
 import time
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from riskgate.book.state import Book
-from riskgate.values.codes import Decision, ReasonCode
+from riskgate.observability import CHECK_BUCKETS_S, LatencyHistogram, Telemetry, metadata_carrier
+from riskgate.values.codes import Decision, ReasonCode, Restriction
+
+if TYPE_CHECKING:
+    from riskgate.api.lifecycle import Lifecycle
+    from riskgate.store.redis_store import RedisStore
+    from riskgate.v1 import pretrade_pb2 as pb
+
+_DECISION_NAMES = {d.value: d.name for d in Decision}
+_REASON_NAMES = {0: "", **{r.value: r.name for r in ReasonCode}}
+CHECK_METHODS = ("CheckOrder", "CheckOrders")
 
 
 class DecisionCounters:
-    def __init__(self) -> None:
-        self.counts: Counter[tuple[int, int]] = Counter()
+    """Checks answered, by (symbol, decision, first reason code or 0). A symbol the book does
+    not know is counted as "" so callers cannot grow the label space."""
 
-    def count(self, decision: int, reason: int) -> None:
-        self.counts[(decision, reason)] += 1
+    __slots__ = ("counts", "symbols")
+
+    def __init__(self, symbols: Container[str] = frozenset()) -> None:
+        self.counts: dict[tuple[str, int, int], int] = {}
+        self.symbols = symbols
+
+    def count(self, symbol: str, decision: int, reason: int) -> None:
+        key = (symbol if symbol in self.symbols else "", decision, reason)
+        counts = self.counts
+        n = counts.get(key)
+        counts[key] = 1 if n is None else n + 1
 
     def observe(self, options: CallbackOptions) -> Iterable[Observation]:
-        for (decision, reason), value in list(self.counts.items()):
-            attributes = {"decision": Decision(decision).name,
-                          "reason": ReasonCode(reason).name if reason else "NONE"}
-            yield Observation(value, attributes)
+        for (symbol, decision, reason), value in list(self.counts.items()):
+            yield Observation(value, {"symbol": symbol, "decision": _DECISION_NAMES.get(decision, str(decision)),
+                                      "reason": _REASON_NAMES.get(reason, str(reason))})
 
 
-class ReservationGauges:
-    """Open reservations: how many, and the age of the oldest. An order whose closing report
-    was lost holds margin until someone sees it; this is how they see it (then
-    ListReservations / ReleaseReservation)."""
+class CheckLatency:
+    """Per method, histograms indexed by the decision's number (0: the call did not answer a
+    decision, e.g. refused as UNAVAILABLE)."""
 
-    def __init__(self, book: Book) -> None:
+    def __init__(self, telemetry: Telemetry) -> None:
+        family = telemetry.producer.family(
+            "riskgate_check_duration_seconds",
+            "Server-side time to answer a check, from the call (or the stream's message) to its answer, "
+            "by method and decision", CHECK_BUCKETS_S)
+        self.by_method: dict[str, list[LatencyHistogram]] = {
+            method: [family.point(method=method, decision="NONE"),
+                     *(family.point(method=method, decision=_DECISION_NAMES[d]) for d in (1, 2, 3))]
+            for method in CHECK_METHODS}
+
+
+class CheckTracer:
+    """Spans for a sampled share of checks (trace_check_sample_ratio), parented on the caller's
+    W3C trace context (gRPC metadata `traceparent`)."""
+
+    def __init__(self, tracer: trace.Tracer, ratio: float) -> None:
+        self.tracer = tracer
+        self.ratio = ratio
+
+    def sampled(self) -> bool:
+        return random.random() < self.ratio
+
+    def record(self, method: str, context: grpc.aio.ServicerContext, request: pb.CheckOrderRequest,
+               response: pb.CheckOrderResponse, start_ns: int) -> None:
+        parent = propagate.extract(metadata_carrier(context.invocation_metadata()))
+        span = self.tracer.start_span(f"riskgate.v1.PreTradeRisk/{method}", context=parent,
+                                      kind=trace.SpanKind.SERVER, start_time=start_ns)
+        if span.is_recording():
+            reasons = response.reasons
+            span.set_attributes({
+                "rpc.system": "grpc", "rpc.service": "riskgate.v1.PreTradeRisk", "rpc.method": method,
+                "riskgate.order_id": request.order_id[:64], "riskgate.account_id": request.account_id[:64],
+                "riskgate.symbol": request.symbol[:32],
+                "riskgate.decision": _DECISION_NAMES.get(response.decision, str(response.decision)),
+                "riskgate.reason": _REASON_NAMES.get(reasons[0].code, "") if reasons else ""})
+        span.end()
+
+
+class GateTelemetry:
+    """The gate's metrics: what `RiskgateService` reads at collection time. `store` is a
+    callable: the store exists only once the service starts."""
+
+    def __init__(self, telemetry: Telemetry, book: Book, counters: DecisionCounters, lifecycle: Lifecycle,
+                 store: Callable[[], RedisStore | None], trace_check_sample_ratio: float = 0.0) -> None:
+        self.telemetry = telemetry
         self.book = book
+        self.lifecycle = lifecycle
+        self.store = store
+        # Nothing exported: the hot path records nothing either.
+        self.latency: CheckLatency | None = CheckLatency(telemetry) if telemetry.enabled else None
+        self.check_tracer: CheckTracer | None = (
+            CheckTracer(telemetry.tracer, trace_check_sample_ratio)
+            if telemetry.tracing and trace_check_sample_ratio > 0 else None)
+        register_gate_metrics(telemetry.meter, counters, book, lifecycle, store)
 
-    def _oldest_created_ms(self) -> int | None:
-        created = [r.created_ms for a in self.book.accounts.values() for r in a.orders.values()]
-        return min(created) if created else None
-
-    def observe_count(self, options: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(sum(len(a.orders) for a in self.book.accounts.values()))
-
-    def observe_oldest_age(self, options: CallbackOptions) -> Iterable[Observation]:
-        oldest = self._oldest_created_ms()
-        yield Observation(0.0 if oldest is None else max(0.0, (time.time_ns() // 1_000_000 - oldest) / 1000))
+    def instrument(self, pretrade: Any) -> None:
+        """Hands the hot path its histograms and check tracer (PreTradeRiskServicer)."""
+        pretrade.latency = self.latency.by_method if self.latency is not None else None
+        pretrade.check_tracer = self.check_tracer
 
 
-def setup_metrics(counters: DecisionCounters, readers: list[MetricReader] | None = None,
-                  book: Book | None = None) -> MeterProvider:
-    """Registers the decision counter. RISKGATE_OTEL_CONSOLE_S=N prints metrics every N seconds."""
-    readers = list(readers or [])
-    interval = os.environ.get("RISKGATE_OTEL_CONSOLE_S")
-    if interval:
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(),
-                                                     export_interval_millis=float(interval) * 1000))
-    provider = MeterProvider(metric_readers=readers)
-    meter = provider.get_meter("riskgate")
-    meter.create_observable_counter("riskgate.order_checks", callbacks=[counters.observe],
-                                    description="Order checks by decision and first reason")
-    if book is not None:
-        gauges = ReservationGauges(book)
-        meter.create_observable_gauge("riskgate.reservations.open", callbacks=[gauges.observe_count],
-                                      description="Open reservations (accepted orders not yet closed)")
-        meter.create_observable_gauge("riskgate.reservations.oldest_age", callbacks=[gauges.observe_oldest_age],
-                                      unit="s", description="Age of the oldest open reservation")
-    return provider
+def gate_telemetry(service: Any, span_exporter: SpanExporter | None = None,
+                   readers: tuple[MetricReader, ...] = ()) -> GateTelemetry:
+    """The telemetry of one RiskgateService (its config, book, counters, lifecycle, store)."""
+    server = service.config.server
+    telemetry = Telemetry("riskgate", service.instance_id,
+                          {"riskgate.shard_index": server.shard_index, "riskgate.shard_count": server.shard_count},
+                          server.metrics_listen, span_exporter=span_exporter, readers=readers)
+    return GateTelemetry(telemetry, service.book, service.counters, service.lifecycle, lambda: service.store,
+                         server.trace_check_sample_ratio)
+
+
+# ---- what is read at collection time ------------------------------------------------------
+
+
+def register_gate_metrics(meter: Meter, counters: DecisionCounters, book: Book, lifecycle: Lifecycle | None,
+                          store: Callable[[], RedisStore | None]) -> None:
+    def gauge(name: str, description: str, read: Callable[[], Iterable[Observation]], unit: str = "") -> None:
+        meter.create_observable_gauge(name, [lambda options: read()], unit=unit, description=description)
+
+    def counter(name: str, description: str, read: Callable[[], Iterable[Observation]]) -> None:
+        meter.create_observable_counter(name, [lambda options: read()], description=description)
+
+    meter.create_observable_counter("riskgate_decisions", [counters.observe],
+                                    description="Checks answered by decision, first reason and symbol "
+                                                "(\"\" for a symbol the gate does not list)")
+
+    def accounts() -> list[Any]:
+        return list(book.accounts.values())
+
+    def breakers() -> Iterable[Observation]:
+        yield Observation(int(book.platform_breaker.state), {"scope": "platform"})
+        for symbol, state in list(book.symbols.items()):
+            yield Observation(int(state.breaker.state), {"scope": symbol})
+
+    def restrictions() -> Iterable[Observation]:
+        counts = dict.fromkeys((r for r in Restriction if r != Restriction.NONE), 0)
+        for account in accounts():
+            restriction = account.controls.restriction
+            if restriction in counts:
+                counts[restriction] += 1
+        for restriction, count in counts.items():
+            yield Observation(count, {"kind": restriction.name})
+
+    def open_orders() -> Iterable[Observation]:
+        yield Observation(sum(len(a.orders) for a in accounts()))
+
+    def reservations() -> Iterable[Observation]:
+        yield Observation(sum(1 for a in accounts() for r in list(a.orders.values()) if not r.reduce_only))
+
+    def oldest_reservation() -> Iterable[Observation]:
+        created = [r.created_ms for a in accounts() for r in list(a.orders.values())]
+        age = max(0.0, (time.time_ns() // 1_000_000 - min(created)) / 1000) if created else 0.0
+        yield Observation(age)
+
+    def link_up() -> Iterable[Observation]:
+        yield Observation(1 if time.monotonic() <= book.fresh_until else 0)
+
+    def serving() -> Iterable[Observation]:
+        yield Observation(1 if lifecycle is not None and lifecycle.serving else 0)
+
+    def pong_age() -> Iterable[Observation]:
+        current = store()
+        if current is not None and current.last_proven_at:
+            yield Observation(max(0.0, time.monotonic() - current.last_proven_at))
+
+    def queue_depth() -> Iterable[Observation]:
+        current = store()
+        yield Observation(current.write_behind_depth() if current is not None else 0)
+
+    def queue_age() -> Iterable[Observation]:
+        current = store()
+        yield Observation(current.write_behind_age_s() if current is not None else 0.0)
+
+    def flush_failures() -> Iterable[Observation]:
+        current = store()
+        yield Observation(current.flush_failures if current is not None else 0)
+
+    def version_repairs() -> Iterable[Observation]:
+        current = store()
+        yield Observation(current.version_repairs if current is not None else 0)
+
+    gauge("riskgate_breaker_state", "Circuit breaker per scope (a symbol, or \"platform\"): "
+          "1 NORMAL, 2 REDUCE_ONLY, 3 HALTED", breakers)
+    gauge("riskgate_account_restrictions", "Accounts restricted, by kind (REDUCE_ONLY, FROZEN)", restrictions)
+    gauge("riskgate_book_accounts", "Accounts in this shard's book",
+          lambda: [Observation(len(book.accounts))])
+    gauge("riskgate_book_symbols", "Symbols the gate lists", lambda: [Observation(len(book.symbols))])
+    gauge("riskgate_book_open_orders", "Accepted orders not yet closed (filled, canceled, expired)", open_orders)
+    gauge("riskgate_book_reservations", "Open orders holding margin (reduce-only orders hold none)", reservations)
+    gauge("riskgate_reservation_oldest_age_seconds", "Age of the oldest open order's reservation "
+          "(a lost closing report holds margin until released)", oldest_reservation)
+    gauge("riskgate_redis_link_up", "1 while the state is proven fresh against Redis; 0 = failing closed "
+          "(risk-increasing orders refused)", link_up)
+    gauge("riskgate_serving", "1 while the gate answers checks (loaded, not stopping)", serving)
+    gauge("riskgate_redis_last_pong_age_seconds", "Seconds since Redis last answered a health round "
+          "(its probe write and the change feed's ping)", pong_age)
+    gauge("riskgate_write_behind_queue_depth", "Changes acknowledged but not yet confirmed by Redis "
+          "(accounts, orders, executions, admin changes, audit entries)", queue_depth)
+    gauge("riskgate_write_behind_oldest_age_seconds", "Age bound of the oldest of them: time since the last "
+          "batch Redis confirmed was taken (0 when nothing waits)", queue_age)
+    counter("riskgate_redis_flush_failures", "Write-behind batches Redis did not confirm (retried)", flush_failures)
+    counter("riskgate_redis_version_repairs", "Times Redis's version counter was found behind and raised "
+            "(Redis lost its tail)", version_repairs)

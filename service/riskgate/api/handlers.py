@@ -47,6 +47,8 @@ REFLECTION: Final = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection
 REPORT_INTERVAL_S = 10.0
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# Wraps one method's behaviour (e.g. a span and an outcome count per call: riskgate.observability).
+Wrap = Callable[[MethodDescriptor, Handler], Handler]
 
 
 class _Undecodable:
@@ -109,17 +111,17 @@ def safe_deserializer(message_class: Any, refusals: RefusalLog = REFUSALS) -> Ca
     return deserialize
 
 
-def method_handlers(service: ServiceDescriptor, servicer: object, refusals: RefusalLog = REFUSALS
-                    ) -> dict[str, grpc.RpcMethodHandler]:
+def method_handlers(service: ServiceDescriptor, servicer: object, refusals: RefusalLog = REFUSALS,
+                    wrap: Wrap | None = None) -> dict[str, grpc.RpcMethodHandler]:
     """One handler per method of the service, by method name, as the generated code builds them."""
-    return {method.name: _method_handler(service, method, servicer, refusals) for method in service.methods}
+    return {method.name: _method_handler(service, method, servicer, refusals, wrap) for method in service.methods}
 
 
 def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object,
-                 refusals: RefusalLog = REFUSALS) -> None:
+                 refusals: RefusalLog = REFUSALS, wrap: Wrap | None = None) -> None:
     """What the generated `add_<Service>Servicer_to_server(servicer, server)` does, with the
-    handlers of `method_handlers`."""
-    handlers = method_handlers(service, servicer, refusals)
+    handlers of `method_handlers`; `wrap`, when given, wraps each method's behaviour."""
+    handlers = method_handlers(service, servicer, refusals, wrap)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
 
@@ -130,7 +132,7 @@ def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> 
 
 
 def _method_handler(service: ServiceDescriptor, method: MethodDescriptor, servicer: object,
-                    refusals: RefusalLog) -> grpc.RpcMethodHandler:
+                    refusals: RefusalLog, wrap: Wrap | None = None) -> grpc.RpcMethodHandler:
     path = f"/{service.full_name}/{method.name}"
     request_name = method.input_type.full_name
     deserializer = safe_deserializer(GetMessageClass(method.input_type), refusals)
@@ -149,6 +151,8 @@ def _method_handler(service: ServiceDescriptor, method: MethodDescriptor, servic
         respond = _unimplemented
     else:
         raise TypeError(f"{type(servicer).__name__}.{method.name} must be async def (grpc.aio serves it)")
+    if wrap is not None:
+        respond = wrap(method, respond)
 
     if not method.client_streaming:
         handler = _unary_request(respond, refuse)

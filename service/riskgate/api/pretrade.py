@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from time import perf_counter
 
 import grpc
 
@@ -37,8 +38,9 @@ from riskgate.engine.order import parse_order
 from riskgate.engine.result import Reason
 from riskgate.engine.spec_rules import ID_MAX_LEN, SpecError, validate_account_id
 from riskgate.logs import DecisionSampler
+from riskgate.observability import LatencyHistogram
 from riskgate.store.redis_store import RedisStore
-from riskgate.telemetry import DecisionCounters
+from riskgate.telemetry import CheckTracer, DecisionCounters
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pb_grpc
 from riskgate.values.codes import Decision, ExecutionKind
@@ -54,6 +56,10 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         self.require_execution_id = require_execution_id
         self.counters = counters
         self.lifecycle = lifecycle
+        # Set by riskgate.telemetry when metrics are exported: per method, check-latency
+        # histograms indexed by decision; and the sampled check tracer (None: no spans).
+        self.latency: dict[str, list[LatencyHistogram]] | None = None
+        self.check_tracer: CheckTracer | None = None
         # Set once the store is started; executions are acknowledged after it has them.
         self.store: RedisStore | None = None
         # Per-order decision lines, sampled (off unless configured).
@@ -63,7 +69,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         order = parse_order(request.order_id, request.account_id, request.symbol, request.side, request.order_type,
                             request.quantity, request.price, request.leverage, request.reduce_only)
         if isinstance(order, Reason):
-            self.counters.count(pb.DECISION_REJECT, order.code)
+            self.counters.count(request.symbol, pb.DECISION_REJECT, order.code)
             self.book.flow.decision(request.account_id, request.symbol, Decision.REJECT, order.code)
             invalid = invalid_response(request.order_id, order)
             if self.decisions is not None and self.decisions.ratio:
@@ -74,7 +80,7 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         result = check_order(book, order, now_ms, time.monotonic())
         reservation = reserve(book, order, result, now_ms) if result.allowed_quantity else None
         code = result.reasons[0].code if result.reasons else 0
-        self.counters.count(result.decision, code)
+        self.counters.count(order.symbol, result.decision, code)
         book.flow.decision(order.account_id, order.symbol, result.decision, code)
         response = check_response(order.order_id, result)
         if self.decisions is not None and self.decisions.ratio:
@@ -91,6 +97,9 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
 
     async def CheckOrder(self, request: pb.CheckOrderRequest, context: grpc.aio.ServicerContext
                          ) -> pb.CheckOrderResponse:
+        started = perf_counter()
+        tracer = self.check_tracer
+        start_ns = time.time_ns() if tracer is not None and tracer.sampled() else 0
         await self._admit(context)
         response, reservation = self.check(request)
         if reservation is not None:
@@ -102,16 +111,29 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
                     release_undelivered(book, account_id, reservation)
 
             context.add_done_callback(release_if_undelivered)
+        latency = self.latency
+        if latency is not None:
+            latency["CheckOrder"][response.decision].record(perf_counter() - started)
+        if start_ns:
+            tracer.record("CheckOrder", context, request, response, start_ns)  # type: ignore[union-attr]
         return response
 
     async def CheckOrders(self, request_iterator: AsyncIterator[pb.CheckOrderRequest],
                           context: grpc.aio.ServicerContext) -> None:
         # One at a time, in order: each reservation is in the book before the next check.
         await self._admit(context)
+        latency = self.latency["CheckOrders"] if self.latency is not None else None
+        tracer = self.check_tracer
         async for request in request_iterator:
+            started = perf_counter()
+            start_ns = time.time_ns() if tracer is not None and tracer.sampled() else 0
             if not self.lifecycle.serving:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
             response, reservation = self.check(request)
+            if latency is not None:
+                latency[response.decision].record(perf_counter() - started)
+            if start_ns:
+                tracer.record("CheckOrders", context, request, response, start_ns)  # type: ignore[union-attr]
             try:
                 await context.write(response)
             except BaseException:

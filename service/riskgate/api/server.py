@@ -7,7 +7,9 @@ import asyncio
 import gc
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 import msgspec
@@ -25,11 +27,15 @@ from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, Positio
 from riskgate.book.state import Book
 from riskgate.config import AccountSeed, Config
 from riskgate.engine.spec_rules import validate_account, validate_controls, validate_symbol
+from riskgate.observability import MetricsListenError
 from riskgate.store.keys import Keys
 from riskgate.store.redis_store import DRAIN_TIMEOUT_S, RedisStore
-from riskgate.telemetry import DecisionCounters, setup_metrics
+from riskgate.telemetry import DecisionCounters, GateTelemetry, gate_telemetry
 from riskgate.v1 import admin_pb2, pretrade_pb2
 from riskgate.values.codes import Restriction
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 SERVICE_NAMES = (
     pretrade_pb2.DESCRIPTOR.services_by_name["PreTradeRisk"].full_name,
@@ -62,7 +68,7 @@ class RiskgateService:
     """One process: `bind()` takes the listen address (health NOT_SERVING), `start()` loads
     the book from Redis and then serves, `stop()` ends it within bounds."""
 
-    def __init__(self, config: Config, redis_url: str = "") -> None:
+    def __init__(self, config: Config, redis_url: str = "", span_exporter: SpanExporter | None = None) -> None:
         self.config = config
         self.redis_url = redis_url
         server = config.server
@@ -73,7 +79,12 @@ class RiskgateService:
                              f"decision counts are kept that long), got {server.decision_counts_retention_days}")
         self.book = Book(server.default_max_orders_per_second, server.duplicate_window_seconds,
                          server.shard_index, server.shard_count, server.execution_id_window_seconds)
-        self.counters = DecisionCounters()
+        self.counters = DecisionCounters(self.book.symbols)
+        # Metrics and traces (riskgate.telemetry); the instance id is also the writer-lease token.
+        self.instance_id = uuid.uuid4().hex
+        self.span_exporter = span_exporter
+        self.telemetry: GateTelemetry | None = None
+        self.metrics_port = 0
         self.auth = Authenticator(config.admin_tokens)
         self.lifecycle = Lifecycle()
         self.store: RedisStore | None = None
@@ -108,6 +119,8 @@ class RiskgateService:
         order_credentials = tls.server_credentials(server_config.tls_cert, server_config.tls_key,
                                                    server_config.client_ca)
         admin_credentials = tls.server_credentials(server_config.tls_cert, server_config.tls_key)
+        self.telemetry = telemetry = gate_telemetry(self, self.span_exporter)
+        telemetry.instrument(self.pretrade)
         # The order port: PreTradeRisk, health and reflection only; RiskAdmin never.
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=max_rpcs)
         handlers.add_servicer(server, handlers.PRE_TRADE_RISK, self.pretrade)
@@ -120,6 +133,10 @@ class RiskgateService:
                 admin_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
                 self._add_operator_services(admin_server)
                 self.admin_port = _listen(admin_server, server_config.admin_listen, admin_credentials)
+            try:
+                self.metrics_port = telemetry.telemetry.listen()
+            except MetricsListenError as exc:
+                raise ListenError(str(exc)) from None
         except ListenError:
             # Neither address stays taken by a start that failed.
             for bound in (server, admin_server):
@@ -127,6 +144,7 @@ class RiskgateService:
                     # gRPC releases a port only from a server that was started.
                     await bound.start()
                     await bound.stop(None)
+            await asyncio.to_thread(telemetry.telemetry.shutdown)
             raise
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -139,8 +157,9 @@ class RiskgateService:
 
     def _add_operator_services(self, server: grpc.aio.Server) -> None:
         assert self.admin is not None and self.health is not None
+        wrap = self.telemetry.telemetry.operator_calls(handlers.RISK_ADMIN.full_name) if self.telemetry else None
         handlers.add_servicer(server, handlers.RISK_ADMIN,
-                              logs.AdminCallLog(self.admin, logs.identify_with(self.auth), ADMIN_READS))
+                              logs.AdminCallLog(self.admin, logs.identify_with(self.auth), ADMIN_READS), wrap=wrap)
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAMES[1], health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
@@ -160,13 +179,13 @@ class RiskgateService:
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,
                                     server_config.write_behind_ms, server_config.account_events_maxlen,
                                     on_health=self._on_link_health, flow_maxlen=server_config.order_flow_maxlen,
-                                    decision_counts_retention_days=server_config.decision_counts_retention_days)
+                                    decision_counts_retention_days=server_config.decision_counts_retention_days,
+                                    lease_token=self.instance_id)
             assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
             self.pretrade.store = self.store
             await self._seed(self.store)
             await self.store.start()
-            setup_metrics(self.counters, book=self.book)
             # Start-up objects live for the whole process: keep them out of the collector's scans.
             gc.collect()
             gc.freeze()
@@ -249,6 +268,8 @@ class RiskgateService:
         pending = self.store.pending_writes() if self.store is not None else False
         if self.store is not None:
             report.unfinished += await self.store.close(drain_s)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.telemetry.shutdown)
         total_s = time.monotonic() - began
         for line in report.unfinished:
             log.error("stop: %s", line)

@@ -187,6 +187,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="HOST:PORT of the operators' own listener (RiskAdmin, health), outside the order "
                             "port's admission limit; '' = none (env RISKGATE_ADMIN_LISTEN; sample config: "
                             "127.0.0.1:50052)")
+    serve.add_argument("--metrics-listen",
+                       help="HOST:PORT serving Prometheus text at /metrics; '' = off (env RISKGATE_METRICS_LISTEN; "
+                            "default from config: 127.0.0.1:9464; the demo monitor's: RISKGATE_MONITOR_METRICS_LISTEN, "
+                            "127.0.0.1:9465)")
     serve.add_argument("--redis-url", help="production Redis, e.g. redis://host:6379/0 (env RISKGATE_REDIS_URL)")
     serve.add_argument("--data-dir", help="data folder of the embedded Redis, locked while serving "
                                           "(env RISKGATE_DATA_DIR)")
@@ -292,6 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--redis-url", help="the gate's Redis, e.g. redis://host:6379/0 (env RISKGATE_REDIS_URL)")
     monitor.add_argument("--listen", help="HOST:PORT of RiskMonitor and health (env RISKGATE_MONITOR_LISTEN; "
                                           "default from config: 127.0.0.1:50053)")
+    monitor.add_argument("--metrics-listen",
+                         help="HOST:PORT serving the monitor's Prometheus text at /metrics; '' = off "
+                              "(env RISKGATE_MONITOR_METRICS_LISTEN; default from config: 127.0.0.1:9465)")
     monitor.add_argument("--config", help="TOML configuration: admin tokens, key prefix and the [monitor] rules "
                                           "(default: the bundled sample configuration)")
     monitor.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
@@ -413,8 +420,9 @@ def _serve(args: argparse.Namespace) -> int:
     ops.configure_logging(args)
     try:
         config = ops.apply(apply_overrides(load_config(args.config), args.listen, args.redis_url, args.data_dir,
-                                           args.admin_listen), args)
+                                           args.admin_listen, args.metrics_listen), args)
         config = apply_shard_overrides(config, args.shard_index, args.shard_count)
+        _monitor_metrics_override(config, None)
     except ConfigError as exc:
         return _fail(exc, 2)
     # The one-command demo (embedded Redis) also runs the monitor, in this process; with a
@@ -665,6 +673,12 @@ class _Serving:
         return code
 
 
+def _monitor_metrics_override(config: Config, flag: str | None) -> None:
+    chosen = flag if flag is not None else os.environ.get("RISKGATE_MONITOR_METRICS_LISTEN")
+    if chosen is not None:
+        config.monitor.metrics_listen = chosen
+
+
 def _monitor(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError
 
@@ -674,6 +688,7 @@ def _monitor(args: argparse.Namespace) -> int:
     ops.configure_logging(args)
     try:
         config = ops.apply_monitor(load_config(args.config), args)
+        _monitor_metrics_override(config, args.metrics_listen)
         for rule in config.monitor.rules:
             validate_rule(rule)
     except (ConfigError, RuleError) as exc:

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import msgspec
@@ -35,9 +35,14 @@ from riskgate.monitor.history import MarkBars, MarkRecorder
 from riskgate.monitor.inputs import InputWatcher
 from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule, validate_rule
+from riskgate.monitor.telemetry import MonitorTelemetry
 from riskgate.monitor.watch import Watcher
 from riskgate.monitor.writes import MonitorWrites, now_ms
+from riskgate.observability import MetricsListenError
 from riskgate.v1 import monitor_pb2
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,8 @@ class MonitorService:
     """`bind()` takes the listen address (health NOT_SERVING), `start()` seeds the rules,
     loads what it follows and serves, `stop()` ends it within bounds (and hands the lease on)."""
 
-    def __init__(self, config: Config, redis_url: str = "", listen: str | None = None) -> None:
+    def __init__(self, config: Config, redis_url: str = "", listen: str | None = None,
+                 span_exporter: SpanExporter | None = None) -> None:
         self.config = config
         self.redis_url = redis_url or config.server.redis_url
         self.listen = listen or config.monitor.listen
@@ -87,6 +93,9 @@ class MonitorService:
         self.health: health.aio.HealthServicer | None = None
         self.port = 0
         self.lease_token = uuid.uuid4().hex
+        self.span_exporter = span_exporter
+        self.telemetry: MonitorTelemetry | None = None
+        self.metrics_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._health_updates: set[asyncio.Task[None]] = set()
         self._serving = False
@@ -114,8 +123,10 @@ class MonitorService:
         servicer = RiskMonitorServicer(self.auth, self.writes, self.view, self._status, lambda: self._serving,
                                        on_funding=self._on_funding, columns=self.columns, bars=self.bars,
                                        config=self.config)
+        self.telemetry = MonitorTelemetry(self, self.span_exporter)
         handlers.add_servicer(server, RISK_MONITOR,
-                              logs.AdminCallLog(servicer, logs.identify_with(self.auth), MONITOR_READS))
+                              logs.AdminCallLog(servicer, logs.identify_with(self.auth), MONITOR_READS),
+                              wrap=self.telemetry.telemetry.operator_calls(SERVICE_NAME))
         handlers.add_servicer(server, handlers.HEALTH, self.health)
         handlers.enable_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         # The monitor's own certificate, or the gate's (the demo runs both in one process).
@@ -128,10 +139,17 @@ class MonitorService:
             error = str(exc)
         else:
             error = ""
-        if not port:
+        problem = "" if port else f"cannot listen on {self.listen}" + (f": {error}" if error else "")
+        if port:
+            try:
+                self.metrics_port = self.telemetry.telemetry.listen()
+            except MetricsListenError as exc:
+                problem = str(exc)
+        if problem:
             await server.start()  # gRPC releases a port only from a server that was started
             await server.stop(None)
-            raise ListenError(f"cannot listen on {self.listen}" + (f": {error}" if error else ""))
+            await asyncio.to_thread(self.telemetry.telemetry.shutdown)
+            raise ListenError(problem)
         for name in ("", SERVICE_NAME, ACTOR_HEALTH_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
@@ -203,6 +221,12 @@ class MonitorService:
         log.info("seeded %d of %d rules from the configuration", written, len(self.config.monitor.rules))
 
     def _on_mark(self, symbol: str) -> None:
+        started = time.perf_counter()
+        self._evaluate_mark(symbol)
+        if self.telemetry is not None:
+            self.telemetry.evaluation["tick"].record(time.perf_counter() - started)
+
+    def _evaluate_mark(self, symbol: str) -> None:
         history = self.view.marks.get(symbol)
         latest = history.latest if history is not None else None
         if self.recorder is not None and latest is not None:
@@ -322,6 +346,7 @@ class MonitorService:
         assert self.watcher is not None
         while not self._stopping:
             await asyncio.sleep(self.config.monitor.evaluate_ms / 1000)
+            started = time.perf_counter()
             try:
                 self.watcher.on_timer()
                 if self.accounts is not None:
@@ -332,6 +357,8 @@ class MonitorService:
                     self.funding.on_timer()
             except Exception:  # one bad evaluation must not stop the clock
                 log.exception("monitor evaluation failed")
+            if self.telemetry is not None:
+                self.telemetry.evaluation["timer"].record(time.perf_counter() - started)
 
     async def _record_bars(self) -> None:
         """Writes the bars of the marks followed (every monitor: the writes merge, so a standby
@@ -414,6 +441,8 @@ class MonitorService:
             with contextlib.suppress(RedisError, OSError, TimeoutError):
                 async with asyncio.timeout(STOP_TIMEOUT_S):
                     await self.client.aclose()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.telemetry.shutdown)
         for line in report.unfinished:
             log.error("monitor stop: %s", line)
         if served:

@@ -75,6 +75,9 @@ class MonitorWrites:
         # The highest version seen on the feed: every write lifts the counter past it.
         self.floor = 0
         self.candidates_maxlen = 100_000
+        # For metrics: alerts this monitor raised, by rule id, and actions it took, by action.
+        self.raised: dict[str, int] = {}
+        self.actions: dict[str, int] = {}
         self._fire = client.register_script(scripts.FIRE)
         self._account_fire = client.register_script(scripts.ACCOUNT_FIRE)
         self._account_clear = client.register_script(scripts.ACCOUNT_CLEAR)
@@ -119,8 +122,14 @@ class MonitorWrites:
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "open":
             return Fired(alert_id=_text(result[1]), already_open=True)
-        return Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
-                     action=_text(result[4]))
+        return self._fired(rule, Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                                       action=_text(result[4])))
+
+    def _fired(self, rule: Rule, fired: Fired) -> Fired:
+        self.raised[rule.id] = self.raised.get(rule.id, 0) + 1
+        if rule.acts and fired.version:  # its action wrote a record (breaker, controls, candidate)
+            self.actions[rule.action] = self.actions.get(rule.action, 0) + 1
+        return fired
 
     async def clear(self, rule: Rule, symbol: str, note: str, evidence: dict[str, str], at_ms: int,
                     episodes: str = "") -> Cleared | None:
@@ -164,8 +173,8 @@ class MonitorWrites:
             raise LeaseLost("the monitor lease is held by another monitor")
         if code == "open":
             return Fired(alert_id=_text(result[1]), already_open=True)
-        return Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
-                     action=_text(result[4]))
+        return self._fired(rule, Fired(alert_id=_text(result[1]), version=int(result[2]), audit_id=_text(result[3]),
+                                       action=_text(result[4])))
 
     async def account_clear(self, rule: Rule, account_id: str, symbol: str, note: str, evidence: dict[str, str],
                             at_ms: int) -> Cleared | None:

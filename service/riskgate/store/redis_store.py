@@ -328,7 +328,7 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
                  audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
                  on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000,
-                 decision_counts_retention_days: int = 35) -> None:
+                 decision_counts_retention_days: int = 35, lease_token: str | None = None) -> None:
         self.client = client
         self.book = book
         self.keys = keys
@@ -347,7 +347,7 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE_SCRIPT)
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
         self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
-        self.lease_token = uuid.uuid4().hex
+        self.lease_token = lease_token or uuid.uuid4().hex
         self._flow_written_key = keys.order_flow_written(self.lease_token)
         # Order flow: the number of the last batch taken, and the flow of one not yet confirmed
         # by Redis (sent again as it is, under its number, until it is).
@@ -394,6 +394,13 @@ class RedisStore:
         self._loaded_once = asyncio.Event()
         self._closing = False
         self._serving_reported: bool | None = None
+        # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
+        # repairs, when Redis last answered a health round, and when the last batch Redis
+        # confirmed was taken (whatever waits now was queued after it).
+        self.flush_failures = 0
+        self.version_repairs = 0
+        self.last_proven_at = 0.0
+        self._confirmed_taken_at = time.monotonic()
         book.on_dirty = self._wake.set
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -643,7 +650,20 @@ class RedisStore:
                 # than going out at once in a batch of one or two.
                 self._wake.set()
 
+    def write_behind_depth(self) -> int:
+        """Changes waiting for a write-behind batch (read by the metrics thread)."""
+        book = self.book
+        return (len(book.dirty_accounts) + len(book.dirty_orders) + len(book.dirty_executions)
+                + len(book.expired_executions) + len(self._admin_queue) + len(self._audit_backlog)
+                + (self._flow_unsent is not None or book.flow.pending()) + (self._inflight_since is not None))
+
+    def write_behind_age_s(self) -> float:
+        """At least the age of the oldest change not yet in Redis: the time since the last
+        batch Redis confirmed was taken; 0 when nothing waits."""
+        return max(0.0, time.monotonic() - self._confirmed_taken_at) if self.pending_writes() else 0.0
+
     def _note_write_failure(self) -> None:
+        self.flush_failures += 1
         now = time.monotonic()
         if self._write_failing_since is None:
             self._write_failing_since = now
@@ -667,6 +687,7 @@ class RedisStore:
         return None
 
     async def _flush_once(self) -> bool:
+        batch_taken_at = time.monotonic()
         book = self.book
         expire_executions(book, time.time_ns() // 1_000_000)
         accounts, book.dirty_accounts = book.dirty_accounts, set()
@@ -851,6 +872,7 @@ class RedisStore:
                 _settle(barrier, True)
         if change is not None:
             self._finish_change(change, results[-1])
+        self._confirmed_taken_at = batch_taken_at
         return True
 
     def _today_key(self) -> str:
@@ -1082,6 +1104,7 @@ class RedisStore:
         """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out
         versions this process has already seen; every process would then ignore new changes."""
         if await self._raise_seq(keys=[self.keys.seq], args=[self._max_version]):
+            self.version_repairs += 1
             log.error("Redis version counter was behind version %d: raised it", self._max_version)
 
     def _apply(self, kind: str, record: Any) -> bool:
@@ -1209,6 +1232,8 @@ class RedisStore:
         while pubsub is not None and pubsub is self._pubsub and self._pubsub_proven < sent:
             self._pong.clear()
             await self._pong.wait()
+        if pubsub is not None and self._pubsub_proven >= sent:  # both connections answered
+            self.last_proven_at = time.monotonic()
         self._proven(sent)
 
     async def _health(self) -> None:
