@@ -3,7 +3,7 @@
 # With no arguments it runs the one-command demo: the bundled sample configuration and an
 # embedded Redis whose data lives in /var/lib/riskgate/data (writable by the non-root user).
 # Production: `serve --config /etc/riskgate/riskgate.toml` with RISKGATE_REDIS_URL set; see
-# docs/operate/deploy.md, deploy/compose/ and deploy/k8s/. Versions: constraints.txt.
+# the README (Operate, Deploy), deploy/compose/ and deploy/k8s/. Versions: constraints.txt.
 
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -1,4 +1,4 @@
-"""The gate's metrics and traces (names `riskgate_*`; docs/operate/metrics.md lists them).
+"""The gate's metrics and traces (names `riskgate_*`; the README (Operate, Metrics) lists them).
 
 The hot path only bumps a dict entry (decisions by symbol, decision and reason) and records
 its latency in a `LatencyHistogram` (a bisect); OpenTelemetry reads both when it collects

@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-# Exit statuses of every command (documented in docs/operate/cli.md).
+# Exit statuses of every command (documented in the README (Operator CLI)).
 EXIT_OK = 0
 EXIT_ERROR = 1  # the service refused, is unreachable, or failed; a file could not be read
 EXIT_USAGE = 2  # a mistake in the command: a flag, a value, a file's content
