@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-DOC = ROOT / "docs" / "operate" / "metrics.md"
+DOC = ROOT / "README.md"  # its Operate section lists the metrics
 # Every name riskgate exports (as Prometheus shows it; histograms add _bucket/_sum/_count).
 EXPORTED = {
     "riskgate_decisions_total", "riskgate_check_duration_seconds", "riskgate_admin_calls_total",
