@@ -29,7 +29,8 @@ REDACTED: Final = "<redacted>"
 
 def redact(text: str) -> str:
     """text with any bearer credential replaced by <redacted>."""
-    if "earer" not in text and "uthorization" not in text and "EARER" not in text:
+    lowered = text.lower()
+    if "bearer" not in lowered and "authorization" not in lowered:
         return text
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
 

@@ -18,7 +18,7 @@ import grpc
 import msgspec
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
@@ -83,6 +83,12 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         self.auth = auth
         self.lifecycle = lifecycle
         self._denied_bucket = TokenBucket(DENIED_AUDITS_PER_S, time.monotonic())
+        # One balance adjustment of an account at a time, from its read to its commit: two
+        # built from the same balance would each overwrite the other's (a lost credit, or a
+        # debit checked against a balance another debit has already spent).
+        self._adjusting: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        # Audit reads one at a time: each may scan many entries.
+        self._audit_reads = asyncio.Semaphore(1)
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -305,8 +311,17 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             if account is None:
                 raise _Refused(grpc.StatusCode.NOT_FOUND, self._unknown_account(request.account_id))
             self._check_account_version(request.account_id, _expected(request))
+            if self.store is not None and self.store.unresolved("account", request.account_id):
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"an earlier change of account {echo(request.account_id)} is not confirmed yet (its "
+                               "answer was lost; the audit will say what became of it): read the account back "
+                               "once it is resolved, then send this again")
             if amount < 0:
                 available = account_risk(self.book, account).available_margin
+                if available is None:
+                    raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"account {echo(request.account_id)} cannot be valued (a position without a "
+                                   "mark): no debit until it can")
                 if -amount > available:
                     raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
                                    f"debit {fmt(-amount)} exceeds the available margin {fmt(available)}: not applied")
@@ -315,8 +330,16 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             validate_account(snapshot, set(self.book.symbols))
             return "account", snapshot.account_id, snapshot, lambda s: apply_account_record(self.book, s)
 
-        return await self._change("AdjustBalance", request, context, build, convert.account_message,
-                                  expected_version=_expected(request))
+        lock, users = self._adjusting.setdefault(request.account_id, (asyncio.Lock(), [0]))
+        users[0] += 1  # the entry goes once nobody holds or waits for it
+        try:
+            async with lock:
+                return await self._change("AdjustBalance", request, context, build, convert.account_message,
+                                          expected_version=_expected(request))
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._adjusting[request.account_id]
 
     async def GetSymbol(self, request: admin.GetSymbolRequest, context: grpc.aio.ServicerContext
                         ) -> admin.SymbolDetail:
@@ -336,7 +359,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
     async def ListAuditEvents(self, request: admin.ListAuditEventsRequest, context: grpc.aio.ServicerContext
                               ) -> admin.AuditEventList:
         principal = await self._guard("ListAuditEvents", request, context)
-        if request.before_id and not _STREAM_ID.fullmatch(request.before_id):
+        if request.before_id and not _stream_id(request.before_id):
             self._audit(principal.name, "ListAuditEvents", request, "invalid: before_id")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"before_id must be an audit entry id (MS-SEQ), not {echo(request.before_id)}")
@@ -350,15 +373,28 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
         assert self.store is not None
         try:
-            async with asyncio.timeout(max(self._budget(context), 0.1)):
+            async with asyncio.timeout(max(self._budget(context), 0.1)), self._audit_reads:
                 found, scanned, next_id = await self.store.read_audit(match, limit, request.since_ms,
                                                                       request.before_id)
+        except ResponseError as exc:  # Redis refused the range: an id it cannot take
+            self._audit(principal.name, "ListAuditEvents", request, "invalid: before_id")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(f"before_id not usable: {exc}"))
         except (RedisError, OSError, TimeoutError) as exc:
             self._audit(principal.name, "ListAuditEvents", request, f"unavailable: {exc!r}")
             await context.abort(grpc.StatusCode.UNAVAILABLE, details(f"audit stream not read: {exc!r}"))
-        self._audit(principal.name, "ListAuditEvents", request, f"ok: {len(found)} listed of {scanned} read")
-        return admin.AuditEventList(events=[_audit_event(entry_id, fields) for entry_id, fields in found],
-                                    scanned=scanned, next_before_id=next_id)
+        # A page stays well inside a client's default 4 MiB message: past AUDIT_PAGE_BYTES it
+        # ends early and says where to page on from.
+        events = []
+        size = 0
+        for entry_id, fields in found:
+            event = _audit_event(entry_id, fields)
+            size += event.ByteSize()
+            if events and size > AUDIT_PAGE_BYTES:
+                next_id = events[-1].id
+                break
+            events.append(event)
+        self._audit(principal.name, "ListAuditEvents", request, f"ok: {len(events)} listed of {scanned} read")
+        return admin.AuditEventList(events=events, scanned=scanned, next_before_id=next_id)
 
 
     async def ListReservations(self, request: admin.ListReservationsRequest, context: grpc.aio.ServicerContext
@@ -446,6 +482,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 1000
+AUDIT_PAGE_BYTES = 3 * 1024 * 1024
 LIST_SCAN_CHUNK = 2000
 
 
@@ -463,6 +500,15 @@ def _reservation_message(account_id: str, reservation: Reservation, now_ms: int)
 
 
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_U64 = 2 ** 64
+
+
+def _stream_id(text: str) -> bool:
+    """A stream id Redis takes as an exclusive upper bound: MS-SEQ, both 64-bit, above 0-0."""
+    if not _STREAM_ID.fullmatch(text):
+        return False
+    ms, seq = (int(part) for part in text.split("-"))
+    return ms < _U64 and seq < _U64 and (ms, seq) > (0, 0)
 # Audit fields AuditEvent carries by name; the rest go to `extra`.
 _AUDIT_FIELDS = frozenset({"ts_ms", "actor", "action", "target", "outcome", "version", "request"})
 

@@ -42,7 +42,8 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
 )
 # RiskAdmin's reads: answered ones are logged at DEBUG (changes and refusals at INFO).
-ADMIN_READS = ("ListCircuitBreakers", "GetAccountRisk", "ListReservations")
+ADMIN_READS = ("ListCircuitBreakers", "GetAccountRisk", "ListReservations", "GetSymbol", "ListSymbols",
+               "ListAuditEvents")
 
 log = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT_S = 2.0
@@ -266,8 +267,10 @@ class RiskgateService:
                 report.unfinished.append(f"{len(late)} gRPC server(s) did not stop")
         listeners_s = time.monotonic() - began
         pending = self.store.pending_writes() if self.store is not None else False
+        store_unfinished: list[str] = []
         if self.store is not None:
-            report.unfinished += await self.store.close(drain_s)
+            store_unfinished = await self.store.close(drain_s)
+            report.unfinished += store_unfinished
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.telemetry.shutdown)
         total_s = time.monotonic() - began
@@ -277,7 +280,7 @@ class RiskgateService:
             logs.event(log, logging.INFO if report.clean else logging.ERROR,
                        "stopped in %.3f s: listeners closed (calls in flight given %.1f s) in %.3f s, write-behind "
                        "%s, %s", total_s, grace_s, listeners_s,
-                       ("had nothing pending" if not pending else "flushed" if report.clean else "NOT flushed"),
+                       ("had nothing pending" if not pending else "NOT flushed" if store_unfinished else "flushed"),
                        "everything ended" if report.clean else f"unfinished: {'; '.join(report.unfinished)}",
                        event="stopped", stop_s=round(total_s, 3), grace_s=grace_s,
                        listeners_s=round(listeners_s, 3), write_behind_pending=pending,

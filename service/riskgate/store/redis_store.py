@@ -279,7 +279,7 @@ CANCEL_TIMEOUT_S = 1.0
 # Reads of the audit stream (ListAuditEvents): chunks of this many entries, at most this many
 # entries per call, and how far before `since` the stream is read (write-behind lag).
 AUDIT_SCAN_CHUNK = 500
-AUDIT_SCAN_MAX = 50_000
+AUDIT_SCAN_MAX = 10_000
 AUDIT_SINCE_SLACK_MS = 300_000
 
 
@@ -915,6 +915,10 @@ class RedisStore:
         # False is fine for a live answer: the subscriber may have applied the published copy
         # first, or the record concerns accounts another shard owns.
         return stored, bool(change.apply(stored))
+
+    def unresolved(self, kind: str, field: str) -> bool:
+        """A change of this record whose answer was lost is still to be resolved."""
+        return any(c.kind == kind and c.field == field for c in self._unresolved)
 
     async def _resolve_unconfirmed(self) -> None:
         """Finds out what became of changes whose answer was lost, once Redis can no longer
