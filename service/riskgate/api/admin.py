@@ -24,8 +24,9 @@ from riskgate.api import convert
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
+from riskgate.api.marks import MarkMoveRefused, check_mark
 from riskgate.book.ratelimit import TokenBucket
-from riskgate.book.specs import BreakerSpec, MarkSpec
+from riskgate.book.specs import BreakerSpec
 from riskgate.book.state import Account, Book, Reservation
 from riskgate.engine.ledger import (
     ExecutionError,
@@ -39,7 +40,6 @@ from riskgate.engine.records import apply_breaker, apply_controls, apply_mark, a
 from riskgate.engine.risk_report import account_risk
 from riskgate.engine.spec_rules import (
     SpecError,
-    mark_move_beyond_bound,
     validate_account,
     validate_controls,
     validate_symbol,
@@ -215,20 +215,10 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
 
     async def SetMarkPrice(self, request: admin.MarkPrice, context: grpc.aio.ServicerContext) -> admin.MarkPrice:
         def build(_: Principal) -> tuple[str, str, msgspec.Struct, Callable[[Any], bool]]:
-            price = convert.decimal_field("price", request.price)
-            if not price:
-                raise SpecError("price", "must be positive")
-            symbol = self.book.symbols.get(request.symbol)
-            if symbol is None:
-                raise SpecError("symbol", f"unknown symbol {echo(request.symbol)}")
-            if not request.confirmed_move and symbol.mark is not None:
-                move = mark_move_beyond_bound(symbol.mark.price, price, symbol.spec.max_mark_move)
-                if move is not None:
-                    raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                                   f"mark {fmt(price)} moves {move:.2%} from {fmt(symbol.mark.price)}, more than "
-                                   f"the symbol's max_mark_move {symbol.spec.max_mark_move:%}: not applied; send it "
-                                   "again with confirmed_move if the move is real")
-            mark = MarkSpec(symbol=request.symbol, price=price, timestamp_ms=time.time_ns() // 1_000_000)
+            try:
+                mark = check_mark(self.book, request.symbol, request.price, request.confirmed_move)
+            except MarkMoveRefused as exc:
+                raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
             return "mark", mark.symbol, mark, lambda stored: apply_mark(self.book, stored)
 
         return await self._change("SetMarkPrice", request, context, build, convert.mark_message)

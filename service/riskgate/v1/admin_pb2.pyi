@@ -20,6 +20,16 @@ class Restriction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESTRICTION_NONE: _ClassVar[Restriction]
     RESTRICTION_REDUCE_ONLY: _ClassVar[Restriction]
     RESTRICTION_FROZEN: _ClassVar[Restriction]
+
+class MarkRejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MARK_REJECT_UNSPECIFIED: _ClassVar[MarkRejectReason]
+    MARK_REJECT_INVALID: _ClassVar[MarkRejectReason]
+    MARK_REJECT_UNKNOWN_SYMBOL: _ClassVar[MarkRejectReason]
+    MARK_REJECT_BEYOND_BOUND: _ClassVar[MarkRejectReason]
+    MARK_REJECT_OUT_OF_ORDER: _ClassVar[MarkRejectReason]
+    MARK_REJECT_UNAVAILABLE: _ClassVar[MarkRejectReason]
+    MARK_REJECT_NOT_CONFIRMED: _ClassVar[MarkRejectReason]
 BREAKER_UNSPECIFIED: BreakerState
 BREAKER_NORMAL: BreakerState
 BREAKER_REDUCE_ONLY: BreakerState
@@ -28,6 +38,13 @@ RESTRICTION_UNSPECIFIED: Restriction
 RESTRICTION_NONE: Restriction
 RESTRICTION_REDUCE_ONLY: Restriction
 RESTRICTION_FROZEN: Restriction
+MARK_REJECT_UNSPECIFIED: MarkRejectReason
+MARK_REJECT_INVALID: MarkRejectReason
+MARK_REJECT_UNKNOWN_SYMBOL: MarkRejectReason
+MARK_REJECT_BEYOND_BOUND: MarkRejectReason
+MARK_REJECT_OUT_OF_ORDER: MarkRejectReason
+MARK_REJECT_UNAVAILABLE: MarkRejectReason
+MARK_REJECT_NOT_CONFIRMED: MarkRejectReason
 
 class Tier(_message.Message):
     __slots__ = ("notional_cap", "max_leverage", "maintenance_margin_rate", "notional_floor", "maintenance_amount")
@@ -385,3 +402,51 @@ class AuditEventList(_message.Message):
     scanned: int
     next_before_id: str
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., scanned: _Optional[int] = ..., next_before_id: _Optional[str] = ...) -> None: ...
+
+class MarkTick(_message.Message):
+    __slots__ = ("symbol", "price", "confirmed_move", "sequence")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_MOVE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    price: str
+    confirmed_move: bool
+    sequence: int
+    def __init__(self, symbol: _Optional[str] = ..., price: _Optional[str] = ..., confirmed_move: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class MarkTicks(_message.Message):
+    __slots__ = ("ticks",)
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    ticks: _containers.RepeatedCompositeFieldContainer[MarkTick]
+    def __init__(self, ticks: _Optional[_Iterable[_Union[MarkTick, _Mapping]]] = ...) -> None: ...
+
+class MarkRejection(_message.Message):
+    __slots__ = ("sequence", "symbol", "reason", "message")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    symbol: str
+    reason: MarkRejectReason
+    message: str
+    def __init__(self, sequence: _Optional[int] = ..., symbol: _Optional[str] = ..., reason: _Optional[_Union[MarkRejectReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MarkFeedAck(_message.Message):
+    __slots__ = ("rejections", "received", "written", "conflated", "rejected", "written_through", "final")
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    CONFLATED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    rejections: _containers.RepeatedCompositeFieldContainer[MarkRejection]
+    received: int
+    written: int
+    conflated: int
+    rejected: int
+    written_through: int
+    final: bool
+    def __init__(self, rejections: _Optional[_Iterable[_Union[MarkRejection, _Mapping]]] = ..., received: _Optional[int] = ..., written: _Optional[int] = ..., conflated: _Optional[int] = ..., rejected: _Optional[int] = ..., written_through: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...

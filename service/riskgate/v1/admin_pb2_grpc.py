@@ -49,6 +49,11 @@ class RiskAdminStub:
                 request_serializer=riskgate_dot_v1_dot_admin__pb2.MarkPrice.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_admin__pb2.MarkPrice.FromString,
                 _registered_method=True)
+        self.PublishMarks = channel.stream_stream(
+                '/riskgate.v1.RiskAdmin/PublishMarks',
+                request_serializer=riskgate_dot_v1_dot_admin__pb2.MarkTicks.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_admin__pb2.MarkFeedAck.FromString,
+                _registered_method=True)
         self.SetCircuitBreaker = channel.unary_unary(
                 '/riskgate.v1.RiskAdmin/SetCircuitBreaker',
                 request_serializer=riskgate_dot_v1_dot_admin__pb2.CircuitBreaker.SerializeToString,
@@ -118,6 +123,18 @@ class RiskAdminServicer:
 
     def SetMarkPrice(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishMarks(self, request_iterator, context):
+        """The market-data path for marks: a stream of ticks, authenticated once (market_data or admin
+        role; the first message is read before the credentials are checked, and used only after),
+        validated as SetMarkPrice, written to Redis in batches (ticks of a few milliseconds, the
+        last per symbol wins) and audited as a feed: one entry when the stream opens, one when it
+        closes (first and last tick, counts, rejections by reason, gaps), and rejections at most
+        once per reason per interval, never one entry per tick.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -204,6 +221,11 @@ def add_RiskAdminServicer_to_server(servicer, server):
                     servicer.SetMarkPrice,
                     request_deserializer=riskgate_dot_v1_dot_admin__pb2.MarkPrice.FromString,
                     response_serializer=riskgate_dot_v1_dot_admin__pb2.MarkPrice.SerializeToString,
+            ),
+            'PublishMarks': grpc.stream_stream_rpc_method_handler(
+                    servicer.PublishMarks,
+                    request_deserializer=riskgate_dot_v1_dot_admin__pb2.MarkTicks.FromString,
+                    response_serializer=riskgate_dot_v1_dot_admin__pb2.MarkFeedAck.SerializeToString,
             ),
             'SetCircuitBreaker': grpc.unary_unary_rpc_method_handler(
                     servicer.SetCircuitBreaker,
@@ -337,6 +359,33 @@ class RiskAdmin:
             '/riskgate.v1.RiskAdmin/SetMarkPrice',
             riskgate_dot_v1_dot_admin__pb2.MarkPrice.SerializeToString,
             riskgate_dot_v1_dot_admin__pb2.MarkPrice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishMarks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/riskgate.v1.RiskAdmin/PublishMarks',
+            riskgate_dot_v1_dot_admin__pb2.MarkTicks.SerializeToString,
+            riskgate_dot_v1_dot_admin__pb2.MarkFeedAck.FromString,
             options,
             channel_credentials,
             insecure,
