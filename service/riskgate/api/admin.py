@@ -11,7 +11,7 @@ import heapq
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from redis.exceptions import RedisError, ResponseError
 
-from riskgate.api import convert
+from riskgate.api import convert, markfeed
 from riskgate.api.auth import Authenticator, AuthError, Principal
 from riskgate.api.echo import clip, details, echo
 from riskgate.api.lifecycle import Lifecycle
@@ -45,6 +45,7 @@ from riskgate.engine.spec_rules import (
     validate_symbol,
 )
 from riskgate.store.keys import order_field
+from riskgate.store.mark_batch import MarkBatcher
 from riskgate.store.redis_store import (
     RELEASE,
     RedisStore,
@@ -89,6 +90,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
         self._adjusting: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         # Audit reads one at a time: each may scan many entries.
         self._audit_reads = asyncio.Semaphore(1)
+        self._marks: MarkBatcher | None = None
 
     async def _guard(self, method: str, request: Message, context: grpc.aio.ServicerContext) -> Principal:
         try:
@@ -222,6 +224,22 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             return "mark", mark.symbol, mark, lambda stored: apply_mark(self.book, stored)
 
         return await self._change("SetMarkPrice", request, context, build, convert.mark_message)
+
+    async def PublishMarks(self, requests: AsyncIterator[admin.MarkTicks], context: grpc.aio.ServicerContext
+                           ) -> None:
+        await markfeed.serve(self, requests, context)
+
+    def mark_batcher(self) -> MarkBatcher:
+        """The mark feed's batches, shared by every feed stream of this process."""
+        assert self.store is not None
+        if self._marks is None or self._marks.store is not self.store:
+            self._marks = MarkBatcher(self.store)
+        return self._marks
+
+    async def close_feeds(self) -> None:
+        """Writes the feed's pending marks (bounded); a stop calls it before the store closes."""
+        if self._marks is not None:
+            await self._marks.close()
 
     async def SetCircuitBreaker(self, request: admin.CircuitBreaker, context: grpc.aio.ServicerContext
                                 ) -> admin.CircuitBreaker:

@@ -14,6 +14,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "UpsertSymbol": frozenset({"admin"}),
     "UpsertAccount": frozenset({"admin", "clearing"}),
     "SetMarkPrice": frozenset({"admin", "operator", "market_data"}),
+    # The mark feed (a stream of ticks): the market-data service, or an admin.
+    "PublishMarks": frozenset({"admin", "market_data"}),
     "SetCircuitBreaker": frozenset({"admin", "operator"}),
     "SetAccountControls": frozenset({"admin", "operator"}),
     "ListCircuitBreakers": frozenset({"admin", "operator", "viewer"}),

@@ -268,6 +268,8 @@ class RiskgateService:
         listeners_s = time.monotonic() - began
         pending = self.store.pending_writes() if self.store is not None else False
         store_unfinished: list[str] = []
+        if self.admin is not None:
+            await self.admin.close_feeds()  # the mark feed's last batch, before the store closes
         if self.store is not None:
             store_unfinished = await self.store.close(drain_s)
             report.unfinished += store_unfinished

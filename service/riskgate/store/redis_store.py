@@ -951,6 +951,27 @@ class RedisStore:
             log.warning("admin change %s %r whose answer was lost was applied by Redis (version %d): "
                         "applied here too", change.kind, change.field[:100], version)
 
+    # ---- the mark feed's batches (riskgate.store.mark_batch) ------------------------------
+
+    def not_writable(self) -> str | None:
+        """Why this process may not write now (stopping, state unproven, lease lost), or None."""
+        if self._closing:
+            return "riskgate is stopping"
+        now = time.monotonic()
+        return self.book.unavailable_message(now) if now > self.book.fresh_until else None
+
+    @property
+    def version_floor(self) -> int:
+        """The highest version this process has seen: every versioned write lifts the counter to it."""
+        return self._max_version
+
+    def redis_deadline(self, local_deadline_ms: int) -> int:
+        return self._redis_deadline(local_deadline_ms)
+
+    def apply_written(self, kind: str, record: Any) -> bool:
+        """A record this process wrote (under the version Redis gave it), applied to the book."""
+        return self._apply(kind, record)
+
     # ---- reads -----------------------------------------------------------------------
 
     async def read_audit(self, match: Callable[[dict[str, str]], bool], limit: int, since_ms: int = 0,
