@@ -1,14 +1,17 @@
 """Feeds riskgate mark prices while a run lasts, as a market-data service would.
 
-A few SetMarkPrice calls a second, each symbol in turn, random-walking within half a percent of
-its starting mark: the marks stay fresh (riskgate fails closed on a stale one) and the planned
-price-band rejects stay outside the band.
+A few ticks a second, each symbol in turn, random-walking within half a percent of its starting
+mark: the marks stay fresh (riskgate fails closed on a stale one) and the planned price-band
+rejects stay outside the band. Sent on the market-data path (one PublishMarks stream, as a feed
+does); a server without it (UNIMPLEMENTED) gets SetMarkPrice calls instead.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 
 import grpc
@@ -54,6 +57,8 @@ class MarkFeeder:
         metadata = [("authorization", f"Bearer {ADMIN_TOKEN}")]
         with grpc.insecure_channel(self.target) as channel:
             stub = admin_grpc.RiskAdminStub(channel)
+            if self._stream(stub, metadata):
+                return
             turn = 0
             while not self._stop.wait(1 / self.updates_per_second):
                 market = self.markets[turn % len(self.markets)]
@@ -64,3 +69,39 @@ class MarkFeeder:
                     self.sent += 1
                 except grpc.RpcError:
                     self.failed += 1
+
+    def _stream(self, stub: admin_grpc.RiskAdminStub, metadata: list[tuple[str, str]]) -> bool:
+        """Feeds on PublishMarks until stopped (opening a stream again if one ends); False when
+        the server does not serve it."""
+        while not self._stop.is_set():
+            ticks: queue.SimpleQueue[admin.MarkTicks | None] = queue.SimpleQueue()
+            ended = threading.Event()
+
+            def requests(source: queue.SimpleQueue[admin.MarkTicks | None] = ticks) -> Iterator[admin.MarkTicks]:
+                while (message := source.get()) is not None:
+                    yield message
+
+            def pace(sink: queue.SimpleQueue[admin.MarkTicks | None] = ticks, ended: threading.Event = ended) -> None:
+                turn = 0
+                while not self._stop.wait(1 / self.updates_per_second) and not ended.is_set():
+                    market = self.markets[turn % len(self.markets)]
+                    turn += 1
+                    sink.put(admin.MarkTicks(ticks=[admin.MarkTick(symbol=market.symbol,
+                                                                   price=text(self.next_price(market)))]))
+                    self.sent += 1
+                sink.put(None)
+
+            pacer = threading.Thread(target=pace, name="mark-feeder-pace", daemon=True)
+            pacer.start()
+            try:
+                for ack in stub.PublishMarks(requests(), metadata=metadata):
+                    self.failed += len(ack.rejections)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                    return False
+                self.failed += 1
+                self._stop.wait(0.5)
+            finally:
+                ended.set()
+                pacer.join(5)
+        return True
