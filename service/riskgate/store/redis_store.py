@@ -408,6 +408,7 @@ class RedisStore:
         self._load_began = 0.0
         self._slice_began = 0.0
         self.load_failures = 0
+        self.loads_done = 0
         self._closing = False
         self._serving_reported: bool | None = None
         # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
@@ -1210,6 +1211,7 @@ class RedisStore:
                 self._loading = True
                 await self._load_snapshot(first)
                 self._loading = False
+                self.loads_done += 1
                 first = False
                 self._pubsub_pings.clear()
                 # The feed is proven from the moment Redis confirmed it, not from before.
