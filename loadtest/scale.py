@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -47,7 +48,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loadtest.monitor_accounts import LEVERAGE, PRIMARY, generate
 from loadtest.monitor_bench import seed_markets, stored, write_accounts
 from loadtest.servers import HOST, ROOT, free_port
-from loadtest.workload import load_markets
+from loadtest.workload import Market, load_markets
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, ReservationSpec
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys, order_field
@@ -63,6 +64,9 @@ PROBE_INTERVAL_S = 0.005
 HEALTH_INTERVAL_S = 0.02
 ANSWER_TIMEOUT_S = 5.0
 SETTLE_S = 1.0
+MARK_MAX_AGE_MS = 86_400_000
+# The longest wait for orders to be accepted again after a Redis pause or link loss.
+PHASE_WAIT_S = 20.0
 _reservation = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -97,7 +101,9 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
     """N accounts, their open orders, the probe accounts, symbols and marks; (orders, seconds)."""
     began = time.perf_counter()
     keys = Keys(PREFIX)
-    markets = {m.symbol: m for m in load_markets()}
+    # Marks written once must stay fresh for the whole run (the workload's markets expect a feed).
+    markets = {m.symbol: Market(msgspec.structs.replace(m.spec, mark_price_max_age_ms=MARK_MAX_AGE_MS), m.mark)
+               for m in load_markets()}
     seed_markets(client, keys, markets)
     book = generate(size, prefix=ACCOUNT_PREFIX, markets=markets)
     write_accounts(client, keys, book, 0, size)
@@ -180,9 +186,16 @@ class Probe:
             return
         done = time.monotonic()
         unavailable = any(r.code == pb.REASON_STATE_UNAVAILABLE for r in response.reasons)
-        self.answers.append(Answer(sent, done, response.decision == pb.DECISION_ACCEPT, unavailable))
-        if response.decision != pb.DECISION_ACCEPT:
+        accepted = response.decision == pb.DECISION_ACCEPT
+        self.answers.append(Answer(sent, done, accepted, unavailable))
+        if not accepted:
             self.last_refusal = [pb.ReasonCode.Name(r.code) for r in response.reasons]
+            return
+        # Canceled at once: the probe accounts never accumulate reservations.
+        with contextlib.suppress(grpc.RpcError):
+            await stub.ReportExecution(pb.ExecutionReport(
+                order_id=request.order_id, account_id=request.account_id, kind=pb.EXECUTION_KIND_CANCELED,
+                execution_id=f"c-{request.order_id}"), timeout=ANSWER_TIMEOUT_S)
 
     async def _health(self, health: health_pb2_grpc.HealthStub) -> None:
         while not self.stopped and self.serving_at is None:
@@ -314,12 +327,15 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
 
 
 async def _until_accepting(probe: Probe, after: float, deadline: float) -> float | None:
-    """Waits until an order sent after `after` is accepted; returns when it was answered."""
+    """Waits (at most PHASE_WAIT_S) until an order sent after `after` is accepted; returns when it
+    was answered."""
+    deadline = min(deadline, time.monotonic() + PHASE_WAIT_S)
     while time.monotonic() < deadline:
         accepted = [a.done for a in probe.answers if a.sent > after and a.accepted]
         if accepted:
             return accepted[0]
         await asyncio.sleep(0.02)
+    print(f"  no order accepted within {PHASE_WAIT_S:.0f} s; last refusal: {probe.last_refusal}", flush=True)
     return None
 
 
