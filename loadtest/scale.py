@@ -101,8 +101,10 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
     """N accounts, their open orders, the probe accounts, symbols and marks; (orders, seconds)."""
     began = time.perf_counter()
     keys = Keys(PREFIX)
-    # Marks written once must stay fresh for the whole run (the workload's markets expect a feed).
-    markets = {m.symbol: Market(msgspec.structs.replace(m.spec, mark_price_max_age_ms=MARK_MAX_AGE_MS), m.mark)
+    # Marks written once must stay fresh for the whole run (the workload's markets expect a feed); no
+    # open-interest cap, which a million synthetic accounts would fill.
+    markets = {m.symbol: Market(msgspec.structs.replace(m.spec, mark_price_max_age_ms=MARK_MAX_AGE_MS,
+                                                  open_interest_cap=None), m.mark)
                for m in load_markets()}
     seed_markets(client, keys, markets)
     book = generate(size, prefix=ACCOUNT_PREFIX, markets=markets)
@@ -286,7 +288,7 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
         if gate.poll() is not None:
             result.notes.append(f"gate exited with {gate.returncode} before it was ready")
             return
-        if time.monotonic() > deadline:
+        if time.monotonic() > min(deadline, launched + args.ready_s):
             result.notes.append(f"not ready within the time budget (SERVING: {probe.serving_at is not None}, "
                                 f"last refusal: {probe.last_refusal})")
             result.first_answer_s = since(min((a.done for a in probe.answers), default=None))
@@ -407,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for results.json")
     parser.add_argument("--label", default="", help="a name for this run in the JSON (e.g. before/after)")
     parser.add_argument("--pythonpath", default=None, help="run the gate from this source tree instead")
+    parser.add_argument("--ready-s", type=float, default=240.0, help="the longest wait for a gate to be ready")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and data here (default: a temp dir)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
