@@ -122,7 +122,8 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
         mapping[order_field(account_id, order_id)] = _reservation.encode(ReservationSpec(
             order_id=order_id, account_id=account_id, symbol=PRIMARY, side=1, price=price, leverage=LEVERAGE,
             remaining=quantity, reducing_left=Decimal(0), increasing_left=quantity,
-            cost_left=price * quantity / LEVERAGE, created_ms=time.time_ns() // 1_000_000))
+            cost_left=price * quantity / LEVERAGE, margin_left=price * quantity / LEVERAGE,
+            created_ms=time.time_ns() // 1_000_000))
         orders += 1
         if len(mapping) == 1000:
             pipe.hset(keys.orders, mapping=mapping)  # type: ignore[arg-type]
