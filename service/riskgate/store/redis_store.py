@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -261,6 +261,13 @@ FLOW_NUMBER_EXPIRY_MS = 24 * 3_600_000
 RETRY_BACKOFF_S = 0.05
 MAX_RETRY_BACKOFF_S = 1.0
 SEED_BATCH = 500
+# Loading the state: HSCAN pages of about this many fields (no reply proportional to the book),
+# decoding at most this long (s) before the event loop answers calls again, a progress line
+# every this many records, and the longest wait between two attempts after a failed load.
+LOAD_SCAN_COUNT = 2000
+LOAD_SLICE_S = 0.004
+LOAD_PROGRESS_EVERY = 200_000
+MAX_LOAD_BACKOFF_S = 2.0
 # How long start() waits for the first snapshot before giving up.
 LOAD_TIMEOUT_S = 120.0
 PROBE_EXPIRY_MS = 60_000
@@ -392,6 +399,16 @@ class RedisStore:
         self._max_version = 0
         self._repairs: set[asyncio.Task[None]] = set()
         self._loaded_once = asyncio.Event()
+        # The snapshot load in progress: what it reads now, records read, when it began, when
+        # the last progress line was written, when it last let the event loop run.
+        self._loading = False
+        self._load_where = ""
+        self._load_read = 0
+        self._load_logged = 0
+        self._load_began = 0.0
+        self._slice_began = 0.0
+        self.load_failures = 0
+        self.loads_done = 0
         self._closing = False
         self._serving_reported: bool | None = None
         # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
@@ -1006,61 +1023,108 @@ class RedisStore:
             high = f"({_text(rows[-1][0])}"
 
 
+    async def _scan(self, key: str, owned_only: bool) -> AsyncIterator[list[tuple[str, bytes]]]:
+        """Every field of one hash (with its value), LOAD_SCAN_COUNT at a time by HSCAN: no reply
+        is proportional to the book, and the event loop serves calls between pages. owned_only:
+        fields named after an account (accounts, `account\\x1f...` for orders and executions)
+        of another shard are dropped here, by name, before anything decodes them. HSCAN may
+        return a field twice (a rehash between calls): callers are idempotent per field."""
+        book = self.book
+        check = owned_only and book.shard_count > 1
+        cursor: int = 0
+        while True:
+            self._load_where = key
+            # Values too (HSCAN NOVALUES needs Redis 7.4): a page is bounded either way.
+            cursor, page = await self.client.hscan(key, cursor=cursor, count=LOAD_SCAN_COUNT)
+            rows: list[tuple[str, bytes]] = []
+            for field, data in page.items():
+                name = field.decode(errors="replace") if isinstance(field, bytes) else field
+                if check and not book.owns(name.partition("\x1f")[0]):
+                    continue
+                rows.append((name, data))
+            self._load_read += len(rows)
+            if self._load_read >= self._load_logged + LOAD_PROGRESS_EVERY:
+                self._load_logged = self._load_read
+                log.info("%s: loading state from Redis: %d records read so far (%s), %.1f s", book.shard_label,
+                         self._load_read, key, time.monotonic() - self._load_began)
+            yield rows
+            if not int(cursor):
+                return
+
+    async def _yield_now(self) -> None:
+        """Lets the event loop answer calls when this load has held it for LOAD_SLICE_S."""
+        if time.perf_counter() - self._slice_began >= LOAD_SLICE_S:
+            await asyncio.sleep(0)
+            self._slice_began = time.perf_counter()
+
     async def _load_snapshot(self, first: bool) -> None:
         """Loads every record. The first load also restores this process's reservations; a
         reload after a lost link keeps memory for the accounts this process owns (it is their
         only writer, fills included) and writes back whatever Redis has lost meanwhile (a
-        Redis that lost its AOF tail, or a failover to a lagging replica)."""
+        Redis that lost its AOF tail, or a failover to a lagging replica).
+
+        Every hash is read by HSCAN in pages and decoded a slice at a time, yielding the event
+        loop in between: a reload never stalls answers for the whole book, and the records of
+        accounts another shard owns are skipped by their field name, never decoded. What a
+        page read at one moment and the next at another may disagree on is harmless: records
+        are versioned (a change published meanwhile reaches the subscription, which is open
+        before the load), and for accounts this process owns only this process writes."""
         book = self.book
+        self._load_began = time.monotonic()
+        self._slice_began = time.perf_counter()
+        self._load_read = self._load_logged = 0
         stored_versions: dict[str, int] = {}
         executions = await self._load_executions() if first else {}
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
-            rows = await self.client.hgetall(self.keys.hash_for(kind))
-            for field, data in rows.items():
-                try:
-                    record = decode_stored(kind, data)
-                    if kind == "account" and not first and book.owns(record.account_id):
-                        # Memory is the newer truth for the accounts this process owns (it is
-                        # their only writer, fills included; its own admin changes whose answer
-                        # was lost are resolved from their outcome keys).
-                        stored_versions[record.account_id] = record.version
-                        continue
-                    if kind == "account" and first:
-                        # The fills after clearing's cut-off that the record does not reflect
-                        # yet (written in the same batch as it, or after a clearing snapshot)
-                        # are applied on top.
-                        specs = executions.get(record.account_id, [])
-                        if apply_account_record(book, record, journal_from(specs)):
-                            account = book.accounts[record.account_id]
-                            account.ordinal = max([account.ordinal, *(spec.ordinal for spec in specs)])
-                        continue
-                    self._apply(kind, record)
-                except Exception as exc:  # one bad record must not stop the load
-                    log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
-        rows = await self.client.hgetall(self.keys.orders)
+            async for rows in self._scan(self.keys.hash_for(kind), owned_only=kind == "account"):
+                for field, data in rows:
+                    await self._yield_now()
+                    try:
+                        record = decode_stored(kind, data)
+                        if kind == "account" and not first and book.owns(record.account_id):
+                            # Memory is the newer truth for the accounts this process owns (it is
+                            # their only writer, fills included; its own admin changes whose answer
+                            # was lost are resolved from their outcome keys).
+                            stored_versions[record.account_id] = record.version
+                            continue
+                        if kind == "account" and first:
+                            # The fills after clearing's cut-off that the record does not reflect
+                            # yet (written in the same batch as it, or after a clearing snapshot)
+                            # are applied on top.
+                            specs = executions.get(record.account_id, [])
+                            if apply_account_record(book, record, journal_from(specs)):
+                                account = book.accounts[record.account_id]
+                                account.ordinal = max([account.ordinal, *(spec.ordinal for spec in specs)])
+                            continue
+                        self._apply(kind, record)
+                    except Exception as exc:  # one bad record must not stop the load
+                        log.error("ignoring unreadable %s record %r in Redis: %r", kind, field[:100], exc)
         in_redis: dict[tuple[str, str], bytes] = {}
-        for field, data in rows.items():
-            try:
-                spec = _reservation_decoder.decode(data)
-                if not book.owns(spec.account_id):
-                    continue
-                problem = _reservation_problem(spec)
-                if problem is not None:
-                    log.error("ignoring inconsistent reservation %r in Redis: %s", field[:100], problem)
-                    continue
-                in_redis[(spec.account_id, spec.order_id)] = data
-                if first:
-                    account = ensure_account(book, spec.account_id)
-                    if spec.order_id not in account.orders:
-                        restore(book, account, Reservation.from_spec(spec))
-                elif spec.order_id not in (book.accounts[spec.account_id].orders
-                                           if spec.account_id in book.accounts else ()):
-                    # Closed here while the link was down, or its delete lost: delete it.
-                    book.mark_order_dirty(spec.account_id, spec.order_id)
-            except Exception as exc:  # one bad record must not stop the load
-                log.error("ignoring unreadable reservation %r in Redis: %r", field[:100], exc)
+        async for rows in self._scan(self.keys.orders, owned_only=True):
+            for field, data in rows:
+                await self._yield_now()
+                try:
+                    spec = _reservation_decoder.decode(data)
+                    if not book.owns(spec.account_id):
+                        continue
+                    problem = _reservation_problem(spec)
+                    if problem is not None:
+                        log.error("ignoring inconsistent reservation %r in Redis: %s", field[:100], problem)
+                        continue
+                    in_redis[(spec.account_id, spec.order_id)] = data
+                    if first:
+                        account = ensure_account(book, spec.account_id)
+                        if spec.order_id not in account.orders:
+                            restore(book, account, Reservation.from_spec(spec))
+                    elif spec.order_id not in (book.accounts[spec.account_id].orders
+                                               if spec.account_id in book.accounts else ()):
+                        # Closed here while the link was down, or its delete lost: delete it.
+                        book.mark_order_dirty(spec.account_id, spec.order_id)
+                except Exception as exc:  # one bad record must not stop the load
+                    log.error("ignoring unreadable reservation %r in Redis: %r", field[:100], exc)
+        self._load_where = "the book (after reading)"
         if first:
-            for account in book.accounts.values():
+            for account in list(book.accounts.values()):
                 for symbol in {r.symbol for r in account.orders.values()}:
                     try:
                         # The stored record may be a snapshot whose re-reservation of these
@@ -1071,18 +1135,25 @@ class RedisStore:
                     except Exception as exc:  # one account must not stop the load of all
                         log.error("could not rebalance %r on %s after the load: %r", account.account_id[:100],
                                   symbol, exc)
+                await self._yield_now()
         else:
             await self._write_back_executions()
-            for account in book.accounts.values():
-                if not book.owns(account.account_id):
+            # A list: orders answered between slices may add accounts meanwhile.
+            for account_id in list(book.accounts):
+                await self._yield_now()
+                account = book.accounts.get(account_id)
+                if account is None or not book.owns(account_id):
                     continue
-                if stored_versions.get(account.account_id, 0) < account.snapshot_version:
-                    book.mark_account_dirty(account.account_id)
+                if stored_versions.get(account_id, 0) < account.snapshot_version:
+                    book.mark_account_dirty(account_id)
                 for order_id, reservation in account.orders.items():
                     # Missing, or as it was before fills Redis lost: written again.
-                    stored = in_redis.get((account.account_id, order_id))
-                    if stored != _reservation_encoder.encode(reservation.to_spec(account.account_id)):
-                        book.mark_order_dirty(account.account_id, order_id)
+                    stored = in_redis.get((account_id, order_id))
+                    if stored != _reservation_encoder.encode(reservation.to_spec(account_id)):
+                        book.mark_order_dirty(account_id, order_id)
+        if self._load_read >= LOAD_PROGRESS_EVERY:
+            log.info("%s: state loaded from Redis: %d records in %.1f s", book.shard_label, self._load_read,
+                     time.monotonic() - self._load_began)
         await self._repair_version_counter()
 
     async def _load_executions(self) -> dict[str, list[ExecutionSpec]]:
@@ -1090,17 +1161,19 @@ class RedisStore:
         restart), oldest first; returns them by account for the journals."""
         book = self.book
         by_account: dict[str, list[ExecutionSpec]] = {}
-        rows = await self.client.hgetall(self.keys.executions)
-        specs: list[tuple[str, ExecutionSpec]] = []
-        for field, data in rows.items():
-            try:
-                spec = _execution_decoder.decode(data)
-            except _BAD_RECORD as exc:
-                log.error("ignoring unreadable execution %r in Redis: %r", field[:100], exc)
-                continue
-            if book.owns(spec.account_id):
-                specs.append((field.decode() if isinstance(field, bytes) else field, spec))
-        specs.sort(key=lambda item: item[1].at_ms)
+        # By field: HSCAN may return one twice.
+        found: dict[str, ExecutionSpec] = {}
+        async for rows in self._scan(self.keys.executions, owned_only=True):
+            for field, data in rows:
+                await self._yield_now()
+                try:
+                    spec = _execution_decoder.decode(data)
+                except _BAD_RECORD as exc:
+                    log.error("ignoring unreadable execution %r in Redis: %r", field[:100], exc)
+                    continue
+                if book.owns(spec.account_id):
+                    found[field] = spec
+        specs = sorted(found.items(), key=lambda item: item[1].at_ms)
         for key, spec in specs:
             book.executions[key] = (spec.at_ms, spec.sequence, spec.ordinal)
             book.execution_queue.append((spec.at_ms, key, spec.account_id, spec.sequence))
@@ -1112,11 +1185,14 @@ class RedisStore:
         no longer has (it lost its tail, or failed over to a lagging replica) are written again,
         so a restart still knows them: a retry is then a duplicate, a snapshot still merges."""
         book = self.book
-        stored = {key.decode() if isinstance(key, bytes) else key
-                  for key in await self.client.hkeys(self.keys.executions)}
-        for key, (at_ms, sequence, ordinal) in book.executions.items():
-            if key in stored or key in book.dirty_executions:
+        stored: set[str] = set()
+        async for rows in self._scan(self.keys.executions, owned_only=True):
+            stored.update(field for field, _ in rows)
+        for key, entry in list(book.executions.items()):
+            await self._yield_now()
+            if key in stored or key in book.dirty_executions or key not in book.executions:
                 continue
+            at_ms, sequence, ordinal = entry
             account = book.accounts.get(key.split("\x1f", 1)[0])
             if account is None:
                 continue
@@ -1153,7 +1229,10 @@ class RedisStore:
                 if confirmation is None or confirmation.get("type") != "subscribe":
                     raise RedisConnectionError("no subscribe confirmation from Redis")
                 subscribed_at = time.monotonic()
+                self._loading = True
                 await self._load_snapshot(first)
+                self._loading = False
+                self.loads_done += 1
                 first = False
                 self._pubsub_pings.clear()
                 # The feed is proven from the moment Redis confirmed it, not from before.
@@ -1166,6 +1245,20 @@ class RedisStore:
                     if message is not None:
                         self._on_message(message)
             except Exception as exc:
+                if self._loading:
+                    # Never silent: a load that keeps failing would otherwise leave the gate
+                    # NOT_SERVING (or its state unproven) with nothing in the log.
+                    self._loading = False
+                    self.load_failures += 1
+                    backoff = min(max(backoff, RETRY_BACKOFF_S) * 2, MAX_LOAD_BACKOFF_S)
+                    log.error("%s: %s state from Redis failed while reading %s after %d records (%.1f s): %r; "
+                              "retrying in %.2f s", self.book.shard_label, "loading" if first else "reloading",
+                              self._load_where or "the change subscription", self._load_read,
+                              time.monotonic() - self._load_began, exc, backoff,
+                              exc_info=not isinstance(exc, (RedisError, OSError)))
+                    self._pubsub = None
+                    await self._pause(backoff)
+                    continue
                 if isinstance(exc, (RedisError, OSError)):
                     if self._pubsub is not None:
                         log.warning("change subscription lost (%s); resubscribing and reloading", exc)
