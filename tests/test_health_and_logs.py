@@ -239,3 +239,21 @@ def test_configure_when_auto_then_json_off_a_terminal_and_text_on_one() -> None:
     finally:
         root.handlers, level = saved
         root.setLevel(level)
+
+
+async def test_health_when_asked_for_the_other_listeners_service_then_each_listener_knows_only_its_own(
+        services: Services) -> None:
+    _, client = await services.start()
+
+    async def status(channel: grpc.aio.Channel, service: str) -> str:
+        try:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+
+    assert await status(client.channel, "riskgate.v1.PreTradeRisk") == "SERVING"
+    assert await status(client.channel, "riskgate.v1.RiskAdmin") == "NOT_FOUND"
+    assert await status(client.admin_channel, "riskgate.v1.RiskAdmin") == "SERVING"
+    assert await status(client.admin_channel, "riskgate.v1.PreTradeRisk") == "NOT_FOUND"
+    assert await status(client.channel, "") == await status(client.admin_channel, "") == "SERVING"

@@ -95,6 +95,9 @@ class RiskgateService:
         self.admin_server: grpc.aio.Server | None = None
         self.admin_port = 0
         self.health: health.aio.HealthServicer | None = None
+        # Each listener answers health for what it serves: the order port for PreTradeRisk, the
+        # operators' listener for RiskAdmin ("" = the process, on both).
+        self.admin_health: health.aio.HealthServicer | None = None
         self.admin: RiskAdminServicer | None = None
         self.pretrade: PreTradeRiskServicer | None = None
         self.port = 0
@@ -116,6 +119,7 @@ class RiskgateService:
         self.pretrade.decisions = logs.DecisionSampler(server_config.log_decisions_sample)
         self.admin = RiskAdminServicer(self.book, None, self.auth, self.lifecycle)
         self.health = health.aio.HealthServicer()
+        self.admin_health = health.aio.HealthServicer()
         # Read (and refused) before anything is bound: a bad file starts nothing.
         order_credentials = tls.server_credentials(server_config.tls_cert, server_config.tls_key,
                                                    server_config.client_ca)
@@ -147,8 +151,8 @@ class RiskgateService:
                     await bound.stop(None)
             await asyncio.to_thread(telemetry.telemetry.shutdown)
             raise
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for servicer, name in self._health_names():
+            await servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self.server, self.port = server, port
         if admin_server is not None:
@@ -157,12 +161,17 @@ class RiskgateService:
         return port
 
     def _add_operator_services(self, server: grpc.aio.Server) -> None:
-        assert self.admin is not None and self.health is not None
+        assert self.admin is not None and self.admin_health is not None
         wrap = self.telemetry.telemetry.operator_calls(handlers.RISK_ADMIN.full_name) if self.telemetry else None
         handlers.add_servicer(server, handlers.RISK_ADMIN,
                               logs.AdminCallLog(self.admin, logs.identify_with(self.auth), ADMIN_READS), wrap=wrap)
-        handlers.add_servicer(server, handlers.HEALTH, self.health)
+        handlers.add_servicer(server, handlers.HEALTH, self.admin_health)
         handlers.enable_reflection((SERVICE_NAMES[1], health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    def _health_names(self) -> list[tuple[health.aio.HealthServicer, str]]:
+        assert self.health is not None and self.admin_health is not None
+        return [(self.health, ""), (self.health, SERVICE_NAMES[0]), (self.admin_health, ""),
+                (self.admin_health, SERVICE_NAMES[1])]
 
     async def start(self, redis_url: str = "") -> int:
         """Loads the book from Redis (seeding it first) and serves; returns the port."""
@@ -226,8 +235,8 @@ class RiskgateService:
             return
         self._fail_closed_log.report(fresh, self.book.unavailable_message(time.monotonic()))
         status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", *SERVICE_NAMES):
-            update = asyncio.get_running_loop().create_task(self.health.set(name, status))
+        for servicer, name in self._health_names():
+            update = asyncio.get_running_loop().create_task(servicer.set(name, status))
             self._health_updates.add(update)
             update.add_done_callback(self._health_updates.discard)
 
@@ -239,8 +248,9 @@ class RiskgateService:
         """The first step of a stop, at once: health NOT_SERVING on every listener (probes and
         load balancers stop sending) and new calls refused. Idempotent; stop() does it too."""
         self.lifecycle.begin_stop()
-        if self.health is not None:
-            await self.health.enter_graceful_shutdown()
+        for servicer in (self.health, self.admin_health):
+            if servicer is not None:
+                await servicer.enter_graceful_shutdown()
 
     async def stop(self, grace_s: float | None = None, drain_s: float = DRAIN_TIMEOUT_S) -> StopReport:
         """Refuses new work at once, lets calls in flight finish within grace_s (default: the
