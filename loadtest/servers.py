@@ -114,15 +114,9 @@ def start_riskgate(workload: Workload, workdir: Path, wait: bool = True, metrics
             "--log-level", "WARNING", "--metrics-listen", f"{HOST}:{metrics_port}" if metrics else "",
             # The gate alone is measured: the demo's in-process monitor would share its event loop.
             "--no-monitor"]
-    server = _spawn(name, args, port, workdir, False)
+    server = _spawn(name, args, port, workdir, wait)
     server.admin_port = admin_port
     server.metrics_port = metrics_port
-    if wait:
-        try:
-            wait_ready(server)
-        except BaseException:
-            server.stop()
-            raise
     return server
 
 

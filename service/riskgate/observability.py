@@ -283,34 +283,20 @@ def _otlp_endpoint_set(signal: str) -> bool:
                 os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
 
 
-def _otlp_metric_exporter() -> Any:
-    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or
+def _otlp_exporter(signal: str, module: str, name: str) -> Any:
+    """The OTLP exporter of one signal ("METRICS": metric_exporter.OTLPMetricExporter, "TRACES":
+    trace_exporter.OTLPSpanExporter): over HTTP when its protocol says so and that package is
+    installed, else gRPC."""
+    import importlib
+
+    protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or
                 os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
     if protocol.startswith("http"):
         try:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+            return getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}"), name)()
         except ImportError:
             log.warning("OTLP over %s needs opentelemetry-exporter-otlp-proto-http: using grpc", protocol)
-        else:
-            return HttpExporter()
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-    return OTLPMetricExporter()
-
-
-def _otlp_span_exporter() -> SpanExporter:
-    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or
-                os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
-    if protocol.startswith("http"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
-        except ImportError:
-            log.warning("OTLP over %s needs opentelemetry-exporter-otlp-proto-http: using grpc", protocol)
-        else:
-            return HttpSpanExporter()
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter()
+    return getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.grpc.{module}"), name)()
 
 
 class Telemetry:
@@ -341,7 +327,7 @@ class Telemetry:
             reader = PrometheusReader(registry=self.registry, scope_info_enabled=False)
             metric_readers.append(reader)
         if _otlp_endpoint_set("METRICS"):
-            metric_readers.append(PeriodicReader(_otlp_metric_exporter()))
+            metric_readers.append(PeriodicReader(_otlp_exporter("METRICS", "metric_exporter", "OTLPMetricExporter")))
         metric_readers += list(readers)
         for reader in metric_readers:
             if isinstance(reader, _Producing):
@@ -355,7 +341,7 @@ class Telemetry:
         if span_exporter is not None:
             processors.append(SimpleSpanProcessor(span_exporter))
         if _otlp_endpoint_set("TRACES"):
-            processors.append(BatchSpanProcessor(_otlp_span_exporter()))
+            processors.append(BatchSpanProcessor(_otlp_exporter("TRACES", "trace_exporter", "OTLPSpanExporter")))
         self.tracer_provider: TracerProvider | None = None
         if processors:
             self.tracer_provider = TracerProvider(resource=self.resource)

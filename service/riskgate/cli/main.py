@@ -130,17 +130,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < 1e9:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
 def _shard_number(text: str) -> int:
     """A shard index or count: a whole number >= 0 (the range is checked against the count later)."""
     try:
@@ -332,7 +321,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--follow", action="store_true",
                         help=f"list, then print each new or changed alert as it comes (polled every "
                              f"{FOLLOW_POLL_S:g} s) until Ctrl-C or --max-seconds; JSON lines with --json")
-    alerts.add_argument("--max-seconds", type=_seconds, default=0.0, help="with --follow: stop after this long")
+    alerts.add_argument("--max-seconds", type=ops.seconds, default=0.0, help="with --follow: stop after this long")
     alerts.set_defaults(handler=_alerts)
 
     rules = monitor_client("rules", "list the monitor's rules, or change one (set: admin token)")

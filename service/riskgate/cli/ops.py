@@ -46,12 +46,13 @@ def _ratio(text: str) -> float:
     return value
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse type), as the flags that bound a wait take it."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value < 1e6:
+    if not 0 < value < 1e9:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
@@ -76,7 +77,7 @@ def add_serve_flags(serve: argparse.ArgumentParser) -> None:
                        help="log this fraction of order decisions, one line each (default from config: 0 = none)")
     _add_listener_tls(serve)
     serve.add_argument("--client-ca", help="PEM CA: the order port requires client certificates it signed (mTLS)")
-    serve.add_argument("--shutdown-timeout", type=_seconds, metavar="SECONDS",
+    serve.add_argument("--shutdown-timeout", type=seconds, metavar="SECONDS",
                        help="after SIGTERM/SIGINT the process exits within this long whatever its tasks do "
                             "(default from config: 10)")
 
