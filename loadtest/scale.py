@@ -4,7 +4,9 @@ For each size (default 10k and 100k accounts; `--sizes 1000000` for a million): 
 Redis on 127.0.0.1 gets N synthetic accounts in the gate's stored format (the monitor
 benchmark's generator: BTCUSDT for everyone, ETHUSDT for 30%, i.e. 1-2 positions; a share with
 an open order each), then `riskgate serve --redis-url ... --no-monitor --metrics-listen ""`
-is started and watched by a probe in this process:
+is started and watched by a probe in this process, on an event loop of its own in its own thread
+(so the harness's own blocking calls, a synchronous Redis command or reading a log, never show up
+as the gate's stall):
 
 - a CheckOrder every 5 ms (risk-increasing, small, round-robin over probe accounts so no
   per-account rate limit is hit), and the gRPC health check every 20 ms;
@@ -34,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -211,10 +214,13 @@ class Probe:
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
 
-def stall_ms(answers: list[Answer], start: float, end: float) -> float:
-    """The longest time without an answer in [start, end]: gaps between answers, and latencies."""
+def stall_ms(answers: list[Answer], start: float, end: float, sent_from: float | None = None) -> float:
+    """The longest time without an answer in [start, end]: gaps between answers, and latencies
+    (of the answers sent from `sent_from` on, when given)."""
     done = sorted(a.done for a in answers if start <= a.done <= end)
-    longest = max((a.done - a.sent for a in answers if start <= a.done <= end), default=0.0)
+    first_sent = float("-inf") if sent_from is None else sent_from
+    longest = max((a.done - a.sent for a in answers if start <= a.done <= end and a.sent >= first_sent),
+                  default=0.0)
     points = [start, *done, end]
     gaps = max((b - a for a, b in itertools.pairwise(points)), default=0.0)
     return round(max(longest, gaps) * 1000, 1)
@@ -259,12 +265,13 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
                     env=gate_env(args.pythonpath))
             mark = next(m.mark for m in load_markets() if m.symbol == PRIMARY)
             probe = Probe(f"{HOST}:{port}", format(mark, "f"))
-            running = asyncio.create_task(probe.run())
+            running = threading.Thread(target=asyncio.run, args=(probe.run(),), name="scale-probe", daemon=True)
+            running.start()
             try:
                 await _measure_gate(result, gate, probe, server, client, launched, deadline, args)
             finally:
                 probe.stopped = True
-                await asyncio.wait({running}, timeout=10)
+                await asyncio.to_thread(running.join, 10)
                 if gate.poll() is None:
                     gate.terminate()
                     try:
@@ -299,7 +306,10 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
     result.serving_s = since(probe.serving_at)
     result.first_accept_s = since(min(a.done for a in probe.answers if a.accepted))
     await asyncio.sleep(SETTLE_S)
-    result.stall_after_serving_ms = stall_ms(probe.answers, probe.serving_at, probe.serving_at + SETTLE_S)
+    # Orders sent while health still said NOT_SERVING (during the post-load collection) are not
+    # a stall of a serving gate: only those sent from SERVING on count.
+    result.stall_after_serving_ms = stall_ms(probe.answers, probe.serving_at, probe.serving_at + SETTLE_S,
+                                             sent_from=probe.serving_at)
     rss = rss_mib(gate.pid)
     result.rss_mib = round(rss, 0)
     result.rss_per_account_kib = round((rss - args.empty_rss_mib) * 1024 / result.accounts, 2)
