@@ -68,8 +68,10 @@ HEALTH_INTERVAL_S = 0.02
 ANSWER_TIMEOUT_S = 5.0
 SETTLE_S = 1.0
 MARK_MAX_AGE_MS = 86_400_000
-# The longest wait for orders to be accepted again after a Redis pause or link loss.
-PHASE_WAIT_S = 20.0
+# The longest wait for orders to be accepted again after a Redis pause or link loss, and how
+# long they must then go on being accepted.
+PHASE_WAIT_S = 90.0
+STEADY_S = 3.0
 _reservation = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -340,15 +342,22 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
 
 
 async def _until_accepting(probe: Probe, after: float, deadline: float) -> float | None:
-    """Waits (at most PHASE_WAIT_S) until an order sent after `after` is accepted; returns when it
-    was answered."""
+    """Waits (at most PHASE_WAIT_S) until orders sent after `after` are accepted and stay so:
+    STEADY_S without a STATE_UNAVAILABLE refusal (longer than the staleness bound, so a gate
+    that accepts on the freshness it proved before a loss, then fails closed while it reloads,
+    is not taken as recovered). Returns when the first accept after the last refusal was
+    answered."""
     deadline = min(deadline, time.monotonic() + PHASE_WAIT_S)
     while time.monotonic() < deadline:
-        accepted = [a.done for a in probe.answers if a.sent > after and a.accepted]
-        if accepted:
+        answers = [a for a in probe.answers if a.sent > after]
+        refused = [a.sent for a in answers if a.unavailable]
+        last_refused = refused[-1] if refused else after
+        accepted = [a.done for a in answers if a.accepted and a.sent > last_refused]
+        if accepted and time.monotonic() - last_refused >= STEADY_S:
             return accepted[0]
         await asyncio.sleep(0.02)
-    print(f"  no order accepted within {PHASE_WAIT_S:.0f} s; last refusal: {probe.last_refusal}", flush=True)
+    print(f"  orders not steadily accepted within {PHASE_WAIT_S:.0f} s; last refusal: {probe.last_refusal}",
+          flush=True)
     return None
 
 
