@@ -93,6 +93,7 @@ class Result:
     first_accept_s: float | None = None
     rss_mib: float | None = None
     rss_per_account_kib: float | None = None
+    redis_per_account_kib: float | None = None
     stall_after_serving_ms: float | None = None
     pause_stall_ms: float | None = None
     pause_refused_s: float | None = None
@@ -255,6 +256,9 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
         try:
             orders, write_s = write_book(client, size)
             result = Result(size, orders, write_s=round(write_s, 1))
+            # Redis's memory for the book (its used memory over the probe's and symbols' few records).
+            used = int(client.info("memory")["used_memory"])  # type: ignore[index]
+            result.redis_per_account_kib = round(used / 1024 / size, 2)
             port, admin_port = free_port(), free_port()
             log_path = workdir / f"riskgate-{size}.log"
             with log_path.open("wb") as log_file:
@@ -402,9 +406,11 @@ COLUMNS = [
     ("accounts", "accounts"), ("orders", "open orders"), ("first_answer_s", "launch -> first answer (s)"),
     ("serving_s", "launch -> SERVING (s)"), ("first_accept_s", "launch -> first accept (s)"),
     ("rss_mib", "RSS (MiB)"), ("rss_per_account_kib", "KiB/account"),
+    ("redis_per_account_kib", "Redis KiB/account"),
     ("stall_after_serving_ms", "stall, 1 s after SERVING (ms)"),
     ("pause_stall_ms", "stall, Redis paused (ms)"), ("pause_refused_s", "refused, Redis paused (s)"),
     ("kill_stall_ms", "stall, link killed (ms)"), ("kill_refused_s", "refused, link killed (s)"),
+    ("kill_reload_s", "link killed -> accepting (s)"),
 ]
 
 
