@@ -229,7 +229,7 @@ class RiskgateService:
                    server_config.listen, self.port, len(self.book.symbols), len(self.book.accounts), load_s,
                    event="started", load_s=round(load_s, 3), symbols=len(self.book.symbols),
                    accounts=len(self.book.accounts),
-                   open_orders=sum(len(a.orders) for a in self.book.accounts.values()), listeners=listeners,
+                   open_orders=self.store.loaded_orders, listeners=listeners,
                    tls=bool(server_config.tls_cert), mtls=bool(server_config.client_ca),
                    shard=self.book.shard_label)
         if self.admin_server is None:

@@ -418,6 +418,9 @@ class RedisStore:
         self._slice_s = FIRST_LOAD_SLICE_S
         self.load_failures = 0
         self.loads_done = 0
+        # Open orders the last load found in Redis for this shard (the start-up log line's count:
+        # summing over a million accounts there would stall the loop once serving).
+        self.loaded_orders = 0
         self._closing = False
         self._serving_reported: bool | None = None
         # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
@@ -1139,6 +1142,7 @@ class RedisStore:
                 except Exception as exc:  # one bad record must not stop the load
                     log.error("ignoring unreadable reservation %r in Redis: %r", field[:100], exc)
         self._load_where = "the book (after reading)"
+        self.loaded_orders = len(in_redis)
         if first:
             for account in list(book.accounts.values()):
                 for symbol in {r.symbol for r in account.orders.values()}:
