@@ -23,6 +23,9 @@ import redis.asyncio as aioredis
 
 from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
 from riskgate.book.state import Book
+from riskgate.monitor.keys import MonitorKeys
+from riskgate.monitor.rules import Rule
+from riskgate.monitor.writes import MonitorWrites
 from riskgate.store import redis_store
 from riskgate.store.codec import APPLIERS, decode_stored
 from riskgate.store.embedded import EmbeddedRedis
@@ -446,3 +449,32 @@ async def test_change_stream_when_mark_feed_and_admin_write_then_each_change_app
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def test_reconnect_when_monitor_trips_breaker_while_away_then_gate_replays_it(flushed_redis) -> None:
+    gate, writer, redis = await _started(flushed_redis.url)
+    monitor_client = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        monitor = MonitorWrites(monitor_client, MonitorKeys("rg"), 1000)
+        monitor.lease_token = "monitor-under-test"
+        assert await monitor.take_or_renew_lease(60_000)
+        await gate.cut(redis)
+        rule = Rule(id="move-5", metric="mark_move", threshold=Decimal("0.05"), window_ms=60_000,
+                    action="symbol_halted", scope="symbol", symbol="BTCUSDT")
+        now = _now_ms()
+        alert = {"rule_id": rule.id, "rule_version": 0, "severity": "warning", "state": "open",
+                 "metric": rule.metric, "value": "0.06", "threshold": "0.05", "window_ms": rule.window_ms,
+                 "created_ms": now, "updated_ms": now, "history": [], "symbol": "BTCUSDT", "account_id": "",
+                 "evidence": {}, "cleared_ms": 0}
+        fired = await monitor.fire(rule, "BTCUSDT", alert, {"metric": "mark_move"}, "moved 6%", now)
+        assert fired.version
+        await gate.back()
+        breaker = gate.book.symbols["BTCUSDT"].breaker
+        assert gate.store.resumes_done == 1
+        assert breaker.state == BreakerState.HALTED and breaker.version == fired.version
+        assert breaker.set_by.startswith("monitor:")
+    finally:
+        await monitor_client.aclose()
+        await gate.store.close()
+        await writer.close()
+        await redis.aclose()
