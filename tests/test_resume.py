@@ -58,11 +58,11 @@ class Gate:
     """The store under test. `cut()` kills its connections and holds its resubscription until
     `back()`, so whatever another writer changes in between reaches it only by the catch-up."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, resume: bool = True) -> None:
         self.book = Book(default_orders_per_second=100, duplicate_window_s=60, shard_index=0, shard_count=SHARDS)
         self.client = aioredis.Redis.from_url(url, client_name=GATE)
         self.recorder = Recorder(self.client)
-        self.store = RedisStore(self.client, self.book, KEYS, 1000, 1000, 5)
+        self.store = RedisStore(self.client, self.book, KEYS, 1000, 1000, 5, resume=resume)
         self.resubscribe = asyncio.Event()
         self.resubscribe.set()
         self.held = asyncio.Event()
@@ -170,12 +170,12 @@ def _book_view(book: Book) -> dict[tuple[str, str], Any]:
     return view
 
 
-async def _started(url: str) -> tuple[Gate, RedisStore, aioredis.Redis]:
+async def _started(url: str, resume: bool = True) -> tuple[Gate, RedisStore, aioredis.Redis]:
     redis = aioredis.Redis.from_url(url)
     writer = await _writer(url)
     await _change(writer, "symbol", _symbol("BTCUSDT"))
     await _change(writer, "mark", MarkSpec(symbol="BTCUSDT", price=Decimal("50000")))
-    gate = Gate(url)
+    gate = Gate(url, resume)
     await gate.store.start()
     return gate, writer, redis
 
@@ -475,6 +475,23 @@ async def test_reconnect_when_monitor_trips_breaker_while_away_then_gate_replays
         assert breaker.set_by.startswith("monitor:")
     finally:
         await monitor_client.aclose()
+        await gate.store.close()
+        await writer.close()
+        await redis.aclose()
+
+
+async def test_reconnect_when_resuming_switched_off_then_full_reload_as_before(flushed_redis) -> None:
+    gate, writer, redis = await _started(flushed_redis.url, resume=False)
+    try:
+        loads = gate.store.loads_done
+        await gate.cut(redis)
+        await _change(writer, "breaker", BreakerSpec(symbol="BTCUSDT", state=BreakerState.HALTED, reason="x",
+                                                     set_by="test"))
+        await gate.back()
+        assert gate.store.loads_done == loads + 1 and gate.store.resumes_done == 0
+        assert gate.store.resume_refused == "resuming is switched off"
+        assert gate.book.symbols["BTCUSDT"].breaker.state == BreakerState.HALTED
+    finally:
         await gate.store.close()
         await writer.close()
         await redis.aclose()

@@ -343,7 +343,7 @@ class RedisStore:
                  audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
                  on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000,
                  decision_counts_retention_days: int = 35, lease_token: str | None = None,
-                 change_stream_maxlen: int = CHANGE_STREAM_MAXLEN) -> None:
+                 change_stream_maxlen: int = CHANGE_STREAM_MAXLEN, resume: bool = True) -> None:
         self.client = client
         self.book = book
         self.keys = keys
@@ -355,6 +355,9 @@ class RedisStore:
         self.write_behind_s = write_behind_ms / 1000
         self.on_health = on_health
         self.change_stream_maxlen = change_stream_maxlen
+        # False: every reconnect reloads the whole book (e.g. while processes that do not append
+        # to the change stream still write: a rolling upgrade from an older version).
+        self.resume = resume
         self.change_stream = ChangeStream(client, keys.change_stream, change_stream_maxlen)
         # Where the book stands in the change stream (None: unknown, the next reconnect reloads
         # in full); a reconnect to the same Redis resumes from it instead of reloading.
@@ -1295,9 +1298,9 @@ class RedisStore:
                     continue
                 if isinstance(exc, (RedisError, OSError)):
                     if self._pubsub is not None:
-                        log.warning("change subscription lost (%s); resubscribing and reloading", exc)
+                        log.warning("change subscription lost (%s); resubscribing and catching up", exc)
                 else:  # not the link: a defect, but the feed must come back rather than stay dead
-                    log.exception("change subscription failed; resubscribing and reloading")
+                    log.exception("change subscription failed; resubscribing and catching up")
                 self._pubsub = None
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
@@ -1347,8 +1350,8 @@ class RedisStore:
         longer holds that id; the caller then reloads in full, with its write-back. With the
         same Redis nothing was lost, so the owned accounts' write-back has nothing to do."""
         position = self._position
-        if position is None:
-            self.resume_refused = "no change stream position"
+        if position is None or not self.resume:
+            self.resume_refused = "no change stream position" if self.resume else "resuming is switched off"
             log.info("%s: reloading the whole book after the lost link: %s", self.book.shard_label,
                      self.resume_refused)
             return False
