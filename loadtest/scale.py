@@ -15,8 +15,12 @@ as the gate's stall):
 - the longest stall of answers (the largest gap between two consecutive answers, or an answer's
   own latency, whichever is larger) in the second after SERVING, during a Redis pause
   (kill -STOP / -CONT, `--outage-s`), and during a link loss (every gate connection killed with
-  CLIENT KILL: the gate resubscribes and reloads); for each, how long risk-increasing orders
-  were refused as STATE_UNAVAILABLE.
+  CLIENT KILL, `--kills` times, each followed at once by `--away-marks` mark changes written in
+  the gate's format: stored, appended to the change stream and published, as the mark feed does;
+  the gate resubscribes and either catches up from the change stream or reloads the book); for
+  each, how long risk-increasing orders were refused as STATE_UNAVAILABLE. The link-loss stall
+  is the largest over the kills (the median too), and the gate's log says how many reconnects
+  resumed from the stream and how many changes they applied.
 
 Everything stops by itself within `--max-seconds` (a size that cannot start is reported, not
 waited for); every child process is stopped on the way out. Prints a table, writes JSON.
@@ -52,7 +56,8 @@ from loadtest.monitor_accounts import LEVERAGE, PRIMARY, generate
 from loadtest.monitor_bench import seed_markets, stored, write_accounts
 from loadtest.servers import HOST, ROOT, free_port
 from loadtest.workload import Market, load_markets
-from riskgate.book.specs import AccountSnapshot, ControlsSpec, ReservationSpec
+from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, ReservationSpec
+from riskgate.store.change_stream import CHANGE_STREAM_MAXLEN, PUBLISH_CHANGE_LUA
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys, order_field
 from riskgate.v1 import pretrade_pb2 as pb
@@ -97,10 +102,44 @@ class Result:
     stall_after_serving_ms: float | None = None
     pause_stall_ms: float | None = None
     pause_refused_s: float | None = None
-    kill_stall_ms: float | None = None
-    kill_refused_s: float | None = None
+    kill_stall_ms: float | None = None  # the largest over the kills
+    kill_stall_median_ms: float | None = None
+    kill_refused_s: float | None = None  # the largest over the kills
     kill_reload_s: float | None = None
+    kills: int = 0
+    # From the gate's log: reconnects that resumed from the change stream, the changes they applied.
+    kill_resumes: int = 0
+    kill_replayed: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+# Marks written while the gate is away, as the mark feed writes them (without its lease fence):
+# stored under a new version, appended to the change stream and published with the entry's id.
+# KEYS: seq, marks, change stream. ARGV: channel, stream maxlen, then (symbol, record) pairs.
+_AWAY_MARKS = PUBLISH_CHANGE_LUA + """
+local n = (#ARGV - 2) / 2
+local v = redis.call('INCRBY', KEYS[1], n) - n
+for i = 3, #ARGV, 2 do
+  v = v + 1
+  redis.call('HSET', KEYS[2], ARGV[i], '{"v":' .. v .. ',"d":' .. ARGV[i + 1] .. '}')
+  publish_change(KEYS[3], ARGV[2], ARGV[1], 'mark', v, ARGV[i + 1])
+end
+return n
+"""
+
+
+def write_away_marks(client: redis.Redis, count: int) -> None:
+    if count <= 0:
+        return
+    keys = Keys(PREFIX)
+    markets = load_markets()
+    now_ms = time.time_ns() // 1_000_000
+    args: list[str | bytes | int] = [keys.changes, CHANGE_STREAM_MAXLEN]
+    for n in range(count):
+        market = markets[n % len(markets)]
+        args += (market.symbol, msgspec.json.encode(MarkSpec(symbol=market.symbol, price=market.mark,
+                                                             timestamp_ms=now_ms)))
+    client.eval(_AWAY_MARKS, 3, keys.seq, keys.marks, keys.change_stream, *args)
 
 
 def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
@@ -285,7 +324,13 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
                     except subprocess.TimeoutExpired:
                         gate.kill()
                         gate.wait()
-                errors = [line for line in log_path.read_text(errors="replace").splitlines() if "ERROR" in line]
+                lines = log_path.read_text(errors="replace").splitlines()
+                for line in lines:
+                    if "resumed from the change stream" in line:
+                        result.kill_resumes += 1
+                        with contextlib.suppress(ValueError):
+                            result.kill_replayed += int(line.split("lost link: ", 1)[1].split(" ", 1)[0])
+                errors = [line for line in lines if "ERROR" in line]
                 if errors:
                     result.notes.append(f"{len(errors)} ERROR lines in the gate's log, first: {errors[0][:300]}")
             return result
@@ -334,15 +379,31 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
     await asyncio.sleep(SETTLE_S)
     result.pause_stall_ms = stall_ms(probe.answers, began, time.monotonic())
     result.pause_refused_s = refused_s(probe.answers, began, time.monotonic())
-    # A link loss: every connection of the gate closed by Redis; it resubscribes and reloads.
-    began = time.monotonic()
-    for kind in ("pubsub", "normal"):
-        client.client_kill_filter(_type=kind, skipme=True)
-    reload_done = await _until_accepting(probe, began, deadline)
-    await asyncio.sleep(SETTLE_S)
-    result.kill_stall_ms = stall_ms(probe.answers, began, time.monotonic())
-    result.kill_refused_s = refused_s(probe.answers, began, time.monotonic())
-    result.kill_reload_s = None if reload_done is None else round(reload_done - began, 2)
+    # A link loss: every connection of the gate closed by Redis, and marks changed while it is
+    # away; it resubscribes and catches up from the change stream (or reloads the book).
+    stalls: list[float] = []
+    refused: list[float] = []
+    reloads: list[float] = []
+    for _ in range(args.kills):
+        if time.monotonic() > deadline - PHASE_WAIT_S:
+            result.notes.append(f"only {len(stalls)} of {args.kills} link kills: out of time")
+            break
+        began = time.monotonic()
+        for kind in ("pubsub", "normal"):
+            client.client_kill_filter(_type=kind, skipme=True)
+        write_away_marks(client, args.away_marks)
+        reload_done = await _until_accepting(probe, began, deadline)
+        await asyncio.sleep(SETTLE_S)
+        stalls.append(stall_ms(probe.answers, began, time.monotonic()))
+        refused.append(refused_s(probe.answers, began, time.monotonic()))
+        if reload_done is not None:
+            reloads.append(reload_done - began)
+    if stalls:
+        result.kills = len(stalls)
+        result.kill_stall_ms = max(stalls)
+        result.kill_stall_median_ms = round(sorted(stalls)[len(stalls) // 2], 1)
+        result.kill_refused_s = max(refused)
+        result.kill_reload_s = round(max(reloads), 2) if reloads else None
 
 
 async def _until_accepting(probe: Probe, after: float, deadline: float) -> float | None:
@@ -409,8 +470,9 @@ COLUMNS = [
     ("redis_per_account_kib", "Redis KiB/account"),
     ("stall_after_serving_ms", "stall, 1 s after SERVING (ms)"),
     ("pause_stall_ms", "stall, Redis paused (ms)"), ("pause_refused_s", "refused, Redis paused (s)"),
-    ("kill_stall_ms", "stall, link killed (ms)"), ("kill_refused_s", "refused, link killed (s)"),
-    ("kill_reload_s", "link killed -> accepting (s)"),
+    ("kill_stall_ms", "stall, link killed: max (ms)"), ("kill_stall_median_ms", "median (ms)"),
+    ("kill_refused_s", "refused, link killed: max (s)"), ("kill_reload_s", "link killed -> accepting: max (s)"),
+    ("kills", "kills"), ("kill_resumes", "resumed"), ("kill_replayed", "changes replayed"),
 ]
 
 
@@ -437,6 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pythonpath", default=None, help="run the gate from this source tree instead")
     parser.add_argument("--ready-s", type=float, default=240.0, help="the longest wait for a gate to be ready")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and data here (default: a temp dir)")
+    parser.add_argument("--kills", type=int, default=5, help="link losses (CLIENT KILL of every gate connection)")
+    parser.add_argument("--away-marks", type=int, default=100,
+                        help="mark changes written right after each link kill, while the gate is away")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     began = time.monotonic()

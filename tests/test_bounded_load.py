@@ -200,6 +200,8 @@ async def test_reload_when_change_feed_link_lost_then_loop_serves_between_slices
                 await asyncio.sleep(0)
 
         ticker = asyncio.create_task(other_calls())
+        # Without its change stream a reconnect cannot resume (tests/test_resume.py): it reloads.
+        await redis.delete(KEYS.change_stream)
         await redis.client_kill_filter(_type="pubsub")
         for _ in range(1000):
             if store.loads_done > loads:

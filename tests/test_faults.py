@@ -375,6 +375,9 @@ async def test_reconnect_when_redis_lost_what_it_was_written_then_memory_is_writ
             "order_id": "ghost", "account_id": "acct-1", "symbol": "BTCUSDT", "side": 1, "price": "50000",
             "leverage": 10, "remaining": "0.1", "reducing_left": "0", "increasing_left": "0.1",
             "cost_left": "500", "created_ms": 1}))
+        # A failover also gives Redis another replication id: the gate cannot resume from the
+        # change stream (tests/test_resume.py) and reloads in full, comparing and writing back.
+        await redis.execute_command("DEBUG", "CHANGE-REPL-ID")
         await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # the link drops; riskgate reloads
 
         async def written_back() -> bool:
@@ -542,6 +545,9 @@ async def test_reconnect_when_redis_holds_a_reservation_as_it_was_before_a_fill_
         await client.fill("acct-1", "o-1", "0.6", "50000")
         # As after a failover to a replica that missed the fill's batch for the order only.
         await redis.hset(keys.orders, "acct-1\x1fo-1", before_fill)
+        # A failover also gives Redis another replication id: the gate cannot resume from the
+        # change stream (tests/test_resume.py) and reloads in full, comparing and writing back.
+        await redis.execute_command("DEBUG", "CHANGE-REPL-ID")
         await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
         async def rewritten() -> bool:

@@ -45,6 +45,13 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True):
     # Entries kept (approximately) in the order-flow stream the monitor follows (one per
     # write-behind batch with any order flow).
     order_flow_maxlen: int = 1_000_000
+    # Entries kept (approximately) in the change stream (every published change: admin changes,
+    # marks, the monitor's actions): a gate back from a lost link resumes from it instead of
+    # reloading the book, if it was away for less than what the cap holds.
+    change_stream_maxlen: int = 300_000
+    # false: every reconnect reloads the whole book instead of resuming from the change stream
+    # (while older processes, which do not append to it, still write: a rolling upgrade).
+    resume_from_change_stream: bool = True
     # Days each UTC day's decision counts (`decision_counts:<YYYY-MM-DD>`, for the daily risk
     # report) are kept after the last batch that added to them.
     decision_counts_retention_days: int = 35

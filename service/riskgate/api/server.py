@@ -190,7 +190,9 @@ class RiskgateService:
                                     server_config.write_behind_ms, server_config.account_events_maxlen,
                                     on_health=self._on_link_health, flow_maxlen=server_config.order_flow_maxlen,
                                     decision_counts_retention_days=server_config.decision_counts_retention_days,
-                                    lease_token=self.instance_id)
+                                    lease_token=self.instance_id,
+                                    change_stream_maxlen=server_config.change_stream_maxlen,
+                                    resume=server_config.resume_from_change_stream)
             assert self.admin is not None and self.pretrade is not None
             self.admin.store = self.store  # refusals during the load are audited too
             self.pretrade.store = self.store

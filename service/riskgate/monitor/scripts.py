@@ -10,6 +10,8 @@ lets go only of the very record the monitor wrote (see _HOLDS).
 
 from __future__ import annotations
 
+from riskgate.store.change_stream import PUBLISH_CHANGE_LUA
+
 # Lifts the version counter past the highest version this monitor has seen: a Redis that
 # lost its tail must never hand out a version older than one already applied.
 _LIFT = """
@@ -28,7 +30,7 @@ if redis.call('GET', KEYS[4]) ~= ARGV[1] then return {'lease'} end
 # wants}}), tightened to the strictest wanted and loosened only as far as the episodes left
 # still want, back to NORMAL only when none is left. A record a person set is never taken
 # over: the rule only alerts. A record changed since the monitor wrote it is left as it is.
-_HOLDS = """
+_HOLDS = PUBLISH_CHANGE_LUA + """
 local function record_of(hash, field)
   local current = redis.call('HGET', hash, field)
   if not current then return nil, 0 end
@@ -38,10 +40,13 @@ end
 local function by_rule(d)
   return d ~= nil and string.sub(d.set_by or '', 1, 8) == 'monitor:'
 end
+-- Published and appended to the change stream (the last of KEYS; its maxlen is written into
+-- the script by MonitorWrites: see with_change_stream_maxlen), so a gate that was cut off
+-- replays it (store/change_stream.py).
 local function write(hash, field, channel, kind, record)
   local v = redis.call('INCR', KEYS[1])
   redis.call('HSET', hash, field, '{"v":' .. v .. ',"d":' .. record .. '}')
-  redis.call('PUBLISH', channel, '{"k":"' .. kind .. '","v":' .. v .. ',"d":' .. record .. '}')
+  publish_change(KEYS[#KEYS], CHANGE_STREAM_MAXLEN, channel, kind, v, record)
   return v
 end
 -- Returns the version written (0 = none), whether the episode holds the record, the audit
@@ -347,3 +352,10 @@ local audit_id = audited(ARGV[8], ARGV[7], audit_action, ARGV[3], outcome, 10, e
 close_episode(ep.alert, ARGV[7], ARGV[8], note)
 return {'ok', ep.alert, v, audit_id, outcome}
 """
+
+
+def with_change_stream_maxlen(script: str, maxlen: int) -> str:
+    """A script that publishes gate changes (FIRE, CLEAR, ACCOUNT_FIRE, ACCOUNT_CLEAR), with the
+    change stream's cap: their ARGV end in a variable list of audit pairs, so it is written
+    into the script rather than passed."""
+    return f"local CHANGE_STREAM_MAXLEN = {int(maxlen)}\n" + script

@@ -114,7 +114,8 @@ class MonitorService:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         self.client = aioredis.Redis.from_url(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
                                               socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
-        self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen)
+        self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen,
+                                    self.config.server.change_stream_maxlen)
         self.writes.lease_token = self.lease_token
         monitor = self.config.monitor
         self.bars = MarkBars(self.client, self.keys, monitor.mark_bar_retention_minutes,

@@ -15,6 +15,7 @@ from riskgate.monitor import scripts
 from riskgate.monitor.alerts import Alert, Transition, Verb, decode_alert
 from riskgate.monitor.keys import MonitorKeys, account_episode_field, episode_field
 from riskgate.monitor.rules import SYMBOL_ACTIONS, Rule
+from riskgate.store.change_stream import CHANGE_STREAM_MAXLEN
 from riskgate.store.codec import encode
 from riskgate.values.codes import BreakerState, Restriction
 
@@ -64,7 +65,8 @@ def _text(value: Any) -> str:
 
 
 class MonitorWrites:
-    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, audit_maxlen: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, audit_maxlen: int,
+                 change_stream_maxlen: int = CHANGE_STREAM_MAXLEN) -> None:
         self.client = client
         self.keys = keys
         self.audit_maxlen = audit_maxlen
@@ -78,10 +80,12 @@ class MonitorWrites:
         # For metrics: alerts this monitor raised, by rule id, and actions it took, by action.
         self.raised: dict[str, int] = {}
         self.actions: dict[str, int] = {}
-        self._fire = client.register_script(scripts.FIRE)
-        self._account_fire = client.register_script(scripts.ACCOUNT_FIRE)
-        self._account_clear = client.register_script(scripts.ACCOUNT_CLEAR)
-        self._clear = client.register_script(scripts.CLEAR)
+        # These four publish gate changes: the change stream is the last of their KEYS.
+        capped = scripts.with_change_stream_maxlen
+        self._fire = client.register_script(capped(scripts.FIRE, change_stream_maxlen))
+        self._account_fire = client.register_script(capped(scripts.ACCOUNT_FIRE, change_stream_maxlen))
+        self._account_clear = client.register_script(capped(scripts.ACCOUNT_CLEAR, change_stream_maxlen))
+        self._clear = client.register_script(capped(scripts.CLEAR, change_stream_maxlen))
         self._transition = client.register_script(scripts.TRANSITION)
         self._put_record = client.register_script(scripts.PUT_RECORD)
         self._lease = client.register_script(scripts.TAKE_OR_RENEW_LEASE)
@@ -111,7 +115,8 @@ class MonitorWrites:
                                         set_by=rule.actor, updated_ms=at_ms))
         result = await self._fire(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.alert_seq, self.keys.holds],
+                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.alert_seq, self.keys.holds,
+                  self.keys.change_stream],
             args=[self.lease_token, self.floor, symbol, record, self.keys.changes,
                   int(BreakerState[state_name]) if state_name else 0, self.audit_maxlen,
                   episode_field(rule.id, symbol), _json.encode(alert), at_ms, rule.actor, state_name,
@@ -137,7 +142,7 @@ class MonitorWrites:
         episodes left want, and only if it is still the record the monitor wrote."""
         result = await self._clear(
             keys=[self.keys.seq, self.keys.breakers, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.holds],
+                  self.keys.alert_events, episodes or self.keys.episodes, self.keys.holds, self.keys.change_stream],
             args=[self.lease_token, self.floor, symbol, "", self.keys.changes, self.audit_maxlen,
                   episode_field(rule.id, symbol), rule.actor, at_ms, note,
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])
@@ -162,7 +167,7 @@ class MonitorWrites:
         result = await self._account_fire(
             keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
                   self.keys.alert_events, self.keys.account_episodes, self.keys.alert_seq,
-                  self.keys.liquidation_candidates, self.keys.holds],
+                  self.keys.liquidation_candidates, self.keys.holds, self.keys.change_stream],
             args=[self.lease_token, self.floor, account_id, kind, record, self.keys.changes, self.audit_maxlen,
                   account_episode_field(rule.id, account_id, symbol), _json.encode(alert), at_ms, rule.actor,
                   reason[:500], candidate, self.candidates_maxlen,
@@ -180,7 +185,7 @@ class MonitorWrites:
                             at_ms: int) -> Cleared | None:
         result = await self._account_clear(
             keys=[self.keys.seq, self.keys.controls, self.keys.audit, self.keys.lease, self.keys.alerts,
-                  self.keys.alert_events, self.keys.account_episodes, self.keys.holds],
+                  self.keys.alert_events, self.keys.account_episodes, self.keys.holds, self.keys.change_stream],
             args=[self.lease_token, self.floor, account_id, self.keys.changes, self.audit_maxlen,
                   account_episode_field(rule.id, account_id, symbol), rule.actor, at_ms, note[:500],
                   *_pairs({"rule": rule.id, "rule_version": str(rule.version), **evidence})])

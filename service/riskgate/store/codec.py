@@ -1,7 +1,9 @@
 """Versioned records as stored in Redis and sent on the change channel.
 
 Stored:    {"v": <version>, "d": <record>}
-Published: {"k": <kind>, "v": <version>, "d": <record>}
+Published: {"k": <kind>, "v": <version>, "i": <change stream id>, "d": <record>}
+(`i`: the id of the same change's entry in the change stream, store/change_stream.py; absent
+from a writer that does not append to the stream.)
 The envelope's version is authoritative; the record's own `version` field is overwritten.
 """
 
@@ -27,6 +29,7 @@ class Change(msgspec.Struct):
     k: str
     v: int
     d: msgspec.Raw
+    i: str = ""
 
 
 KIND_TYPES: dict[str, type[Any]] = {
@@ -66,7 +69,13 @@ def decode_stored(kind: str, data: bytes) -> Any:
 
 
 def decode_change(data: bytes) -> tuple[str, Any]:
+    kind, record, _ = decode_change_with_id(data)
+    return kind, record
+
+
+def decode_change_with_id(data: bytes) -> tuple[str, Any, str]:
+    """(kind, record, change stream id: "" when the writer gave none)."""
     change = _change_decoder.decode(data)
     if change.k not in KIND_TYPES:
         raise ValueError(f"unknown change kind {change.k!r}")
-    return change.k, decode_record(change.k, change.d, change.v)
+    return change.k, decode_record(change.k, change.d, change.v), change.i

@@ -22,6 +22,9 @@ class Keys:
         self.order_flow = f"{tag}:order_flow"
         self.audit = f"{tag}:audit"
         self.changes = f"{tag}:changes"
+        # Every change published on `changes`, capped: a subscriber back from a lost link
+        # resumes from the last id it applied (store/change_stream.py).
+        self.change_stream = f"{tag}:change_stream"
         # Written by every health round: proves Redis takes writes, and reads its clock.
         self.probe = f"{tag}:probe"
         # The shard count live writers use: processes with another count must not start.

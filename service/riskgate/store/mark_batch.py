@@ -26,6 +26,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from riskgate.book.specs import MarkSpec
+from riskgate.store.change_stream import PUBLISH_CHANGE_LUA
 from riskgate.store.codec import encode
 from riskgate.store.redis_store import _LIFT_SEQ, _fenced
 
@@ -41,22 +42,23 @@ BATCH_WINDOW_S = 0.01
 MAX_BATCH = 1000
 CLOSE_TIMEOUT_S = 2.0
 
-# KEYS: seq, marks hash, writer lease. ARGV: 1 version floor, 2 lease token, 3 change channel,
-# 4 deadline (ms by Redis's clock, 0 = none), then (symbol, record) pairs.
+# KEYS: seq, marks hash, writer lease, change stream. ARGV: 1 version floor, 2 lease token,
+# 3 change channel, 4 deadline (ms by Redis's clock, 0 = none), 5 change stream maxlen, then
+# (symbol, record) pairs. Each mark is appended to the change stream as it is published.
 # Returns the versions, in order; -1 when the deadline had passed (nothing written).
-_MARKS_SCRIPT = _fenced("KEYS[3]", "ARGV[2]") + _LIFT_SEQ + """
+_MARKS_SCRIPT = _fenced("KEYS[3]", "ARGV[2]") + _LIFT_SEQ + PUBLISH_CHANGE_LUA + """
 local deadline = tonumber(ARGV[4])
 if deadline > 0 then
   local t = redis.call('TIME')
   if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then return -1 end
 end
-local n = (#ARGV - 4) / 2
+local n = (#ARGV - 5) / 2
 local v = redis.call('INCRBY', KEYS[1], n) - n
 local versions = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   v = v + 1
   redis.call('HSET', KEYS[2], ARGV[i], '{"v":' .. v .. ',"d":' .. ARGV[i + 1] .. '}')
-  redis.call('PUBLISH', ARGV[3], '{"k":"mark","v":' .. v .. ',"d":' .. ARGV[i + 1] .. '}')
+  publish_change(KEYS[4], ARGV[5], ARGV[3], 'mark', v, ARGV[i + 1])
   versions[#versions + 1] = v
 end
 return versions
@@ -159,13 +161,15 @@ class MarkBatcher:
             return
         oldest_ms = min(tick.mark.timestamp_ms for tick in ticks)
         deadline = store.redis_deadline(oldest_ms + int(store.stale_after_s * 1000))
-        args: list[str | bytes | int] = [store.version_floor, store.lease_token, store.keys.changes, deadline]
+        args: list[str | bytes | int] = [store.version_floor, store.lease_token, store.keys.changes, deadline,
+                                         store.change_stream_maxlen]
         for tick in ticks:
             args += (tick.mark.symbol, encode(tick.mark))
         self.batches += 1
         try:
             async with asyncio.timeout(store.stale_after_s):
-                result = await self._script(keys=[store.keys.seq, store.keys.marks, store.lease_key], args=args)
+                result = await self._script(keys=[store.keys.seq, store.keys.marks, store.lease_key,
+                                                  store.keys.change_stream], args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
             log.warning("mark batch of %d not confirmed by Redis: %r", len(ticks), exc)

@@ -50,7 +50,13 @@ from riskgate.engine.ledger import (
     verify,
 )
 from riskgate.engine.spec_rules import MAX_LEVERAGE
-from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
+from riskgate.store.change_stream import (
+    CHANGE_STREAM_MAXLEN,
+    PUBLISH_CHANGE_LUA,
+    ChangeStream,
+    StreamPosition,
+)
+from riskgate.store.codec import APPLIERS, decode_change_with_id, decode_stored, encode
 from riskgate.store.decision_counts import batch_fields, day_of
 from riskgate.store.keys import Keys, order_field
 from riskgate.values.codes import Side
@@ -77,11 +83,12 @@ def _fenced(lease_key: str, token_arg: str) -> str:
 
 
 # Admin changes (_PUT_SCRIPT, _RELEASE_SCRIPT) share one layout.
-# KEYS: seq, record hash, audit stream, outcome key, writer lease.
+# KEYS: seq, record hash, audit stream, outcome key, writer lease, change stream.
 # ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
 # since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
 # outcome), 10 lease token, 11 expected version ('' = any; 0 = no record yet: compare-and-set,
-# _PUT_SCRIPT only), 12... audit field/value pairs.
+# _PUT_SCRIPT only), 12 change stream maxlen, 13... audit field/value pairs.
+# A published change is appended to the change stream in the same call (store/change_stream.py).
 # Returns the new version; 0 when 'nx' found a record; -1 when the deadline had passed;
 # {-2, stored version} when the stored record's version is not the expected one (nothing
 # written; the caller audits the refusal). The
@@ -97,14 +104,14 @@ local v = redis.call('INCR', KEYS[1])
 """
 _AUDIT_AND_OUTCOME = """
 local entry = {}
-for i = 12, #ARGV do entry[#entry + 1] = ARGV[i] end
+for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
 entry[#entry + 1] = 'version'
 entry[#entry + 1] = tostring(v)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', unpack(entry))
 if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[4], v, 'PX', ARGV[9]) end
 return v
 """
-_PUT_SCRIPT = _fenced("KEYS[5]", "ARGV[10]") + _LIFT_SEQ + """
+_PUT_SCRIPT = _fenced("KEYS[5]", "ARGV[10]") + _LIFT_SEQ + PUBLISH_CHANGE_LUA + """
 if ARGV[6] == 'nx' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
 if ARGV[11] ~= '' then
   local stored = redis.call('HGET', KEYS[2], ARGV[2])
@@ -115,7 +122,7 @@ end
 """ + _DEADLINE_GUARD + """
 redis.call('HSET', KEYS[2], ARGV[2], '{"v":' .. v .. ',"d":' .. ARGV[3] .. '}')
 if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], '{"k":"' .. ARGV[5] .. '","v":' .. v .. ',"d":' .. ARGV[3] .. '}')
+  publish_change(KEYS[6], ARGV[12], ARGV[4], ARGV[5], v, ARGV[3])
 end
 """ + _AUDIT_AND_OUTCOME
 # An operator's release of a reservation (record hash: the orders hash).
@@ -343,7 +350,8 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, book: Book, keys: Keys, stale_after_ms: int,
                  audit_maxlen: int, write_behind_ms: float = 0.0, events_maxlen: int = 1_000_000,
                  on_health: Callable[[bool], None] | None = None, flow_maxlen: int = 1_000_000,
-                 decision_counts_retention_days: int = 35, lease_token: str | None = None) -> None:
+                 decision_counts_retention_days: int = 35, lease_token: str | None = None,
+                 change_stream_maxlen: int = CHANGE_STREAM_MAXLEN, resume: bool = True) -> None:
         self.client = client
         self.book = book
         self.keys = keys
@@ -354,6 +362,14 @@ class RedisStore:
         self.decision_counts_retention_ms = decision_counts_retention_days * 86_400_000
         self.write_behind_s = write_behind_ms / 1000
         self.on_health = on_health
+        self.change_stream_maxlen = change_stream_maxlen
+        # False: every reconnect reloads the whole book (e.g. while processes that do not append
+        # to the change stream still write: a rolling upgrade from an older version).
+        self.resume = resume
+        self.change_stream = ChangeStream(client, keys.change_stream, change_stream_maxlen)
+        # Where the book stands in the change stream (None: unknown, the next reconnect reloads
+        # in full); a reconnect to the same Redis resumes from it instead of reloading.
+        self._position: StreamPosition | None = None
         self._put = client.register_script(_PUT_SCRIPT)
         self._flush = client.register_script(_FLUSH_SCRIPT)
         self._raise_seq = client.register_script(_RAISE_SEQ_SCRIPT)
@@ -417,10 +433,15 @@ class RedisStore:
         self._slice_began = 0.0
         self._slice_s = FIRST_LOAD_SLICE_S
         self.load_failures = 0
-        self.loads_done = 0
+        self.loads_done = 0  # full (snapshot) loads
         # Open orders the last load found in Redis for this shard (the start-up log line's count:
         # summing over a million accounts there would stall the loop once serving).
         self.loaded_orders = 0
+        # Reconnects that caught up from the change stream, the entries they applied, and the
+        # last reason one could not (and reloaded in full instead).
+        self.resumes_done = 0
+        self.changes_replayed = 0
+        self.resume_refused = ""
         self._closing = False
         self._serving_reported: bool | None = None
         # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
@@ -573,9 +594,10 @@ class RedisStore:
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
                     await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
-                                          self.keys.outcome("seed"), self.lease_key],
+                                          self.keys.outcome("seed"), self.lease_key, self.keys.change_stream],
                                     args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
-                                          self.audit_maxlen, 0, self.lease_token, "", *_pairs(audit)],
+                                          self.audit_maxlen, 0, self.lease_token, "", self.change_stream_maxlen,
+                                          *_pairs(audit)],
                                     client=pipe)
                 versions = await pipe.execute()
             written += sum(1 for version in versions if int(version) > 0)
@@ -823,12 +845,12 @@ class RedisStore:
                     payload = encode(change.record) if change.record is not None else b""
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
                     await script(keys=[self.keys.seq, record_hash, self.keys.audit,
-                                       self.keys.outcome(change.change_id), self.lease_key],
+                                       self.keys.outcome(change.change_id), self.lease_key, self.keys.change_stream],
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
                                        OUTCOME_EXPIRY_MS, self.lease_token,
                                        "" if change.expected_version is None else str(change.expected_version),
-                                       *_pairs(audit)], client=pipe)
+                                       self.change_stream_maxlen, *_pairs(audit)], client=pipe)
                 round_trip = bool(calls or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
@@ -1092,6 +1114,13 @@ class RedisStore:
         self._slice_began = time.perf_counter()
         self._slice_s = FIRST_LOAD_SLICE_S if first else LOAD_SLICE_S
         self._load_read = self._load_logged = 0
+        # Until this load completes, a reconnect must load in full again (a write-back after a
+        # Redis that lost data has to finish).
+        self._position = None
+        self._load_where = self.keys.change_stream
+        # Read before the scan (the subscription is already confirmed): every change after it
+        # reaches the subscription, or is replayed from the stream by a later catch-up.
+        position = await self.change_stream.position()
         stored_versions: dict[str, int] = {}
         executions = await self._load_executions() if first else {}
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
@@ -1175,6 +1204,7 @@ class RedisStore:
             log.info("%s: state loaded from Redis: %d records in %.1f s", book.shard_label, self._load_read,
                      time.monotonic() - self._load_began)
         await self._repair_version_counter()
+        self._position = position
 
     async def _load_executions(self) -> dict[str, list[ExecutionSpec]]:
         """The execution ids this process's accounts have applied (exactly-once survives a
@@ -1250,9 +1280,12 @@ class RedisStore:
                     raise RedisConnectionError("no subscribe confirmation from Redis")
                 subscribed_at = time.monotonic()
                 self._loading = True
-                await self._load_snapshot(first)
+                # Back from a lost link to the same Redis: only what changed while away is
+                # read (the stream, from the last id applied); otherwise the whole book.
+                if first or not await self._resume():
+                    await self._load_snapshot(first)
+                    self.loads_done += 1
                 self._loading = False
-                self.loads_done += 1
                 first = False
                 self._pubsub_pings.clear()
                 # The feed is proven from the moment Redis confirmed it, not from before.
@@ -1260,10 +1293,15 @@ class RedisStore:
                 self._pubsub = pubsub
                 self._loaded_once.set()
                 backoff = RETRY_BACKOFF_S
+                self._slice_began = time.perf_counter()
+                self._slice_s = LOAD_SLICE_S  # serving from here on
                 while not self._closing:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None:
                         self._on_message(message)
+                    # A backlog (what queued during a load or a catch-up) is read from the
+                    # socket's buffer without suspending: let calls run between slices of it.
+                    await self._yield_now()
             except Exception as exc:
                 if isinstance(exc, _LoadStopped):
                     return
@@ -1283,9 +1321,9 @@ class RedisStore:
                     continue
                 if isinstance(exc, (RedisError, OSError)):
                     if self._pubsub is not None:
-                        log.warning("change subscription lost (%s); resubscribing and reloading", exc)
+                        log.warning("change subscription lost (%s); resubscribing and catching up", exc)
                 else:  # not the link: a defect, but the feed must come back rather than stay dead
-                    log.exception("change subscription failed; resubscribing and reloading")
+                    log.exception("change subscription failed; resubscribing and catching up")
                 self._pubsub = None
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_BACKOFF_S)
@@ -1306,12 +1344,56 @@ class RedisStore:
         if kind_of_message != "message":
             return
         try:
-            kind, record = decode_change(message["data"])
-            self._apply(kind, record)
-            if kind in ("breaker", "controls"):
-                logs.change_seen(kind, record)
+            kind, record, entry_id = decode_change_with_id(message["data"])
+            self._apply_change_seen(kind, record)
+            position = self._position
+            if entry_id and position is not None:
+                position.advance(entry_id)
+            elif not entry_id and position is not None:
+                # A writer that does not append to the change stream (an older version during a
+                # rolling deploy): what it changes while this process is away would not be
+                # replayed, so the next reconnect reloads in full.
+                log.warning("change message without a change stream id (%s from an older writer?): the next "
+                            "reconnect reloads the whole book", kind)
+                self._position = None
         except Exception as exc:  # one bad message must not end the feed
             log.error("ignoring malformed change message: %r", exc)
+
+    def _apply_change_seen(self, kind: str, record: Any) -> None:
+        """A change from the feed or the change stream, applied as it came (versions decide)."""
+        self._apply(kind, record)
+        if kind in ("breaker", "controls"):
+            logs.change_seen(kind, record)
+
+    async def _resume(self) -> bool:
+        """After a lost link (the new subscription confirmed): applies, in order and a slice at a
+        time, the changes made while away, read from the change stream from the last id applied.
+        False (nothing harmful done) when it cannot: no position (a load never completed, or a
+        writer bypassed the stream), another Redis (restarted, failed over), or the stream no
+        longer holds that id; the caller then reloads in full, with its write-back. With the
+        same Redis nothing was lost, so the owned accounts' write-back has nothing to do."""
+        position = self._position
+        if position is None or not self.resume:
+            self.resume_refused = "no change stream position" if self.resume else "resuming is switched off"
+            log.info("%s: reloading the whole book after the lost link: %s", self.book.shard_label,
+                     self.resume_refused)
+            return False
+        self._load_began = time.monotonic()
+        self._slice_began = time.perf_counter()
+        self._slice_s = LOAD_SLICE_S
+        self._load_read = 0
+        self._load_where = self.keys.change_stream
+        applied, refused = await self.change_stream.catch_up(position, self._apply_change_seen, self._yield_now)
+        if applied < 0:
+            self.resume_refused = refused
+            log.warning("%s: cannot resume from the change stream (%s): reloading the whole book",
+                        self.book.shard_label, refused)
+            return False
+        self.resumes_done += 1
+        self.changes_replayed += applied
+        log.info("%s: resumed from the change stream after the lost link: %d changes applied in %.3f s",
+                 self.book.shard_label, applied, time.monotonic() - self._load_began)
+        return True
 
     # ---- health ----------------------------------------------------------------------
 
