@@ -138,6 +138,7 @@ def measure(accounts: int, repeat: int) -> dict[str, dict[str, float]]:
         "build_and_serialize_us": per_call_us(lambda r: servicer._ack(r, r.symbol, None, with_state=False), fills,
                                               repeat),
         "bytes": 0.0, "samples": len(fills)}
+    figures.update(execute_cost(workload, repeat))
     for size in (1, 20):
         batches = [list(range(n, n + size)) for n in range(0, SAMPLES * size, size)]
 
@@ -148,6 +149,39 @@ def measure(accounts: int, repeat: int) -> dict[str, dict[str, float]]:
         figures[f"ExecutionFeedAck, batch of {size} (per batch)"]["per_message_us"] = round(
             figures[f"ExecutionFeedAck, batch of {size} (per batch)"]["build_and_serialize_us"] / size, 3)
     return figures
+
+
+def execute_cost(workload: Workload, repeat: int) -> dict[str, dict[str, float]]:
+    """`PreTradeRiskServicer.execute` on fills of reserved orders (apply, flow, acknowledgement),
+    as the stream runs it without `with_account_state` and as the unary call runs it (with the
+    valuation). Each round reserves fresh orders on a fresh book; the two ways alternate."""
+    best = {True: float("inf"), False: float("inf")}
+    for round_ in range(max(3, repeat // 5)):
+        now_ms = time.time_ns() // 1_000_000
+        book = build_book(workload, now_ms)
+        servicer = PreTradeRiskServicer(book, DecisionCounters(), Lifecycle(), require_execution_id=False)
+        reports = []
+        for n, planned in enumerate(workload.orders(f"ex{round_}", 3000)):
+            order = parse_order(planned.order_id, planned.account_id, planned.symbol, planned.side,
+                                planned.order_type, planned.quantity, planned.price, planned.leverage,
+                                planned.reduce_only)
+            assert not isinstance(order, Reason)
+            result = check_order(book, order, now_ms + n, time.monotonic())
+            if result.decision == Decision.ACCEPT:
+                reserve(book, order, result, now_ms + n)
+                reports.append(pb.ExecutionReport(order_id=order.order_id, account_id=order.account_id,
+                                                  kind=pb.EXECUTION_KIND_FILL, quantity=planned.quantity,
+                                                  price=planned.fill_price, execution_id=f"t-{order.order_id}",
+                                                  sequence=n + 1))
+        half = len(reports) // 2
+        for with_state, part in ((round_ % 2 == 0, reports[:half]), (round_ % 2 == 1, reports[half:])):
+            started = time.perf_counter_ns()
+            for report in part:
+                servicer.execute(report, with_state)
+            best[with_state] = min(best[with_state], (time.perf_counter_ns() - started) / len(part) / 1000)
+    return {f"execute() of a fill, {'with_account_state (as unary)' if state else 'lean (stream default)'}": {
+        "build_us": round(best[state], 3), "build_and_serialize_us": round(best[state], 3), "bytes": 0.0,
+        "samples": 0} for state in (True, False)}
 
 
 def render(figures: dict[str, dict[str, float]]) -> str:
