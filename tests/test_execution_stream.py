@@ -200,6 +200,28 @@ async def test_report_when_an_offset_does_not_increase_then_earlier_ones_are_ack
     assert await position(btc) == "1"
 
 
+async def test_report_when_bytes_mid_stream_are_no_message_then_invalid_argument_and_resends_are_duplicates(
+        btc: Client) -> None:
+    await accept(btc, "o1", quantity="1")
+    raw = btc.channel.stream_stream("/riskgate.v1.PreTradeRisk/ReportExecutions")
+    good = pb.ExecutionFeedMessage(offset=1, report=fill("o1", "1", execution_id="e1", sequence=1))
+    call = raw(iter([good.SerializeToString(), b"\xff\xff\xff"]), timeout=CALL_TIMEOUT_S)
+    with pytest.raises(AioRpcError) as ended:
+        async for _ in call:
+            pass
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ExecutionFeedMessage" in (ended.value.details() or "")
+    # Applied before the stream ended, whether or not an acknowledgement made it out: the
+    # resend is recognised.
+    assert await position(btc) == "1"
+    feed = Feed(btc)
+    await feed.send(1, fill("o1", "1", execution_id="e1", sequence=1))
+    outcomes = await feed.through(1)
+    await feed.close()
+    assert outcomes[1].ack.duplicate
+    assert await position(btc) == "1"
+
+
 async def test_report_when_messages_outrun_acks_then_no_batch_exceeds_the_unacked_bound(
         btc: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(execstream, "MAX_UNACKED", 3)
