@@ -6,11 +6,13 @@ book in the same state whichever way it came. What changes is the acknowledgemen
 
 - Durability, amortised. The unary call answers once Redis holds its report (it waits for
   the write-behind batch that carries it: `store.barrier()`). Here each applied message asks
-  for a barrier too (a future, no I/O), but one task sends the acknowledgements and waits only
-  for the barrier of the newest message taken: barriers resolve in the order they were asked
-  for (a failed batch puts its barriers back in front), so that one resolving True means
-  every earlier one would have. One Redis confirmation per batch then answers every message
-  applied meanwhile, and the reader never waits for Redis.
+  for a barrier too (a future, no I/O), and one task sends the acknowledgements: it waits for
+  the oldest unacknowledged message's barrier only, then acknowledges, in one message, every
+  message whose barrier has resolved (a write-behind batch resolves all of its barriers at
+  once). Barriers resolve in the order they were asked for (a failed batch puts its barriers
+  back in front). So each message is acknowledged as soon as the batch carrying it is in Redis,
+  as a unary call would be, with one acknowledgement per write-behind batch, and the reader
+  never waits for Redis.
 - The same meaning as the unary OK. `acked_through = N` says every message up to offset N
   was handled; those not listed in `outcomes` are applied and in Redis. When Redis does not
   confirm in time (the staleness bound, or 90% of the stream's remaining deadline) or a stop
@@ -122,9 +124,12 @@ class _Acknowledger:
                     self.more.clear()
                     await self.more.wait()
                     continue
-                batch, self.pending = self.pending, []
-                durable = await self._durable(batch)
-                await self.context.write(_acknowledgement(batch, durable))
+                head = self.pending[0].barrier
+                timed_out = False
+                if head is not None and not head.done():
+                    timed_out = not await self._wait(head)
+                batch = self._take(everything=timed_out)
+                await self.context.write(_acknowledgement(batch))
                 self.unacked -= len(batch)
                 if self.unacked < MAX_UNACKED:
                     self.room.set()
@@ -132,29 +137,49 @@ class _Acknowledger:
             # Never leave the reader waiting for room that will not come.
             self.room.set()
 
-    async def _durable(self, batch: list[_Entry]) -> bool:
-        """Whether Redis holds everything the batch applied: the newest barrier of the batch
-        resolving True (barriers resolve in order). Bounded as the unary call's wait."""
-        barrier = next((entry.barrier for entry in reversed(batch) if entry.barrier is not None), None)
-        if barrier is None or self.store is None:
-            return True
+    async def _wait(self, barrier: asyncio.Future[bool]) -> bool:
+        """Until the oldest unacknowledged message's batch is in Redis (or a stop releases it);
+        False past the bound the unary call has (the staleness bound, or 90% of the time left)."""
+        assert self.store is not None  # a barrier comes from the store
         remaining = self.context.time_remaining()
         stale_after_s = self.store.stale_after_s
         bound = stale_after_s if remaining is None else min(stale_after_s, remaining * 0.9)
         try:
             async with asyncio.timeout(max(bound, 0.0)):
-                durable = await barrier
+                await barrier
         except TimeoutError:
-            durable = False
-        if not durable and any(entry.executed.refused is None and not entry.executed.exactly_once
-                               for entry in batch):
+            return False
+        return True
+
+    def _take(self, everything: bool) -> list[tuple[_Entry, bool]]:
+        """The messages to acknowledge now, each with whether Redis has it. Normally the oldest
+        ones whose barriers have resolved (one write-behind batch resolves all of its barriers at
+        once: one acknowledgement each): each is acknowledged as soon as its batch is in Redis,
+        as a unary call would be, never held for later messages. After a timeout, everything
+        pending: barriers resolve in order, so none behind the one that timed out can be
+        confirmed sooner, and each would otherwise wait out the bound in turn."""
+        pending = self.pending
+        taken = 0
+        for entry in pending:
+            if entry.barrier is not None and not entry.barrier.done() and not everything:
+                break
+            taken += 1
+        batch = [(entry, entry.barrier is None or _confirmed(entry.barrier)) for entry in pending[:taken]]
+        del pending[:taken]
+        if any(not durable and entry.executed.refused is None and not entry.executed.exactly_once
+               for entry, durable in batch):
             log.warning("executions without an execution_id acknowledged before Redis confirmed them")
-        return durable
+        return batch
 
 
-def _acknowledgement(batch: list[_Entry], durable: bool) -> pb.ExecutionFeedAck:
+def _confirmed(barrier: asyncio.Future[bool]) -> bool:
+    """A barrier resolved True: Redis holds what was dirty when it was asked for."""
+    return barrier.done() and not barrier.cancelled() and barrier.exception() is None and barrier.result()
+
+
+def _acknowledgement(batch: list[tuple[_Entry, bool]]) -> pb.ExecutionFeedAck:
     outcomes = []
-    for entry in batch:
+    for entry, durable in batch:
         executed = entry.executed
         if executed.refused is not None:
             outcomes.append(pb.ExecutionOutcome(offset=entry.offset, code=executed.refused.value[0],
@@ -163,7 +188,7 @@ def _acknowledgement(batch: list[_Entry], durable: bool) -> pb.ExecutionFeedAck:
             outcomes.append(pb.ExecutionOutcome(offset=entry.offset, code=_UNAVAILABLE, message=NOT_CONFIRMED))
         elif executed.ack is not None:
             outcomes.append(pb.ExecutionOutcome(offset=entry.offset, ack=executed.ack))
-    return pb.ExecutionFeedAck(acked_through=batch[-1].offset, outcomes=outcomes)
+    return pb.ExecutionFeedAck(acked_through=batch[-1][0].offset, outcomes=outcomes)
 
 
 async def serve(servicer: PreTradeRiskServicer, requests: AsyncIterator[pb.ExecutionFeedMessage],
