@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--step-seconds", type=float, help="length of each load step")
     parser.add_argument("--sender", choices=["auto", "native", "python"], default="auto",
                         help="auto: the compiled sender, or the Python one when it cannot be built")
+    parser.add_argument("--executions", choices=["stream", "unary"], default="stream",
+                        help="report executions on one ReportExecutions stream per sender (default), or with "
+                             "one unary ReportExecution each (the harness before the stream existed)")
     parser.add_argument("--no-pin", action="store_true", help="do not give the server a CPU of its own")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="py-spy profile of riskgate under load (default: on, off with --quick)")
@@ -255,13 +258,16 @@ def _start_servers(workload: Workload, workdir: Path, placement: Placement, stac
     return started
 
 
-def execute(settings: Settings, sender: str, pin: bool, out: Path, progress_factory: Callable[[int], RunProgress]
-            ) -> dict[str, Any]:
+def execute(settings: Settings, sender: str, pin: bool, out: Path, progress_factory: Callable[[int], RunProgress],
+            executions: str = "stream") -> dict[str, Any]:
     began = time.monotonic()
     started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     workload = Workload(WorkloadConfig(accounts=settings.accounts))
     placement = Placement.split(pin)
     backend, fallback = senders.choose_backend(sender, SPIN_US if placement.pinned else 0)
+    backend = replace(backend, exec_mode=executions)
+    how = ("on one ReportExecutions stream per sender" if executions == "stream"
+           else "one unary ReportExecution each")
     total = len(settings.unary.rates) * 2 + len(settings.stream.rates) * 2
     out.mkdir(parents=True, exist_ok=True)
     steps: list[StepResult] = []
@@ -293,13 +299,15 @@ def execute(settings: Settings, sender: str, pin: bool, out: Path, progress_fact
     result: dict[str, Any] = {
         "meta": {
             "quick": settings.quick, "started": started_at, "duration_s": round(time.monotonic() - began, 1),
-            "command": "python -m loadtest" + (" --quick" if settings.quick else ""),
+            "command": "python -m loadtest" + (" --quick" if settings.quick else "")
+                       + (" --executions unary" if executions == "unary" else ""),
             "machine": cpus.describe_machine(),
             "sender": f"{backend.name} ({'fallback: ' + fallback if fallback else 'compiled C++, real-time pacing'})",
             "placement": (f"server on CPU {sorted(placement.server)}, harness and Redis on CPU "
                           f"{sorted(placement.client)}" if placement.pinned else "not pinned"),
             "workload": (f"{settings.accounts:,} accounts, {', '.join(workload.markets)}; "
-                         f"mix {asdict(workload.config.mix)}; executions reported for every allowed order; "
+                         f"mix {asdict(workload.config.mix)}; executions reported for every allowed order "
+                         f"({how}); "
                          f"marks fed at {marks_sent} updates ({marks_failed} failed)"),
             "budget_us": BUDGET_US, "step_seconds": settings.step_seconds, "settings": asdict(settings),
         },
@@ -328,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(args)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        result = execute(settings, args.sender, not args.no_pin, args.out, RunProgress)
+        result = execute(settings, args.sender, not args.no_pin, args.out, RunProgress, args.executions)
     except (_Stopped, KeyboardInterrupt) as exc:
         print(f"loadtest: {exc or 'interrupted'}", file=sys.stderr)
         return 130

@@ -33,6 +33,9 @@ class Backend:
     max_rate_per_sender: float
     streams_per_sender: int = 1
     extra_args: tuple[str, ...] = ()
+    # How execution reports go: "stream" (one ReportExecutions stream per sender, acknowledged in
+    # batches) or "unary" (one ReportExecution call each, as before the stream existed).
+    exec_mode: str = "stream"
 
     def senders_for(self, rate: float) -> int:
         return max(1, math.ceil(rate / self.max_rate_per_sender))
@@ -107,7 +110,8 @@ def run_step(backend: Backend, target: str, style: str, rate: float, orders: Seq
             outputs.append(output)
             args = [*backend.command, "--target", target, "--mode", style, "--input", str(source), "--output",
                     str(output), "--rate", repr(share), "--offset-ns", str(offset), "--streams",
-                    str(backend.streams_per_sender), "--deadline-ms", str(DEADLINE_MS), *backend.extra_args]
+                    str(backend.streams_per_sender), "--deadline-ms", str(DEADLINE_MS), "--exec-mode",
+                    backend.exec_mode, *backend.extra_args]
             processes.append(subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                               env=child_env()))
         for process in processes:

@@ -17,7 +17,7 @@ import pytest
 from loadtest import engine_bench, latency, profiling, report, riskgate_config, wire
 from loadtest import records as rec
 from loadtest.latency import Percentiles
-from loadtest.pysender import PySender
+from loadtest.pysender import ExecutionFeed, PySender
 from loadtest.schedule import planned_ns, run_open_loop, sender_shares
 from loadtest.search import SearchPlan, highest_passing, step_up
 from loadtest.step_result import Cpu, StepResult, summarize
@@ -193,6 +193,35 @@ def test_python_sender_stream_matches_answers_in_order_and_times_from_the_plan()
     sender.run_stream(rate=1000, start_ns=0, offset_ns=0)
     assert arrivals == [i * MS for i in range(10)]
     assert latency.latency_us(sender.records).tolist() == [3000 * (i + 1) - 1000 * i for i in range(10)]
+
+
+def test_python_sender_execution_stream_numbers_reports_and_times_each_until_an_ack_covers_it() -> None:
+    clock, check = FakeClock(), FakeUnary()
+    received: list[pb.ExecutionFeedMessage] = []
+
+    def feed(requests: Iterator[bytes], timeout: float) -> Iterator[bytes]:
+        # Acknowledges every second message (the odd ones on their own), listing offset 3 as refused.
+        for raw in requests:
+            received.append(pb.ExecutionFeedMessage.FromString(raw))
+            offset = received[-1].offset
+            if offset % 2 == 0 or offset == 5:
+                clock.now += MS
+                outcomes = [pb.ExecutionOutcome(offset=3, code=3)] if offset == 4 else []
+                yield pb.ExecutionFeedAck(acked_through=offset, outcomes=outcomes).SerializeToString()
+
+    orders = _orders(5)
+    sender = PySender(orders, 5.0, check, None, None, clock)
+    sender.feed = ExecutionFeed(feed, 10.0, sender)
+    sender.run_unary(rate=1000, start_ns=0, offset_ns=0)
+    for call in check.calls:
+        call.complete(ACCEPT)
+    sender.wait(5.0)
+    # Numbered in the order the answers came, each carrying the report prebuilt for its order.
+    assert [m.offset for m in received] == [1, 2, 3, 4, 5]
+    assert [m.report.SerializeToString() for m in received] == [o[1] for o in orders]
+    assert not any(m.with_account_state for m in received)
+    assert sender.records["exec_status"].tolist() == [0, 0, 3, 0, 0]
+    assert (sender.records["exec_done_ns"] > sender.records["exec_sent_ns"]).all()
 
 
 def test_hdr_percentiles_of_a_uniform_distribution_match_within_hdr_precision() -> None:

@@ -6,6 +6,10 @@
 // at start + offset + round(i * 1e9 / rate) on CLOCK_MONOTONIC, the same clock Python reads, and is
 // sent at that time however slow earlier answers are: latency is counted from the planned time.
 //
+// Execution reports go, by default, on one ReportExecutions stream per sender (its own connection),
+// numbered 1, 2, 3...; an acknowledgement covers every offset up to its acked_through, and lists
+// the ones that did not succeed. `--exec-mode unary` sends one ReportExecution call each instead.
+//
 // Protocol with the harness: after connecting, print "ready" (plus " realtime" when it got a real-time
 // priority); read "start <monotonic ns>"; run; write
 // the records; print "done <CPU seconds used>".
@@ -37,6 +41,7 @@ namespace {
 const char kCheckOrder[] = "/riskgate.v1.PreTradeRisk/CheckOrder";
 const char kCheckOrders[] = "/riskgate.v1.PreTradeRisk/CheckOrders";
 const char kReportExecution[] = "/riskgate.v1.PreTradeRisk/ReportExecution";
+const char kReportExecutions[] = "/riskgate.v1.PreTradeRisk/ReportExecutions";
 const int kDecisionAccept = 1;
 const int kDecisionReduceOnly = 3;
 
@@ -80,6 +85,9 @@ struct Order {
   grpc::ByteBuffer on_reduce;
   bool has_accept = false;
   bool has_reduce = false;
+  // The same reports as bytes, to wrap in an ExecutionFeedMessage with the offset it gets.
+  std::string accept_bytes;
+  std::string reduce_bytes;
 };
 
 grpc::ByteBuffer to_buffer(const std::string& bytes) {
@@ -116,6 +124,8 @@ std::vector<Order> load_orders(const std::string& path) {
     order.has_reduce = !reduce.empty();
     if (order.has_accept) order.on_accept = to_buffer(accept);
     if (order.has_reduce) order.on_reduce = to_buffer(reduce);
+    order.accept_bytes = accept;
+    order.reduce_bytes = reduce;
   }
   return orders;
 }
@@ -128,6 +138,77 @@ bool read_varint(const uint8_t*& p, const uint8_t* end, uint64_t* value) {
     if (!(byte & 0x80)) return true;
   }
   return false;
+}
+
+void put_varint(std::string* out, uint64_t value) {
+  while (value >= 0x80) {
+    out->push_back(char(uint8_t(value) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(char(value));
+}
+
+// ExecutionFeedMessage{offset = 1, report = 2}; with_account_state stays false (the lean ack).
+grpc::ByteBuffer feed_message(uint64_t offset, const std::string& report) {
+  std::string out;
+  out.reserve(report.size() + 16);
+  out.push_back(char(0x08));
+  put_varint(&out, offset);
+  out.push_back(char(0x12));
+  put_varint(&out, report.size());
+  out += report;
+  return to_buffer(out);
+}
+
+std::string flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string owned;
+  buffer.Dump(&slices);
+  for (auto& s : slices) owned.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return owned;
+}
+
+// ExecutionFeedAck: acked_through (field 1) and, per listed ExecutionOutcome (field 2), its
+// offset (1) and code (2).
+void parse_feed_ack(const grpc::ByteBuffer& buffer, uint64_t* through,
+                    std::vector<std::pair<uint64_t, int32_t>>* outcomes) {
+  const std::string bytes = flatten(buffer);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const uint8_t* end = p + bytes.size();
+  while (p < end) {
+    uint64_t key, value;
+    if (!read_varint(p, end, &key)) return;
+    const uint64_t field = key >> 3, wire = key & 7;
+    if (wire == 0) {
+      if (!read_varint(p, end, &value)) return;
+      if (field == 1) *through = value;
+    } else if (wire == 2) {
+      if (!read_varint(p, end, &value) || value > uint64_t(end - p)) return;
+      if (field == 2) {
+        const uint8_t* q = p;
+        const uint8_t* q_end = p + value;
+        uint64_t offset = 0, code = 0;
+        while (q < q_end) {
+          uint64_t k, v;
+          if (!read_varint(q, q_end, &k)) break;
+          if ((k & 7) == 0) {
+            if (!read_varint(q, q_end, &v)) break;
+            if ((k >> 3) == 1) offset = v;
+            if ((k >> 3) == 2) code = v;
+          } else if ((k & 7) == 2) {
+            if (!read_varint(q, q_end, &v) || v > uint64_t(q_end - q)) break;
+            q += v;
+          } else {
+            break;
+          }
+        }
+        outcomes->emplace_back(offset, int32_t(code));
+      }
+      p += value;
+    } else {
+      return;
+    }
+  }
 }
 
 // Reads CheckOrderResponse.decision (field 2) and the code (field 1) of the first Reason (field 3)
@@ -201,6 +282,7 @@ bool make_realtime(pthread_t thread, int priority) {
 struct Options {
   std::string target;
   std::string mode = "unary";
+  std::string exec_mode = "stream";
   std::string input;
   std::string output;
   double rate = 1000;
@@ -231,11 +313,18 @@ struct Stream {
   std::mutex mutex;
   std::deque<size_t> queued;     // paced but waiting for the previous write to finish
   std::deque<size_t> in_flight;  // written, answer not read yet (answers come in request order)
+  // The execution stream: messages waiting for the previous write, and (offset, order index) of
+  // those written and not yet covered by an acknowledgement.
+  bool exec = false;
+  uint64_t next_offset = 1;
+  std::deque<grpc::ByteBuffer> queued_messages;
+  std::deque<std::pair<uint64_t, size_t>> unacked;
   bool writing = false;
   bool no_more = false;
   bool writes_done = false;
   bool finished = false;
   grpc::ByteBuffer read_buffer;
+  grpc::ByteBuffer write_buffer;  // the execution message being written (must outlive the Write)
   grpc::Status status;
   Tag start_tag{Tag::kStreamStart};
   Tag write_tag{Tag::kStreamWrite};
@@ -266,6 +355,25 @@ class Generator {
       // After the channel exists, so gRPC's own helper threads keep the normal policy.
       realtime_ = make_realtime(pthread_self(), 20) && make_realtime(completion_thread_.native_handle(), 20);
     }
+    const auto run_ms = int64_t(1000.0 * double(orders_.size()) / options_.rate);
+    if (options_.exec_mode == "stream") {
+      exec_stream_ = std::make_unique<Stream>();
+      Stream* stream = exec_stream_.get();
+      stream->exec = true;
+      for (Tag* tag : {&stream->start_tag, &stream->write_tag, &stream->read_tag, &stream->writes_done_tag,
+                       &stream->finish_tag}) {
+        tag->stream = stream;
+      }
+      stream->context.set_deadline(std::chrono::system_clock::now() +
+                                   std::chrono::milliseconds(15000 + run_ms + 2 * options_.deadline_ms));
+      stream->call = exec_stub_->PrepareCall(&stream->context, kReportExecutions, &cq_);
+      outstanding_ += 1;  // the stream itself, until Finish completes
+      stream->call->StartCall(&stream->start_tag);
+      for (int spin = 0; exec_started_.load() < 1; ++spin) {
+        if (spin > 10000) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
     if (options_.mode == "stream") {
       for (int i = 0; i < options_.streams; ++i) {
         auto stream = std::make_unique<Stream>();
@@ -276,13 +384,13 @@ class Generator {
         streams_.push_back(std::move(stream));
       }
       // The stream lives for the whole run; its deadline still bounds a server that stops answering.
-      const auto run_ms = int64_t(1000.0 * double(orders_.size()) / options_.rate);
       const auto stream_deadline =
           std::chrono::system_clock::now() + std::chrono::milliseconds(15000 + run_ms + options_.deadline_ms);
       for (auto& stream : streams_) {
         stream->context.set_deadline(stream_deadline);
         stream->call = stub_->PrepareCall(&stream->context, kCheckOrders, &cq_);
         outstanding_ += 1;  // the stream itself, until Finish completes
+        checks_outstanding_ += 1;
         stream->call->StartCall(&stream->start_tag);
       }
       for (int spin = 0; started_.load() < options_.streams; ++spin) {
@@ -319,7 +427,14 @@ class Generator {
   }
 
   void finish() {
-    // Every call carries a deadline, so this wait is bounded.
+    // Every call carries a deadline, so these waits are bounded. Once every check is answered,
+    // every execution report has been queued: the execution stream may end.
+    while (checks_outstanding_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (exec_stream_) {
+      std::lock_guard<std::mutex> lock(exec_stream_->mutex);
+      exec_stream_->no_more = true;
+      maybe_writes_done(exec_stream_.get());
+    }
     while (outstanding_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     cq_.Shutdown();
     completion_thread_.join();
@@ -338,6 +453,7 @@ class Generator {
     tag->index = i;
     tag->context.set_deadline(deadline());
     outstanding_ += 1;
+    checks_outstanding_ += 1;
     records_[i].sent_ns = now_ns();
     tag->reader = stub_->PrepareUnaryCall(&tag->context, kCheckOrder, orders_[i].request, &cq_);
     tag->reader->StartCall();
@@ -364,7 +480,8 @@ class Generator {
 
   // Caller holds stream->mutex.
   void maybe_writes_done(Stream* stream) {
-    if (stream->no_more && !stream->writing && stream->queued.empty() && !stream->writes_done) {
+    if (stream->no_more && !stream->writing && stream->queued.empty() && stream->queued_messages.empty() &&
+        !stream->writes_done && !stream->finished) {
       stream->writes_done = true;
       stream->call->WritesDone(&stream->writes_done_tag);
     }
@@ -376,6 +493,10 @@ class Generator {
     if (decision == kDecisionAccept && order.has_accept) report = &order.on_accept;
     if (decision == kDecisionReduceOnly && order.has_reduce) report = &order.on_reduce;
     if (report == nullptr) return;
+    if (exec_stream_) {
+      stream_execution(i, decision == kDecisionAccept ? order.accept_bytes : order.reduce_bytes);
+      return;
+    }
     auto* tag = new Tag{Tag::kExec};
     tag->index = i;
     tag->context.set_deadline(deadline());
@@ -384,6 +505,44 @@ class Generator {
     tag->reader = exec_stub_->PrepareUnaryCall(&tag->context, kReportExecution, *report, &cq_);
     tag->reader->StartCall();
     tag->reader->Finish(&tag->response, &tag->status, tag);
+  }
+
+  void stream_execution(size_t i, const std::string& report) {
+    Stream* stream = exec_stream_.get();
+    std::lock_guard<std::mutex> lock(stream->mutex);
+    records_[i].exec_sent_ns = now_ns();
+    if (stream->finished) {
+      records_[i].exec_done_ns = records_[i].exec_sent_ns;
+      records_[i].exec_status = int32_t(grpc::StatusCode::UNAVAILABLE);
+      return;
+    }
+    const uint64_t offset = stream->next_offset++;
+    stream->unacked.emplace_back(offset, i);
+    grpc::ByteBuffer message = feed_message(offset, report);
+    if (stream->writing) {
+      stream->queued_messages.push_back(std::move(message));
+      return;
+    }
+    stream->writing = true;
+    stream->write_buffer = std::move(message);
+    stream->call->Write(stream->write_buffer, &stream->write_tag);
+  }
+
+  // Caller holds stream->mutex: an acknowledgement of the execution stream arrived.
+  void acknowledged(Stream* stream, const grpc::ByteBuffer& ack, int64_t at) {
+    uint64_t through = 0;
+    std::vector<std::pair<uint64_t, int32_t>> outcomes;
+    parse_feed_ack(ack, &through, &outcomes);
+    size_t listed = 0;
+    while (!stream->unacked.empty() && stream->unacked.front().first <= through) {
+      const auto [offset, index] = stream->unacked.front();
+      stream->unacked.pop_front();
+      int32_t status = 0;
+      while (listed < outcomes.size() && outcomes[listed].first < offset) ++listed;
+      if (listed < outcomes.size() && outcomes[listed].first == offset) status = outcomes[listed].second;
+      records_[index].exec_done_ns = at;
+      records_[index].exec_status = status;
+    }
   }
 
   void answered(size_t i, const grpc::ByteBuffer& response, int64_t at) {
@@ -409,6 +568,7 @@ class Generator {
             records_[tag->index].status = int32_t(tag->status.error_code());
           }
           delete tag;
+          checks_outstanding_ -= 1;
           outstanding_ -= 1;
           break;
         }
@@ -423,13 +583,18 @@ class Generator {
           Stream* stream = tag->stream;
           if (ok) stream->call->Read(&stream->read_buffer, &stream->read_tag);
           else stream->call->Finish(&stream->status, &stream->finish_tag);
-          started_ += 1;
+          if (stream->exec) exec_started_ += 1;
+          else started_ += 1;
           break;
         }
         case Tag::kStreamWrite: {
           Stream* stream = tag->stream;
           std::lock_guard<std::mutex> lock(stream->mutex);
-          if (ok && !stream->queued.empty()) {
+          if (ok && stream->exec && !stream->queued_messages.empty()) {
+            stream->write_buffer = std::move(stream->queued_messages.front());
+            stream->queued_messages.pop_front();
+            stream->call->Write(stream->write_buffer, &stream->write_tag);
+          } else if (ok && !stream->queued.empty()) {
             size_t next = stream->queued.front();
             stream->queued.pop_front();
             records_[next].sent_ns = now_ns();
@@ -437,7 +602,10 @@ class Generator {
           } else {
             // A failed write means the stream is broken: Read fails next and Finish tells why.
             stream->writing = false;
-            if (!ok) stream->queued.clear();
+            if (!ok) {
+              stream->queued.clear();
+              stream->queued_messages.clear();
+            }
             maybe_writes_done(stream);
           }
           break;
@@ -446,6 +614,14 @@ class Generator {
           Stream* stream = tag->stream;
           if (!ok) {
             stream->call->Finish(&stream->status, &stream->finish_tag);
+            break;
+          }
+          if (stream->exec) {
+            {
+              std::lock_guard<std::mutex> lock(stream->mutex);
+              acknowledged(stream, stream->read_buffer, at);
+            }
+            stream->call->Read(&stream->read_buffer, &stream->read_tag);
             break;
           }
           size_t index;
@@ -463,13 +639,21 @@ class Generator {
         case Tag::kStreamFinish: {
           Stream* stream = tag->stream;
           std::lock_guard<std::mutex> lock(stream->mutex);
+          const int32_t status = stream->status.ok() ? int32_t(grpc::StatusCode::UNKNOWN)
+                                                     : int32_t(stream->status.error_code());
           for (size_t index : stream->in_flight) {
             records_[index].done_ns = at;
-            records_[index].status = stream->status.ok() ? int32_t(grpc::StatusCode::UNKNOWN)
-                                                         : int32_t(stream->status.error_code());
+            records_[index].status = status;
+          }
+          for (const auto& [offset, index] : stream->unacked) {
+            records_[index].exec_done_ns = at;
+            records_[index].exec_status = status;
           }
           stream->in_flight.clear();
+          stream->unacked.clear();
+          stream->queued_messages.clear();
           stream->finished = true;
+          if (!stream->exec) checks_outstanding_ -= 1;
           outstanding_ -= 1;
           break;
         }
@@ -487,8 +671,12 @@ class Generator {
   grpc::CompletionQueue cq_;
   std::thread completion_thread_;
   std::vector<std::unique_ptr<Stream>> streams_;
+  std::unique_ptr<Stream> exec_stream_;
   std::atomic<int64_t> outstanding_{0};
+  // Checks not answered yet (unary calls, and check streams until they finish).
+  std::atomic<int64_t> checks_outstanding_{0};
   std::atomic<int> started_{0};
+  std::atomic<int> exec_started_{0};
   bool realtime_ = false;
 };
 
@@ -497,6 +685,7 @@ bool parse_options(int argc, char** argv, Options* options) {
     std::string key = argv[i], value = argv[i + 1];
     if (key == "--target") options->target = value;
     else if (key == "--mode") options->mode = value;
+    else if (key == "--exec-mode") options->exec_mode = value;
     else if (key == "--input") options->input = value;
     else if (key == "--output") options->output = value;
     else if (key == "--rate") options->rate = std::stod(value);
@@ -508,7 +697,8 @@ bool parse_options(int argc, char** argv, Options* options) {
     else return false;
   }
   return !options->target.empty() && !options->input.empty() && !options->output.empty() && options->rate > 0 &&
-         options->streams > 0 && (options->mode == "unary" || options->mode == "stream");
+         options->streams > 0 && (options->mode == "unary" || options->mode == "stream") &&
+         (options->exec_mode == "unary" || options->exec_mode == "stream");
 }
 
 }  // namespace
@@ -517,7 +707,8 @@ int main(int argc, char** argv) {
   Options options;
   if (!parse_options(argc, argv, &options)) {
     std::cerr << "usage: loadgen --target HOST:PORT --mode unary|stream --input F --output F --rate R "
-                 "[--offset-ns N] [--streams S] [--deadline-ms D] [--realtime 0|1] [--spin-us U]\n";
+                 "[--offset-ns N] [--streams S] [--deadline-ms D] [--realtime 0|1] [--spin-us U] "
+                 "[--exec-mode stream|unary]\n";
     return 2;
   }
   // The default 50 us timer slack would make every paced send up to 50 us late.

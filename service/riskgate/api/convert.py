@@ -24,10 +24,13 @@ from riskgate.values.tiers import TierTable
 
 
 def check_response(order_id: str, result: CheckResult) -> pb.CheckOrderResponse:
-    return pb.CheckOrderResponse(
+    # Scalars through the constructor, reasons added in place: `reasons=[pb.Reason(...)]` builds
+    # each Reason twice (once, then its copy into the repeated field), and an empty `reasons=[]`
+    # still costs a conversion. Same message, same bytes (loadtest/response_cost.py measures it;
+    # tests/test_response_bytes.py holds it to the previous construction).
+    response = pb.CheckOrderResponse(
         order_id=order_id,
         decision=result.decision,
-        reasons=[pb.Reason(code=r.code, message=r.message, limit=r.limit, value=r.value) for r in result.reasons],
         allowed_quantity=fmt(result.allowed_quantity),
         initial_margin=fmt(result.initial_margin),
         order_cost=fmt(result.order_cost),
@@ -35,17 +38,18 @@ def check_response(order_id: str, result: CheckResult) -> pb.CheckOrderResponse:
         max_leverage=result.max_leverage,
         estimated_liquidation_price=fmt(result.liquidation_price),
     )
+    if result.reasons:
+        add = response.reasons.add
+        for r in result.reasons:
+            add(code=r.code, message=r.message, limit=r.limit, value=r.value)
+    return response
 
 
 def invalid_response(order_id: str, reason: Reason) -> pb.CheckOrderResponse:
-    return pb.CheckOrderResponse(
-        order_id=order_id,
-        decision=pb.DECISION_REJECT,
-        reasons=[pb.Reason(code=reason.code, message=reason.message, limit=reason.limit, value=reason.value)],
-        allowed_quantity="0",
-        initial_margin="0",
-        order_cost="0",
-    )
+    response = pb.CheckOrderResponse(order_id=order_id, decision=pb.DECISION_REJECT, allowed_quantity="0",
+                                     initial_margin="0", order_cost="0")
+    response.reasons.add(code=reason.code, message=reason.message, limit=reason.limit, value=reason.value)
+    return response
 
 
 def decimal_field(field: str, text: str, *, signed: bool = False, optional: bool = False) -> Decimal | None:

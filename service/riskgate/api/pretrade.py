@@ -15,8 +15,10 @@ from time import perf_counter
 
 import grpc
 
+from riskgate.api import execstream
 from riskgate.api.convert import check_response, invalid_response
 from riskgate.api.echo import clip, details, echo
+from riskgate.api.execstream import Executed
 from riskgate.api.lifecycle import Lifecycle
 from riskgate.book.flow import FlowFill
 from riskgate.book.state import Book, Reservation
@@ -148,58 +150,77 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
             # Loading: the book is incomplete. Stopping: what is acknowledged must reach Redis
             # before the process ends, so nothing new is; the sender retries elsewhere.
             await context.abort(grpc.StatusCode.UNAVAILABLE, self.lifecycle.why_not)
+        outcome = self.execute(request, with_state=True)
+        if outcome.refused is not None:
+            await context.abort(outcome.refused, outcome.message)
+        await self._durable(context, exactly_once=outcome.exactly_once)
+        assert outcome.ack is not None  # with_state: always an acknowledgement
+        return outcome.ack
+
+    async def ReportExecutions(self, request_iterator: AsyncIterator[pb.ExecutionFeedMessage],
+                               context: grpc.aio.ServicerContext) -> None:
+        await execstream.serve(self, request_iterator, context)
+
+    def execute(self, request: pb.ExecutionReport, with_state: bool) -> Executed:
+        """Validates and applies one execution report: what ReportExecution and ReportExecutions
+        both do, so the two cannot differ. Never awaits: nothing else runs between the checks,
+        the change and the state read back for the acknowledgement.
+
+        with_state: the acknowledgement carries remaining_quantity, position_quantity, balance
+        and available_margin (a valuation of the account). Without it the acknowledgement is
+        None when it has nothing the sender must act on (not a duplicate, not included in a
+        snapshot, no reduce-only order to cancel)."""
         if request.kind not in ExecutionKind._value2member_map_:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "kind must be FILL, CANCELED, EXPIRED, REJECTED or NOT_SENT")
+            return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "kind must be FILL, CANCELED, EXPIRED, REJECTED or NOT_SENT")
         kind = ExecutionKind(request.kind)
         if request.counterparty_account_id:
             try:
                 validate_account_id("counterparty_account_id", request.counterparty_account_id)
             except SpecError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
+                return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT, details(str(exc)))
         if kind == ExecutionKind.NOT_SENT:
-            return await self._not_sent(request, context)
+            return self._not_sent(request, with_state)
         if request.execution_id and (len(request.execution_id) > ID_MAX_LEN or not request.execution_id.isprintable()):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"execution_id must be 1-{ID_MAX_LEN} printable characters")
+            return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"execution_id must be 1-{ID_MAX_LEN} printable characters")
         if kind == ExecutionKind.FILL and self.require_execution_id and not (request.execution_id
                                                                             and request.sequence):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "a fill needs its execution_id (the matching engine's trade id) and sequence: "
-                                "without the id a retried report cannot be told from a new fill, without the "
-                                "sequence clearing's snapshot cannot be told to include it or not")
+            return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT,
+                                   "a fill needs its execution_id (the matching engine's trade id) and sequence: "
+                                   "without the id a retried report cannot be told from a new fill, without the "
+                                   "sequence clearing's snapshot cannot be told to include it or not")
         quantity = price = ZERO
         if kind == ExecutionKind.FILL:
             try:
                 quantity = parse_non_negative(request.quantity)
                 price = parse_non_negative(request.price)
             except DecimalFormatError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, details(f"fill quantity and price: {exc}"))
+                return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT, details(f"fill quantity and price: {exc}"))
             if not quantity or not price:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "fill quantity and price must be positive")
+                return Executed.refuse(grpc.StatusCode.INVALID_ARGUMENT, "fill quantity and price must be positive")
         ref = ExecutionRef(request.execution_id, request.sequence) if request.execution_id or request.sequence \
             else None
         now_ms = time.time_ns() // 1_000_000
         book = self.book
         if seen_execution(book, request.account_id, request.order_id, ref):
             # A retry of a report already applied: the same answer, nothing applied again.
-            ack = self._ack(request, request.symbol, None)
-            ack.duplicate = True
-            await self._durable(context, exactly_once=True)
-            return ack
+            # Exactly-once: acknowledged only once Redis has the first application.
+            ack = self._ack(request, request.symbol, None, with_state, duplicate=True)
+            return Executed(ack, exactly_once=True)
         try:
             applied = apply_execution(book, request.account_id, request.order_id, kind, quantity, price,
                                       time.monotonic(), ref, now_ms)
         except ExecutionError as exc:
             if kind != ExecutionKind.FILL or not request.symbol:
-                await context.abort(grpc.StatusCode.NOT_FOUND, details(str(exc)))
+                return Executed.refuse(grpc.StatusCode.NOT_FOUND, details(str(exc)))
             try:
                 applied = apply_unreserved_fill(book, request.account_id, request.order_id, request.symbol,
                                                 request.side, request.leverage, quantity, price, ref, now_ms)
             except ExecutionError as unknown:
                 status = (grpc.StatusCode.INVALID_ARGUMENT if unknown.code == "INVALID_ARGUMENT"
                           else grpc.StatusCode.NOT_FOUND)
-                await context.abort(status, details(str(unknown)))
+                return Executed.refuse(status, details(str(unknown)))
             log.warning("fill of %s/%s with no reservation applied to the position", echo(request.account_id),
                         echo(request.order_id))
             if applied.clamped and self.store is not None:
@@ -216,20 +237,32 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         elif applied.cancelled:
             book.flow.cancel(request.account_id)
         # The state as this execution left it, before anything else can move it.
-        ack = self._ack(request, applied.symbol, applied)
-        await self._durable(context, exactly_once=ref is not None and bool(ref.execution_id))
-        return ack
+        ack = self._ack(request, applied.symbol, applied, with_state)
+        return Executed(ack, exactly_once=ref is not None and bool(ref.execution_id))
 
-    def _ack(self, request: pb.ExecutionReport, symbol: str, applied: Applied | None) -> pb.ExecutionAck:
+    def _ack(self, request: pb.ExecutionReport, symbol: str, applied: Applied | None, with_state: bool,
+             duplicate: bool = False) -> pb.ExecutionAck | None:
         account = self.book.accounts.get(request.account_id)
-        ack = pb.ExecutionAck(order_id=request.order_id)
+        remaining = ZERO
+        included = False
         if applied is not None:
-            ack.remaining_quantity = fmt(applied.remaining)
-            ack.included_in_snapshot = applied.included
+            remaining = applied.remaining
+            included = applied.included
         else:
             reservation = account.orders.get(request.order_id) if account is not None else None
-            ack.remaining_quantity = fmt(reservation.remaining if reservation is not None else ZERO)
-            symbol = reservation.symbol if reservation is not None else symbol
+            if reservation is not None:
+                remaining = reservation.remaining
+                symbol = reservation.symbol
+        cancel = orders_to_cancel(account, symbol) if account is not None else None
+        if not with_state:
+            if not (duplicate or included or cancel):
+                return None  # nothing the sender must act on: no message built at all
+            ack = pb.ExecutionAck(order_id=request.order_id, duplicate=duplicate, included_in_snapshot=included)
+            if cancel:
+                ack.cancel_order_ids.extend(cancel)
+            return ack
+        ack = pb.ExecutionAck(order_id=request.order_id, remaining_quantity=fmt(remaining), duplicate=duplicate,
+                              included_in_snapshot=included)
         if account is None:
             return ack
         position = account.positions.get(symbol)
@@ -237,22 +270,24 @@ class PreTradeRiskServicer(pb_grpc.PreTradeRiskServicer):
         ack.position_quantity = fmt(position.quantity if position is not None else ZERO)
         ack.balance = fmt(account.balance)
         ack.available_margin = fmt(round_down(valuation.available)) if valuation.missing_mark is None else ""
-        ack.cancel_order_ids.extend(orders_to_cancel(account, symbol))
+        if cancel:
+            ack.cancel_order_ids.extend(cancel)
         return ack
 
-    async def _not_sent(self, request: pb.ExecutionReport, context: grpc.aio.ServicerContext) -> pb.ExecutionAck:
+    def _not_sent(self, request: pb.ExecutionReport, with_state: bool) -> Executed:
         try:
             release_not_sent(self.book, request.account_id, request.order_id)
         except ExecutionError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, details(str(exc)))
+            return Executed.refuse(grpc.StatusCode.FAILED_PRECONDITION, details(str(exc)))
+        if not with_state:
+            return Executed(None, exactly_once=False)
         account = self.book.accounts.get(request.account_id)
         ack = pb.ExecutionAck(order_id=request.order_id, remaining_quantity="0")
         if account is not None:
             valuation = value_account(self.book, account)
             ack.balance = fmt(account.balance)
             ack.available_margin = fmt(round_down(valuation.available)) if valuation.missing_mark is None else ""
-        await self._durable(context, exactly_once=False)
-        return ack
+        return Executed(ack, exactly_once=False)
 
     async def _durable(self, context: grpc.aio.ServicerContext, exactly_once: bool) -> None:
         """Acknowledges an execution once Redis has it, so that a crash right after the ack

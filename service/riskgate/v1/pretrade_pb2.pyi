@@ -241,3 +241,33 @@ class ExecutionAck(_message.Message):
     cancel_order_ids: _containers.RepeatedScalarFieldContainer[str]
     included_in_snapshot: bool
     def __init__(self, order_id: _Optional[str] = ..., remaining_quantity: _Optional[str] = ..., position_quantity: _Optional[str] = ..., balance: _Optional[str] = ..., available_margin: _Optional[str] = ..., duplicate: _Optional[bool] = ..., cancel_order_ids: _Optional[_Iterable[str]] = ..., included_in_snapshot: _Optional[bool] = ...) -> None: ...
+
+class ExecutionFeedMessage(_message.Message):
+    __slots__ = ("offset", "report", "with_account_state")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    WITH_ACCOUNT_STATE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    report: ExecutionReport
+    with_account_state: bool
+    def __init__(self, offset: _Optional[int] = ..., report: _Optional[_Union[ExecutionReport, _Mapping]] = ..., with_account_state: _Optional[bool] = ...) -> None: ...
+
+class ExecutionOutcome(_message.Message):
+    __slots__ = ("offset", "code", "message", "ack")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    code: int
+    message: str
+    ack: ExecutionAck
+    def __init__(self, offset: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., ack: _Optional[_Union[ExecutionAck, _Mapping]] = ...) -> None: ...
+
+class ExecutionFeedAck(_message.Message):
+    __slots__ = ("acked_through", "outcomes")
+    ACKED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    acked_through: int
+    outcomes: _containers.RepeatedCompositeFieldContainer[ExecutionOutcome]
+    def __init__(self, acked_through: _Optional[int] = ..., outcomes: _Optional[_Iterable[_Union[ExecutionOutcome, _Mapping]]] = ...) -> None: ...

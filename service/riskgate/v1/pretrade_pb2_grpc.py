@@ -49,6 +49,11 @@ class PreTradeRiskStub:
                 request_serializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionReport.SerializeToString,
                 response_deserializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionAck.FromString,
                 _registered_method=True)
+        self.ReportExecutions = channel.stream_stream(
+                '/riskgate.v1.PreTradeRisk/ReportExecutions',
+                request_serializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedMessage.SerializeToString,
+                response_deserializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedAck.FromString,
+                _registered_method=True)
 
 
 class PreTradeRiskServicer:
@@ -73,6 +78,17 @@ class PreTradeRiskServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportExecutions(self, request_iterator, context):
+        """The matching engine's execution feed on one stream: each message is applied as it arrives,
+        in order, exactly as ReportExecution applies it, and acknowledged in batches (one Redis
+        confirmation per batch instead of one per report). A refused report gets its reason in
+        outcomes and the stream goes on. After a broken stream, send again every message not
+        covered by an acknowledgement: reports with an execution_id are applied once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PreTradeRiskServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +106,11 @@ def add_PreTradeRiskServicer_to_server(servicer, server):
                     servicer.ReportExecution,
                     request_deserializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionReport.FromString,
                     response_serializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionAck.SerializeToString,
+            ),
+            'ReportExecutions': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReportExecutions,
+                    request_deserializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedMessage.FromString,
+                    response_serializer=riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +194,33 @@ class PreTradeRisk:
             '/riskgate.v1.PreTradeRisk/ReportExecution',
             riskgate_dot_v1_dot_pretrade__pb2.ExecutionReport.SerializeToString,
             riskgate_dot_v1_dot_pretrade__pb2.ExecutionAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportExecutions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/riskgate.v1.PreTradeRisk/ReportExecutions',
+            riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedMessage.SerializeToString,
+            riskgate_dot_v1_dot_pretrade__pb2.ExecutionFeedAck.FromString,
             options,
             channel_credentials,
             insecure,
