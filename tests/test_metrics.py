@@ -110,6 +110,9 @@ async def test_metrics_when_scripted_session_then_every_gate_metric_has_its_labe
     assert value(samples, "riskgate_write_behind_oldest_age_seconds") >= 0
     assert value(samples, "riskgate_redis_flush_failures_total") == 0
     assert value(samples, "riskgate_redis_version_repairs_total") == 0
+    assert value(samples, "riskgate_state_loads_total") == 1
+    assert value(samples, "riskgate_state_load_failures_total") == 0
+    assert value(samples, "riskgate_state_resumes_total") == 0
 
     assert value(samples, "riskgate_book_accounts") == 2
     assert value(samples, "riskgate_book_symbols") == 1

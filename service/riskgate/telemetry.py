@@ -135,6 +135,10 @@ def gate_telemetry(service: Any, span_exporter: SpanExporter | None = None,
 
 # ---- what is read at collection time ------------------------------------------------------
 
+# The per-account figures of one pass serve every gauge of the same collection (and of any
+# other reader collecting within this many seconds).
+BOOK_PASS_REUSE_S = 1.0
+
 
 def register_gate_metrics(meter: Meter, counters: DecisionCounters, book: Book, lifecycle: Lifecycle | None,
                           store: Callable[[], RedisStore | None]) -> None:
@@ -156,24 +160,43 @@ def register_gate_metrics(meter: Meter, counters: DecisionCounters, book: Book, 
         for symbol, state in list(book.symbols.items()):
             yield Observation(int(state.breaker.state), {"scope": symbol})
 
-    def restrictions() -> Iterable[Observation]:
-        counts = dict.fromkeys((r for r in Restriction if r != Restriction.NONE), 0)
+    # One pass over the book per collection for every per-account figure, not one per gauge: at a
+    # million accounts each pass holds the interpreter for a tenth of a second or more.
+    book_pass: dict[str, Any] = {"at": -1.0}
+
+    def book_figures() -> dict[str, Any]:
+        now = time.monotonic()
+        if now - book_pass["at"] < BOOK_PASS_REUSE_S:
+            return book_pass
+        restricted = dict.fromkeys((r for r in Restriction if r != Restriction.NONE), 0)
+        orders = holding = 0
+        oldest: int | None = None
         for account in accounts():
             restriction = account.controls.restriction
-            if restriction in counts:
-                counts[restriction] += 1
-        for restriction, count in counts.items():
+            if restriction in restricted:
+                restricted[restriction] += 1
+            if account.orders:
+                for reservation in list(account.orders.values()):
+                    orders += 1
+                    holding += not reservation.reduce_only
+                    if oldest is None or reservation.created_ms < oldest:
+                        oldest = reservation.created_ms
+        book_pass.update(at=now, restricted=restricted, orders=orders, holding=holding, oldest=oldest)
+        return book_pass
+
+    def restrictions() -> Iterable[Observation]:
+        for restriction, count in book_figures()["restricted"].items():
             yield Observation(count, {"kind": restriction.name})
 
     def open_orders() -> Iterable[Observation]:
-        yield Observation(sum(len(a.orders) for a in accounts()))
+        yield Observation(book_figures()["orders"])
 
     def reservations() -> Iterable[Observation]:
-        yield Observation(sum(1 for a in accounts() for r in list(a.orders.values()) if not r.reduce_only))
+        yield Observation(book_figures()["holding"])
 
     def oldest_reservation() -> Iterable[Observation]:
-        created = [r.created_ms for a in accounts() for r in list(a.orders.values())]
-        age = max(0.0, (time.time_ns() // 1_000_000 - min(created)) / 1000) if created else 0.0
+        oldest = book_figures()["oldest"]
+        age = max(0.0, (time.time_ns() // 1_000_000 - oldest) / 1000) if oldest is not None else 0.0
         yield Observation(age)
 
     def link_up() -> Iterable[Observation]:
@@ -203,6 +226,12 @@ def register_gate_metrics(meter: Meter, counters: DecisionCounters, book: Book, 
         current = store()
         yield Observation(current.version_repairs if current is not None else 0)
 
+    def store_count(attribute: str) -> Callable[[], Iterable[Observation]]:
+        def read() -> Iterable[Observation]:
+            current = store()
+            yield Observation(getattr(current, attribute) if current is not None else 0)
+        return read
+
     gauge("riskgate_breaker_state", "Circuit breaker per scope (a symbol, or \"platform\"): "
           "1 NORMAL, 2 REDUCE_ONLY, 3 HALTED", breakers)
     gauge("riskgate_account_restrictions", "Accounts restricted, by kind (REDUCE_ONLY, FROZEN)", restrictions)
@@ -225,3 +254,11 @@ def register_gate_metrics(meter: Meter, counters: DecisionCounters, book: Book, 
     counter("riskgate_redis_flush_failures", "Write-behind batches Redis did not confirm (retried)", flush_failures)
     counter("riskgate_redis_version_repairs", "Times Redis's version counter was found behind and raised "
             "(Redis lost its tail)", version_repairs)
+    counter("riskgate_state_loads", "Full loads of the book from Redis (the first, and reloads after a lost "
+            "link that could not resume)", store_count("loads_done"))
+    counter("riskgate_state_load_failures", "Loads of the book that failed (logged, retried)",
+            store_count("load_failures"))
+    counter("riskgate_state_resumes", "Reconnects that caught up from the change stream instead of reloading",
+            store_count("resumes_done"))
+    counter("riskgate_state_changes_replayed", "Changes applied from the change stream by those catch-ups",
+            store_count("changes_replayed"))
