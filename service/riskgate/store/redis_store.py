@@ -52,7 +52,7 @@ from riskgate.engine.ledger import (
 from riskgate.engine.spec_rules import MAX_LEVERAGE
 from riskgate.store.codec import APPLIERS, decode_change, decode_stored, encode
 from riskgate.store.decision_counts import batch_fields, day_of
-from riskgate.store.keys import Keys, order_field
+from riskgate.store.keys import SHARD_KINDS, Keys, order_field
 from riskgate.values.codes import Side
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ end
 local t = redis.call('TIME')
 return {t[1], t[2], held, generation or ''}
 """
-# KEYS: writer lease, shard layout, writer generation. ARGV: token, lease ms, shard count.
+# KEYS: writer lease, shard layout, writer generation, account shards (the layout the accounts
+# are stored under, kept). ARGV: token, lease ms, shard count.
 # Returns {1, generation} when held (taken afresh: the generation becomes this token), {0} when
 # another process holds it, {-1} when processes with another shard count are live.
 _ACQUIRE_SCRIPT = """
@@ -166,7 +167,23 @@ if holder and holder ~= ARGV[1] then return {0, ''} end
 if not holder then redis.call('SET', KEYS[3], ARGV[1]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[3]) end
 return {1, redis.call('GET', KEYS[3])}
+"""
+# The shard-tagged copy of the writer lease (KEYS: it. ARGV: token, lease ms, 'take' or ''),
+# what the shard's own scripts are fenced by (on Redis Cluster they cannot read the global
+# lease: another slot). Set only by a process that has just taken or renewed the global lease:
+# 'take' (it took the global lease) overwrites whoever held the copy (that process has lost the
+# global lease already, and this one loads only after the overwrite, so whatever the other
+# wrote before it is read); a renewal sets it only when it still holds it or nobody does, so a
+# renewal that arrives late, after a successor took over, can never take it back.
+_SHARD_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] == 'take' or not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """
 _RELEASE_LEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
@@ -353,7 +370,14 @@ class RedisStore:
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._acquire = client.register_script(_ACQUIRE_SCRIPT)
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
+        self._shard_lease = client.register_script(_SHARD_LEASE_SCRIPT)
+        # The global keys, and this process's shard's own (its hash tag).
+        keys = keys.shard(book.shard_index, book.shard_count)
+        self.keys = keys
+        # The global writer lease (global records: symbols, marks, breakers, controls) and its
+        # shard-tagged copy (this shard's accounts, reservations, executions, streams).
         self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
+        self.shard_lease_key = keys.shard_lease
         self.lease_token = lease_token or uuid.uuid4().hex
         self._flow_written_key = keys.order_flow_written(self.lease_token)
         # Order flow: the number of the last batch taken, and the flow of one not yet confirmed
@@ -396,7 +420,10 @@ class RedisStore:
         # Send time of the batch now awaiting Redis's answer: nothing after it is proven.
         self._inflight_since: float | None = None
         self._drain_deadline = float("inf")
+        # The highest versions seen: of global records (the global counter) and of this shard's
+        # accounts (its own counter). Every versioned write lifts its counter to its floor.
         self._max_version = 0
+        self._max_shard_version = 0
         self._repairs: set[asyncio.Task[None]] = set()
         self._loaded_once = asyncio.Event()
         # The snapshot load in progress: what it reads now, records read, when it began, when
@@ -456,9 +483,14 @@ class RedisStore:
             sent = time.monotonic()
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
                 outcome, generation = await self._acquire(
-                    keys=[self.lease_key, self.keys.shard_layout, self.keys.writer_generation],
+                    keys=[self.lease_key, self.keys.shard_layout, self.keys.writer_generation,
+                          self.keys.account_shards],
                     args=[self.lease_token, self.lease_ms, book.shard_count])
-            held = int(outcome)
+                held = int(outcome)
+                if held == 1:
+                    # The shard's copy, before anything of the shard is read: a predecessor's
+                    # writes are refused from here on.
+                    await self._shard_lease(keys=[self.shard_lease_key], args=[self.lease_token, self.lease_ms, "take"])
             if held == 1:
                 self.lease_generation = _text(generation)
                 self._lease_renewed_at = sent
@@ -533,6 +565,7 @@ class RedisStore:
                 async with asyncio.timeout(CANCEL_TIMEOUT_S):
                     # A successor need not wait for the lease to lapse.
                     await self._release_lease(keys=[self.lease_key], args=[self.lease_token])
+                    await self._release_lease(keys=[self.shard_lease_key], args=[self.lease_token])
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 await self.client.aclose()
@@ -557,15 +590,16 @@ class RedisStore:
             now_ms = str(time.time_ns() // 1_000_000)
             async with self.client.pipeline(transaction=False) as pipe:
                 for kind, field, record in batch:
+                    if kind in SHARD_KINDS and not self.book.owns(field):
+                        continue  # its shard's process seeds it, under its shard's tag and lease
                     payload = encode(record)
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
-                                          self.keys.outcome("seed"), self.lease_key],
-                                    args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
+                    await self._put(keys=self._change_keys(kind, self.keys.hash_for(kind), "seed"),
+                                    args=[self._floor_of(kind), field, payload, self.keys.changes, kind, "nx", 0,
                                           self.audit_maxlen, 0, self.lease_token, "", *_pairs(audit)],
                                     client=pipe)
-                versions = await pipe.execute()
+                versions = await pipe.execute() if len(pipe) else []
             written += sum(1 for version in versions if int(version) > 0)
         return written
 
@@ -704,6 +738,12 @@ class RedisStore:
         return None
 
     async def _flush_once(self) -> bool:
+        if self._admin_queue and self._admin_queue[0].kind not in SHARD_KINDS:
+            change = self._take_admin_change()
+            if change is not None and change.kind not in SHARD_KINDS:
+                return await self._put_global(change)
+            if change is not None:
+                self._admin_queue.appendleft(change)
         batch_taken_at = time.monotonic()
         book = self.book
         expire_executions(book, time.time_ns() // 1_000_000)
@@ -719,8 +759,12 @@ class RedisStore:
         self._batch_barriers = barriers
         # At most one admin change per batch, last: everything serialised before it predates it.
         change = self._take_admin_change()
+        if change is not None and change.kind not in SHARD_KINDS:
+            # A global record's change goes alone (next batch): one MULTI stays in one slot.
+            self._admin_queue.appendleft(change)
+            change = None
         # Every version this batch takes lies above this one: the scripts lift the counter first.
-        floor = self._max_version
+        floor = self._max_shard_version
         # Order flow (the stream entry and the decision counts alike): what a failed batch left
         # unconfirmed goes again as it was, under its number (Redis appends a number once, so a
         # batch whose answer was lost after Redis ran it is not counted twice); new flow is taken
@@ -790,8 +834,8 @@ class RedisStore:
                     # The flow entry and the decision counts ride with the first call (the one
                     # that checks the batch number).
                     first = flow if flow is not None and not start else None
-                    await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
-                                            self.keys.executions, self.lease_key, self.keys.account_events,
+                    await self._flush(keys=[self.keys.shard_seq, self.keys.accounts, self.keys.orders,
+                                            self.keys.executions, self.shard_lease_key, self.keys.account_events,
                                             self.keys.order_flow, self._flow_written_key,
                                             first.day_key if first is not None else self._today_key()],
                                       args=[floor, self.lease_token, self.events_maxlen,
@@ -804,14 +848,13 @@ class RedisStore:
                                       client=pipe)
                     calls += 1
                 for entry in audits:
-                    pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
+                    pipe.xadd(self.keys.shard_audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
                     script = self._release if change.kind == RELEASE else self._put
                     record_hash = self.keys.orders if change.kind == RELEASE else self.keys.hash_for(change.kind)
                     payload = encode(change.record) if change.record is not None else b""
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
-                    await script(keys=[self.keys.seq, record_hash, self.keys.audit,
-                                       self.keys.outcome(change.change_id), self.lease_key],
+                    await script(keys=self._change_keys(change.kind, record_hash, change.change_id),
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
                                        OUTCOME_EXPIRY_MS, self.lease_token,
@@ -848,15 +891,7 @@ class RedisStore:
                 else:
                     self._barriers[:0] = barriers
                 if change is not None:
-                    # The MULTI may or may not have run. Once its deadline has passed Redis will
-                    # never run it, and its outcome key says whether it did: resolved then.
-                    self._unresolved.append(change)
-                    self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; riskgate resolves "
-                                        "it once Redis answers and the deadline has passed"})
-                    _settle(change.future, StoreUnconfirmed(
-                        f"Redis did not confirm the change ({exc!r}): riskgate finds out once Redis answers and "
-                        "audits 'resolved: applied' or 'resolved: not applied'; read the state back before "
-                        "retrying"))
+                    self._unconfirmed(change, exc)
             if not isinstance(exc, (RedisError, OSError)):
                 raise
             if LEASE_LOST in str(exc):
@@ -881,7 +916,7 @@ class RedisStore:
             if account is not None:
                 account.snapshot_version = max(account.snapshot_version, version)
         if versions:
-            self._max_version = max(self._max_version, *versions)
+            self._max_shard_version = max(self._max_shard_version, *versions)
         if flow_left_behind and not self._waiters_released:
             self._barriers[:0] = barriers
         else:
@@ -890,6 +925,63 @@ class RedisStore:
         if change is not None:
             self._finish_change(change, results[-1])
         self._confirmed_taken_at = batch_taken_at
+        return True
+
+    def _unconfirmed(self, change: _AdminChange, exc: BaseException) -> None:
+        """The call carrying the change may or may not have run. Once its deadline has passed
+        Redis will never run it, and its outcome key says whether it did: resolved then."""
+        self._unresolved.append(change)
+        self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; riskgate resolves "
+                            "it once Redis answers and the deadline has passed"})
+        _settle(change.future, StoreUnconfirmed(
+            f"Redis did not confirm the change ({exc!r}): riskgate finds out once Redis answers and "
+            "audits 'resolved: applied' or 'resolved: not applied'; read the state back before "
+            "retrying"))
+
+    def _change_keys(self, kind: str, record_hash: str, change_id: str) -> list[str]:
+        """KEYS of _PUT_SCRIPT/_RELEASE_SCRIPT: an account's or reservation's change in the
+        shard's tag (its counter, audit stream, outcome key and lease copy), any other in the
+        global tag. Either way one slot."""
+        keys = self.keys
+        if kind in SHARD_KINDS:
+            return [keys.shard_seq, record_hash, keys.shard_audit, keys.shard_outcome(change_id),
+                    self.shard_lease_key]
+        return [keys.seq, record_hash, keys.audit, keys.outcome(change_id), self.lease_key]
+
+    def _floor_of(self, kind: str) -> int:
+        return self._max_shard_version if kind in SHARD_KINDS else self._max_version
+
+    async def _put_global(self, change: _AdminChange) -> bool:
+        """A change of a global record (symbol, mark, breaker, controls), in a round trip of its
+        own: its keys are in the global tag and a write-behind batch's in the shard's, and one
+        MULTI cannot span two slots on Redis Cluster. Nothing else rides with it: a global
+        record shares no atomicity with an account's batch."""
+        payload = encode(change.record) if change.record is not None else b""
+        audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
+        sent = time.monotonic()
+        self._inflight_since = sent
+        try:
+            result = await self._put(
+                keys=self._change_keys(change.kind, self.keys.hash_for(change.kind), change.change_id),
+                args=[self._max_version, change.field, payload, self.keys.changes, change.kind, "",
+                      self._redis_deadline(change.deadline_ms), self.audit_maxlen, OUTCOME_EXPIRY_MS,
+                      self.lease_token, "" if change.expected_version is None else str(change.expected_version),
+                      *_pairs(audit)])
+        except BaseException as exc:
+            self._inflight_since = None
+            self._unconfirmed(change, exc)
+            if not isinstance(exc, (RedisError, OSError)):
+                raise
+            if LEASE_LOST in str(exc):
+                log.warning("write refused: the writer lease is not held at the moment")
+            log.warning("write to Redis failed (%s); will retry", exc)
+            self._note_write_failure()
+            return False
+        self._inflight_since = None
+        # Proves the global tag's node; a failing shard node keeps its own bound
+        # (_write_failing_since is left to the next shard batch).
+        self._proven(sent)
+        self._finish_change(change, result)
         return True
 
     def _today_key(self) -> str:
@@ -925,7 +1017,10 @@ class RedisStore:
     def _apply_change(self, change: _AdminChange, version: int) -> tuple[Any, bool]:
         """Applies a change Redis took (under `version`) to the book; returns what its caller
         is answered, and whether the book took it (False: it already held something newer)."""
-        self._max_version = max(self._max_version, version)
+        if change.kind in SHARD_KINDS:
+            self._max_shard_version = max(self._max_shard_version, version)
+        else:
+            self._max_version = max(self._max_version, version)
         if change.kind == RELEASE:
             return change.apply(None), True
         stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
@@ -943,7 +1038,8 @@ class RedisStore:
         now_ms = time.time_ns() // 1_000_000
         for change in [c for c in self._unresolved
                        if now_ms > c.deadline_ms + self._clock_uncertainty_ms + RESOLVE_MARGIN_MS]:
-            outcome = await self.client.get(self.keys.outcome(change.change_id))
+            outcome = await self.client.get(self.keys.shard_outcome(change.change_id) if change.kind in SHARD_KINDS
+                                            else self.keys.outcome(change.change_id))
             self._unresolved.remove(change)
             if outcome is None:
                 self.enqueue_audit({**change.audit, "outcome": "resolved: not applied"})
@@ -1000,27 +1096,41 @@ class RedisStore:
         it, as an entry reaches Redis (its id's time) after it was made. Returns (entries, how
         many were read, the id to page on from: "" when the range was read to its end)."""
         low = f"{max(0, since_ms - AUDIT_SINCE_SLACK_MS)}-0" if since_ms else "-"
-        high = f"({before_id}" if before_id else "+"
+        # The global stream (admin changes of global records) and every shard's (what each
+        # shard wrote behind, and changes of its accounts), merged newest first by entry id:
+        # ids are Redis's clock at the append, as in one stream.
+        streams = [self.keys.audit, *(keys.shard_audit for keys in self.keys.shards(self.book.shard_count))]
+        highs = dict.fromkeys(streams, f"({before_id}" if before_id else "+")
+        buffers: dict[str, deque[Any]] = {key: deque() for key in streams}
+        exhausted: set[str] = set()
         found: list[tuple[str, dict[str, str]]] = []
         scanned = 0
         while True:
-            asked = max(1, min(AUDIT_SCAN_CHUNK, max_scan - scanned))
-            rows = await self.client.xrevrange(self.keys.audit, max=high, min=low, count=asked)
-            for raw_id, raw_fields in rows:
-                scanned += 1
-                entry_id = _text(raw_id)
-                fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-                if since_ms and _int(fields.get("ts_ms"), _id_ms(entry_id)) < since_ms:
+            for key in streams:
+                if buffers[key] or key in exhausted:
                     continue
-                if match(fields):
-                    found.append((entry_id, fields))
-                    if len(found) >= limit:
-                        return found, scanned, entry_id
-            if len(rows) < asked:
+                asked = max(1, min(AUDIT_SCAN_CHUNK, max_scan - scanned))
+                rows = await self.client.xrevrange(key, max=highs[key], min=low, count=asked)
+                buffers[key].extend(rows)
+                if len(rows) < asked:
+                    exhausted.add(key)
+                else:
+                    highs[key] = f"({_text(rows[-1][0])}"
+            live = [key for key in streams if buffers[key]]
+            if not live:
                 return found, scanned, ""
+            newest = max(live, key=lambda key: _id_order(_text(buffers[key][0][0])))
+            raw_id, raw_fields = buffers[newest].popleft()
+            scanned += 1
+            entry_id = _text(raw_id)
+            fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+            if not (since_ms and _int(fields.get("ts_ms"), _id_ms(entry_id)) < since_ms) and match(fields):
+                found.append((entry_id, fields))
+                if len(found) >= limit:
+                    return found, scanned, entry_id
             if scanned >= max_scan:
-                return found, scanned, _text(rows[-1][0])
-            high = f"({_text(rows[-1][0])}"
+                more = any(buffers[key] for key in streams) or len(exhausted) < len(streams)
+                return found, scanned, entry_id if more else ""
 
 
     async def _scan(self, key: str, owned_only: bool) -> AsyncIterator[list[tuple[str, bytes]]]:
@@ -1204,12 +1314,17 @@ class RedisStore:
     async def _repair_version_counter(self) -> None:
         """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out
         versions this process has already seen; every process would then ignore new changes."""
-        if await self._raise_seq(keys=[self.keys.seq], args=[self._max_version]):
-            self.version_repairs += 1
-            log.error("Redis version counter was behind version %d: raised it", self._max_version)
+        for counter, floor in ((self.keys.seq, self._max_version), (self.keys.shard_seq, self._max_shard_version)):
+            if await self._raise_seq(keys=[counter], args=[floor]):
+                self.version_repairs += 1
+                log.error("Redis version counter %s was behind version %d: raised it", counter, floor)
 
     def _apply(self, kind: str, record: Any) -> bool:
-        self._max_version = max(self._max_version, record.version)
+        if kind != "account":
+            self._max_version = max(self._max_version, record.version)
+        elif self.book.owns(record.account_id):
+            # Another shard's account is versioned by its shard's counter, not this one's.
+            self._max_shard_version = max(self._max_shard_version, record.version)
         try:
             return APPLIERS[kind](self.book, record)
         except ValueError as exc:
@@ -1336,6 +1451,10 @@ class RedisStore:
         if not int(held):
             self._lose_lease("another process took a writer lease while this one's had lapsed (it was paused or "
                              "cut off too long)")
+            return
+        # The shard's copy (what its scripts are fenced by), renewed only while held or unheld.
+        if not int(await self._shard_lease(keys=[self.shard_lease_key], args=[self.lease_token, self.lease_ms, ""])):
+            self._lose_lease("a successor holds this shard's writer lease")
             return
         self.lease_generation = _text(generation)
         self._lease_renewed_at = sent
@@ -1470,6 +1589,11 @@ def _int(text: str | None, default: int) -> int:
         return int(text) if text is not None else default
     except ValueError:
         return default
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return _int(ms, 0), _int(seq, 0)
 
 
 def _id_ms(entry_id: str) -> int:
