@@ -248,7 +248,8 @@ def test_parse_field_when_formatted_then_the_same_values_back() -> None:
                    (60, "a|b|c", "REDUCE_ONLY", "REDUCE_ONLY_QUANTITY_CAPPED")]:
         assert parse_field(format_field(*values)) == values
     assert format_field(61, "BTCUSDT", "REJECT", "INSUFFICIENT_MARGIN") == "61|BTCUSDT|REJECT|INSUFFICIENT_MARGIN"
-    assert KEYS.decision_counts("2024-02-29") == "{rg}:decision_counts:2024-02-29"
+    # In the (one) shard's hash tag: each shard writes its own, read_day sums them.
+    assert KEYS.decision_counts("2024-02-29") == KEYS.shard_tag + ":decision_counts:2024-02-29"
     # The minute and the day of a batch are UTC, from its at_ms.
     assert decision_counts.day_of(1_709_251_199_999) == "2024-02-29"
     assert minute_of(1_709_251_199_999) == 1439

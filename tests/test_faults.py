@@ -25,8 +25,8 @@ from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
 from riskgate.v1 import pretrade_pb2 as pb
 from riskgate.v1 import pretrade_pb2_grpc as pretrade_grpc
-from tests.conftest import Services
 from tests.audit_trail import all_audit
+from tests.conftest import Services
 from tests.support import Client, decision, test_config
 
 BOUND_MS = 300
