@@ -41,8 +41,9 @@ async def _stored(url: str) -> tuple[Counts, list[tuple[str, int]]]:
     try:
         totals: Counter[tuple[str, str, str]] = Counter()
         minutes: list[tuple[str, int]] = []
-        async for key in redis.scan_iter(match=KEYS.decision_counts("*")):
-            day = key.decode().rsplit(":", 1)[1]
+        # Each shard's day hash is in its own tag: read_day sums a day's over the shards.
+        days = {key.decode().rsplit(":", 1)[1] async for key in redis.scan_iter(match="*:decision_counts:*")}
+        for day in sorted(days):
             for minute, symbol, decision, reason, count in await read_day(redis, KEYS, day):
                 totals[symbol, decision, reason] += count
                 minutes.append((day, minute))

@@ -738,12 +738,25 @@ class RedisStore:
         return None
 
     async def _flush_once(self) -> bool:
-        if self._admin_queue and self._admin_queue[0].kind not in SHARD_KINDS:
-            change = self._take_admin_change()
-            if change is not None and change.kind not in SHARD_KINDS:
-                return await self._put_global(change)
-            if change is not None:
-                self._admin_queue.appendleft(change)
+        # A global record's change goes in a round trip of its own (_put_global), right after
+        # the shard's batch of what was written before it: the order one MULTI kept, and a
+        # steady flow of orders never holds a breaker change back more than one batch.
+        global_next = bool(self._admin_queue) and self._admin_queue[0].kind not in SHARD_KINDS
+        if not global_next:
+            return await self._flush_batch(global_next=False)
+        if self._shard_batch_waiting() and not await self._flush_batch(global_next=True):
+            return False
+        change = self._take_admin_change()
+        if change is None:
+            return True
+        if change.kind in SHARD_KINDS:  # those before it were abandoned or expired
+            self._admin_queue.appendleft(change)
+            return True
+        return await self._put_global(change)
+
+    async def _flush_batch(self, global_next: bool) -> bool:
+        """One write-behind batch (one MULTI in the shard's tag) and, unless a global change is
+        next in the queue, the admin change of the shard's accounts at its head."""
         batch_taken_at = time.monotonic()
         book = self.book
         expire_executions(book, time.time_ns() // 1_000_000)
@@ -758,7 +771,7 @@ class RedisStore:
         barriers, self._barriers = self._barriers, []
         self._batch_barriers = barriers
         # At most one admin change per batch, last: everything serialised before it predates it.
-        change = self._take_admin_change()
+        change = None if global_next else self._take_admin_change()
         if change is not None and change.kind not in SHARD_KINDS:
             # A global record's change goes alone (next batch): one MULTI stays in one slot.
             self._admin_queue.appendleft(change)
@@ -926,6 +939,13 @@ class RedisStore:
             self._finish_change(change, results[-1])
         self._confirmed_taken_at = batch_taken_at
         return True
+
+    def _shard_batch_waiting(self) -> bool:
+        """Whether anything but admin changes waits for the shard's write-behind batch."""
+        book = self.book
+        return bool(book.dirty_accounts or book.dirty_orders or book.dirty_executions or book.expired_executions
+                    or book.flow.pending() or self._flow_unsent is not None or self._audit_backlog
+                    or self.audit_dropped or self.audit_suppressed or self._barriers)
 
     def _unconfirmed(self, change: _AdminChange, exc: BaseException) -> None:
         """The call carrying the change may or may not have run. Once its deadline has passed
