@@ -6,6 +6,7 @@ by PID."""
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 
 from riskgate.store.embedded import _dying_with_parent, free_port
 
+# A node's cluster bus listens on its port + 10000, which must be a port too.
+BUS_PORT_OFFSET = 10_000
+
 FORM_TIMEOUT_S = 30.0
 # How long a master may be unreachable before its replica takes over: short, for the tests.
 NODE_TIMEOUT_MS = 1000
@@ -23,7 +27,7 @@ NODE_TIMEOUT_MS = 1000
 
 class ClusterNode:
     def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
+        self.port = _cluster_port()
         self.data_dir = data_dir / str(self.port)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -134,6 +138,17 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _cluster_port() -> int:
+    """A free port whose bus port (+10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + BUS_PORT_OFFSET > 65535:
+            continue
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port + BUS_PORT_OFFSET))
+            return port
 
 
 def _text(value: bytes | str) -> str:

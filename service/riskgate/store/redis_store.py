@@ -371,6 +371,12 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE_SCRIPT)
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
         self._shard_lease = client.register_script(_SHARD_LEASE_SCRIPT)
+        # Loaded into every master's script cache (SCRIPT LOAD reaches every primary of a
+        # cluster, and replicas with it) before any pipeline uses them: a cluster pipeline,
+        # unlike a plain one, does not load them itself, and an EVALSHA that finds no script
+        # inside a MULTI fails alone while the rest of the MULTI runs. Loaded again after a
+        # NOSCRIPT (a node restarted without its cache).
+        self._scripts_loaded = False
         # The global keys, and this process's shard's own (its hash tag).
         keys = keys.shard(book.shard_index, book.shard_count)
         self.keys = keys
@@ -449,9 +455,18 @@ class RedisStore:
 
     # ---- lifecycle -------------------------------------------------------------------
 
+    async def _load_scripts(self) -> None:
+        if self._scripts_loaded:
+            return
+        for script in (self._put, self._flush, self._raise_seq, self._probe, self._release, self._acquire,
+                       self._release_lease, self._shard_lease):
+            await self.client.script_load(script.script)
+        self._scripts_loaded = True
+
     async def start(self) -> None:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self.client.ping()
+            await self._load_scripts()
         await self._acquire_lease()
         self._tasks = [
             asyncio.create_task(self._subscriber(), name="riskgate-subscriber"),
@@ -584,6 +599,8 @@ class RedisStore:
         what it wrote. Each write is atomic on its own, so a crash mid-way leaves whole records.
         Returns how many were written."""
         await self._acquire_lease()  # every write is fenced by it, seeds included
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            await self._load_scripts()
         written = 0
         for start in range(0, len(records), SEED_BATCH):
             batch = records[start:start + SEED_BATCH]
@@ -834,6 +851,7 @@ class RedisStore:
                     reservation.persisted = True
                     upserts.append((order_field(account_id, order_id),
                                     _reservation_encoder.encode(reservation.to_spec(account_id))))
+            await self._load_scripts()
             # One MULTI: a batch lands whole or not at all, so a crash can never keep a
             # reservation whose fill (in the same batch) was lost, nor the reverse.
             async with self.client.pipeline(transaction=True) as pipe:
@@ -907,6 +925,8 @@ class RedisStore:
                     self._unconfirmed(change, exc)
             if not isinstance(exc, (RedisError, OSError)):
                 raise
+            if "NOSCRIPT" in str(exc) or "No matching script" in str(exc):
+                self._scripts_loaded = False
             if LEASE_LOST in str(exc):
                 # Lapsed while Redis was away, or taken: the next health round tells which.
                 log.warning("write refused: the writer lease is not held at the moment")
