@@ -17,6 +17,7 @@ from riskgate.store.connect import redis_client
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
 from tests.conftest import Services
+from tests.monitor_support import running_monitor, until
 from tests.redis_cluster import LocalCluster
 from tests.support import Client, codes, decision
 
@@ -177,3 +178,18 @@ async def test_failover_when_master_of_global_records_killed_then_gates_fail_clo
             await redis.aclose()
     finally:
         await services.stop_all()
+
+
+async def test_monitor_when_on_a_cluster_with_two_shards_then_follows_both_shards_accounts(
+        cluster: LocalCluster, on_cluster: Services) -> None:
+    gates = await _gates(on_cluster)
+    async with running_monitor(cluster.url, []) as (monitor, _):
+        feed = monitor.account_feed
+        assert feed is not None and len(feed.shard_keys) == 2
+        assert set(monitor.columns.ids) >= set(ACCOUNTS)
+        before = feed.events
+        for shard, gate in enumerate(gates):
+            response = await gate.check(account=ACCOUNTS[shard], quantity="0.1", order_id=f"m-{shard}")
+            assert decision(response) == "DECISION_ACCEPT", codes(response)
+        # One account event per shard's batch at least: each followed from its own stream.
+        await until(lambda: asyncio.sleep(0, feed.events), lambda events: events >= before + 2)

@@ -1238,6 +1238,9 @@ class RedisStore:
                             stored_versions[record.account_id] = record.version
                             continue
                         if kind == "account" and first:
+                            # The shard's counter must hand out versions above every stored one
+                            # (_repair_version_counter lifts it when Redis lost its tail).
+                            self._max_shard_version = max(self._max_shard_version, record.version)
                             # The fills after clearing's cut-off that the record does not reflect
                             # yet (written in the same batch as it, or after a clearing snapshot)
                             # are applied on top.
