@@ -77,7 +77,9 @@ def _fenced(lease_key: str, token_arg: str) -> str:
 
 
 # Admin changes (_PUT_SCRIPT, _RELEASE_SCRIPT) share one layout.
-# KEYS: seq, record hash, audit stream, outcome key, writer lease.
+# KEYS: seq, record hash, audit stream, outcome key, writer lease: all of one hash tag, the
+# global one for global records, the shard's (its counter, audit, outcome, lease copy) for its
+# accounts and reservations (RedisStore._change_keys).
 # ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
 # since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
 # outcome), 10 lease token, 11 expected version ('' = any; 0 = no record yet: compare-and-set,
@@ -208,8 +210,9 @@ _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyErro
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes, the batch's order flow and decision
 # counts. Per-command overhead in the client, not Redis, is what write-behind costs the event loop.
-# KEYS: seq, accounts, orders, executions, writer lease, account-event stream, order-flow
-# stream, order-flow number of this process, the decision-count hash of the batch's UTC day.
+# KEYS (all in the shard's hash tag): the shard's version counter, accounts, orders,
+# executions, the shard's copy of the writer lease, account-event stream, order-flow stream,
+# order-flow number of this process, the decision-count hash of the batch's UTC day.
 # ARGV: 1 version floor, 2 lease token, 3 event stream max length, 4 order-flow batch number
 # (0 = none in this call), 5 its stream entry ('' = none: the batch counted only decisions),
 # 6 flow stream max length, 7 how long the flow number is kept (ms), 8 how long the day's
