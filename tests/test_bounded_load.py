@@ -258,3 +258,27 @@ async def test_load_when_shard_of_two_then_reads_only_its_own_and_the_global_key
     finally:
         await store.close()
         await redis.aclose()
+
+
+async def test_start_when_own_shard_keys_hold_state_of_an_earlier_layout_then_refuses_to_load_it(
+        flushed_redis) -> None:
+    """Accounts live under their layout's shard tags: after gates with 2 shards wrote, the
+    single-shard keys hold only what an earlier single-shard deployment left, older than the
+    2-shard state. Loading them would grant margin on stale balances: refused, fail closed.
+    With nothing under its keys a gate of another layout starts (it holds no accounts)."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        await redis.set(KEYS.account_shards, 2)
+        store, book, _ = _store(flushed_redis.url)
+        await store.start()
+        assert not book.accounts
+        await store.close()
+        await redis.set(KEYS.account_shards, 2)  # the single-shard gate recorded its own layout
+        await _plant_accounts(redis, _ids(3))
+        store, book, _ = _store(flushed_redis.url)
+        with pytest.raises(redis_store.StoreUnavailable, match="earlier use of shard_count 1"):
+            await store.start()
+        assert not book.accounts
+        await store.close()
+    finally:
+        await redis.aclose()

@@ -496,6 +496,7 @@ class RedisStore:
         """Becomes the one writer of this process's shard, waiting (bounded) while another
         process holds it: a predecessor stopping, or the lease of one that died lapsing."""
         book = self.book
+        await self._refuse_stale_layout()
         deadline = time.monotonic() + self.lease_ms / 1000 * 2 + LEASE_WAIT_EXTRA_S
         while True:
             sent = time.monotonic()
@@ -522,6 +523,25 @@ class RedisStore:
                                        f"{self.lease_key} is held): stop it first, or give this process another "
                                        "shard_index")
             await asyncio.sleep(LEASE_RETRY_S)
+
+    async def _refuse_stale_layout(self) -> None:
+        """Accounts live under their layout's shard tags. When the last gates used another
+        shard_count, this shard's own keys, if they hold anything, are what an earlier use of
+        this shard_count left there, older than what the other layout wrote since: loading them
+        would grant margin on stale balances. Refused (fail closed) until they are migrated or
+        deleted. Empty keys are fine: the accounts of the other layout are simply not here
+        (changing shard_count moves no data: docs/cluster.md)."""
+        keys = self.keys
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            stored = await self.client.get(keys.account_shards)
+            if stored is None or _text(stored) == str(self.book.shard_count):
+                return
+            held = [key for key in (keys.accounts, keys.orders, keys.executions) if await self.client.exists(key)]
+        if held:
+            raise StoreUnavailable(
+                f"the accounts were last written by gates with shard_count {_text(stored)}, but this shard's keys "
+                f"({', '.join(held)}) hold state from an earlier use of shard_count {self.book.shard_count}, older "
+                "than theirs: migrate or delete it before starting with this shard_count")
 
     def _lose_lease(self, why: str) -> None:
         if not self.lease_lost:
