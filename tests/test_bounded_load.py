@@ -282,3 +282,27 @@ async def test_start_when_own_shard_keys_hold_state_of_an_earlier_layout_then_re
         await store.close()
     finally:
         await redis.aclose()
+
+
+async def test_read_audit_when_entries_in_global_and_shard_streams_then_merged_newest_first_and_paged(
+        flushed_redis) -> None:
+    """ListAuditEvents reads the global stream and every shard's, merged by entry id."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    streams = [KEYS.audit, KEYS.shard(0, 2).shard_audit, KEYS.shard(1, 2).shard_audit]
+    # Ids 1..12 ms spread round-robin over the three streams.
+    for ms in range(1, 13):
+        await redis.xadd(streams[ms % 3], {"ts_ms": str(ms), "n": str(ms)}, id=f"{ms}-0")
+    store, _, _ = _store(flushed_redis.url, shard_index=0, shard_count=2)
+    try:
+        found, scanned, next_id = await store.read_audit(lambda fields: True, limit=5)
+        assert [int(fields["n"]) for _, fields in found] == [12, 11, 10, 9, 8] and next_id == "8-0"
+        found, _, next_id = await store.read_audit(lambda fields: True, limit=100, before_id=next_id)
+        assert [int(fields["n"]) for _, fields in found] == [7, 6, 5, 4, 3, 2, 1] and next_id == ""
+        # The scan bound holds across the streams together, and says where to go on from.
+        found, scanned, next_id = await store.read_audit(lambda fields: fields["n"] == "1", limit=5, max_scan=4)
+        assert not found and scanned == 4 and next_id == "9-0"
+        found, _, _ = await store.read_audit(lambda fields: True, limit=100, since_ms=10)
+        assert [int(fields["n"]) for _, fields in found] == [12, 11, 10]
+    finally:
+        await store.close()
+        await redis.aclose()

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from riskgate.store.connect import redis_client
-from riskgate.store.keys import Keys
+from riskgate.store.keys import Keys, shard_tag
 from riskgate.v1 import admin_pb2 as admin
 from tests.conftest import Services
 from tests.monitor_support import running_monitor, until
@@ -29,7 +30,6 @@ ACCOUNTS = [next(f"acct-{n}" for n in range(100) if zlib.crc32(f"acct-{n}".encod
 
 
 def _master_index(key: str, masters: int = 3) -> int:
-    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
     return min(masters - 1, key_slot(key.encode()) // (REDIS_CLUSTER_HASH_SLOTS // masters))
 
 
@@ -193,3 +193,17 @@ async def test_monitor_when_on_a_cluster_with_two_shards_then_follows_both_shard
             assert decision(response) == "DECISION_ACCEPT", codes(response)
         # One account event per shard's batch at least: each followed from its own stream.
         await until(lambda: asyncio.sleep(0, feed.events), lambda events: events >= before + 2)
+
+
+def test_shard_tags_when_computed_then_spread_evenly_over_the_slots_and_deterministic() -> None:
+    for count in (1, 2, 3, 4, 10, 16):
+        band = REDIS_CLUSTER_HASH_SLOTS / count
+        tags = [shard_tag("rg", index, count) for index in range(count)]
+        assert len(set(tags)) == count
+        for index, tag in enumerate(tags):
+            # In its own band, well inside it: equal slot ranges put shards on distinct masters.
+            slot = key_slot(tag.encode())
+            assert abs(slot - band * (index + 0.5)) < band / 4, (tag, slot)
+            assert tag == Keys("rg", index, count).shard_tag
+            assert tag.startswith(f"{{rg:s{index}of{count}") and tag.endswith("}")
+    assert shard_tag("rg", 0, 2) == "{rg:s0of2.22}"  # stable across releases: keys in Redis depend on it

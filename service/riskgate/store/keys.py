@@ -18,14 +18,17 @@ from functools import lru_cache
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-# How many names shard_tag weighs per shard: the closest of them to the band's centre wins.
+# How many names shard_tag weighs per shard (the closest of them to the band's centre wins):
+# 64, or 16 per shard for more than 4 shards (narrower bands), at most 4096.
 _TAG_CANDIDATES = 64
+_TAG_CANDIDATES_PER_SHARD = 16
+_TAG_CANDIDATES_MAX = 4096
 
 
 @lru_cache(maxsize=4096)
 def shard_tag(prefix: str, shard_index: int, shard_count: int) -> str:
     """The hash tag of one account shard: of the names `<prefix>:s<index>of<count>` and
-    `...of<count>.<n>` (n < _TAG_CANDIDATES), the one whose slot is closest to the centre of the
+    `...of<count>.<n>` (n below the candidate count), the one whose slot is closest to the centre of the
     shard's 1/count band of the slot space. Shards then sit evenly spread over the slots, so a
     cluster whose masters hold equal slot ranges (what `redis-cli --cluster create` does) puts
     them on different masters when it has about as many masters as shards: shard 0 of 2 lands
@@ -34,7 +37,8 @@ def shard_tag(prefix: str, shard_index: int, shard_count: int) -> str:
     release computes the same tag (crc16, as Redis does)."""
     centre = REDIS_CLUSTER_HASH_SLOTS / shard_count * (shard_index + 0.5)
     base = f"{prefix}:s{shard_index}of{shard_count}"
-    names = [base] + [f"{base}.{n}" for n in range(1, _TAG_CANDIDATES)]
+    candidates = min(max(_TAG_CANDIDATES, _TAG_CANDIDATES_PER_SHARD * shard_count), _TAG_CANDIDATES_MAX)
+    names = [base] + [f"{base}.{n}" for n in range(1, candidates)]
     best = min(names, key=lambda name: (abs(key_slot(name.encode()) - centre), name))
     return "{" + best + "}"
 
