@@ -260,3 +260,24 @@ def test_parse_field_when_formatted_then_the_same_values_back() -> None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def test_read_day_when_two_shards_counted_then_summed_over_the_layouts_shards(
+        flushed_redis: EmbeddedRedis) -> None:
+    """Each shard writes its own day hash (its hash tag); the report's reader sums those of the
+    layout the accounts are stored under (account_shards), not a shard count of its own."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        day = "2024-02-29"
+        first, second = KEYS.shards(2)
+        margin = "INSUFFICIENT_MARGIN"
+        await redis.hset(first.decision_counts(day), mapping={format_field(5, "BTCUSDT", "ACCEPT", ""): 3,
+                                                              format_field(6, "BTCUSDT", "REJECT", margin): 1})
+        await redis.hset(second.decision_counts(day), mapping={format_field(5, "BTCUSDT", "ACCEPT", ""): 4})
+        await redis.hset(KEYS.decision_counts(day), format_field(5, "BTCUSDT", "ACCEPT", ""), 100)  # 1-shard layout
+        await redis.set(KEYS.account_shards, 2)
+        summed = [(5, "BTCUSDT", "ACCEPT", "", 7), (6, "BTCUSDT", "REJECT", margin, 1)]
+        assert await read_day(redis, KEYS, day) == summed
+        assert await read_day(redis, KEYS, day, shard_count=1) == [(5, "BTCUSDT", "ACCEPT", "", 100)]
+    finally:
+        await redis.aclose()
