@@ -374,8 +374,8 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE_SCRIPT)
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
         self._shard_lease = client.register_script(_SHARD_LEASE_SCRIPT)
-        # Loaded into every master's script cache (SCRIPT LOAD reaches every primary of a
-        # cluster, and replicas with it) before any pipeline uses them: a cluster pipeline,
+        # Loaded into every master's script cache (redis-py sends SCRIPT LOAD to every primary
+        # of a cluster) before any pipeline uses them: a cluster pipeline,
         # unlike a plain one, does not load them itself, and an EVALSHA that finds no script
         # inside a MULTI fails alone while the rest of the MULTI runs. Loaded again after a
         # NOSCRIPT (a node restarted without its cache).
