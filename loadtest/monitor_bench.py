@@ -229,7 +229,7 @@ def write_accounts(client: redis.Redis, keys: Keys, book: Book, start: int, stop
     count = stop - start
     if count <= 0:
         return 0.0
-    version = int(client.incrby(keys.seq, count)) - count + 1
+    version = int(client.incrby(keys.shard_seq, count)) - count + 1
     pipe = client.pipeline(transaction=False)
     mapping: dict[str, bytes] = {}
     for chunk in range(start, stop, WRITE_CHUNK):

@@ -178,12 +178,14 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
     if mapping:
         pipe.hset(keys.orders, mapping=mapping)  # type: ignore[arg-type]
     pipe.execute()
-    version = int(client.incrby(keys.seq, 2 * PROBE_ACCOUNTS))
+    # Accounts are versioned by their shard's counter, controls (global records) by the global one.
+    version = int(client.incrby(keys.shard_seq, PROBE_ACCOUNTS))
     client.hset(keys.accounts, mapping={  # type: ignore[arg-type]
         probe_account(n): stored(version - n, AccountSnapshot(account_id=probe_account(n), balance=Decimal(10**8)))
         for n in range(PROBE_ACCOUNTS)})
+    version = int(client.incrby(keys.seq, PROBE_ACCOUNTS))
     client.hset(keys.controls, mapping={  # type: ignore[arg-type]
-        probe_account(n): stored(version - PROBE_ACCOUNTS - n, ControlsSpec(account_id=probe_account(n), kyc_level=3,
+        probe_account(n): stored(version - n, ControlsSpec(account_id=probe_account(n), kyc_level=3,
                                                                             qualified_investor=True))
         for n in range(PROBE_ACCOUNTS)})
     return orders, time.perf_counter() - began

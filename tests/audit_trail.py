@@ -19,13 +19,29 @@ async def audit_entries(url: str, where: Callable[[Entry], bool],
     redis = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         for _ in range(1000):
-            entries = [fields for _, fields in await redis.xrange(Keys("rg").audit) if where(fields)]
+            entries = [fields for _, fields in await all_audit(redis) if where(fields)]
             if until(entries):
                 return entries
             await asyncio.sleep(0.01)
         raise AssertionError(f"the audit never got there: {entries[-5:]}")
     finally:
         await redis.aclose()
+
+
+async def all_audit(redis: aioredis.Redis, shard_count: int = 1) -> list[tuple[str, Entry]]:
+    """The global audit stream and every shard's, merged in id order (one stream before
+    per-shard hash tags: admin changes of global records in the first, what a shard writes
+    behind and changes of its accounts in its own)."""
+    keys = Keys("rg")
+    rows = list(await redis.xrange(keys.audit))
+    for shard in keys.shards(shard_count):
+        rows += await redis.xrange(shard.shard_audit)
+
+    def order(row: tuple[str, Entry]) -> tuple[int, int]:
+        ms, _, seq = (row[0].decode() if isinstance(row[0], bytes) else row[0]).partition("-")
+        return int(ms), int(seq)
+
+    return sorted(rows, key=order)
 
 
 async def audit_of(url: str, action: str, count: int = 1) -> list[Entry]:

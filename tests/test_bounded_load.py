@@ -44,13 +44,14 @@ def _ids(count: int, shard: int | None = None, shards: int = 2, prefix: str = "a
     return ids
 
 
-async def _plant_accounts(redis: aioredis.Redis, ids: list[str], first_version: int = 1) -> None:
+async def _plant_accounts(redis: aioredis.Redis, ids: list[str], first_version: int = 1, keys: Keys = KEYS) -> None:
+    """Account records as the shard of `keys` stores them (its hash tag), with its counter past them."""
     mapping = {account_id: _stored(first_version + i, AccountSnapshot(account_id=account_id, balance=Decimal("1000")))
                for i, account_id in enumerate(ids)}
     for start in range(0, len(ids), 1000):
         chunk = dict(list(mapping.items())[start:start + 1000])
-        await redis.hset(KEYS.accounts, mapping=chunk)  # type: ignore[arg-type]
-    await redis.set(KEYS.seq, first_version + len(ids))
+        await redis.hset(keys.accounts, mapping=chunk)  # type: ignore[arg-type]
+    await redis.set(keys.shard_seq, first_version + len(ids))
 
 
 class Recorder:
@@ -119,20 +120,25 @@ async def test_load_when_other_shard_records_malformed_then_never_decoded_and_ow
         flushed_redis, caplog: pytest.LogCaptureFixture) -> None:
     redis = aioredis.Redis.from_url(flushed_redis.url)
     own, other = _ids(40, shard=0), _ids(40, shard=1)
-    await _plant_accounts(redis, own)
+    mine, theirs = KEYS.shard(0, 2), KEYS.shard(1, 2)
+    await _plant_accounts(redis, own, keys=mine)
     spec = ReservationSpec(order_id="o-1", account_id=own[0], symbol="BTCUSDT", side=1, price=Decimal("100"),
                            leverage=10, remaining=Decimal("1"), reducing_left=Decimal("0"),
                            increasing_left=Decimal("1"), cost_left=Decimal("10"), created_ms=1)
     # The other shard's records are garbage: decoding any of them would log it as unreadable.
-    await redis.hset(KEYS.accounts, mapping={account_id: b"not json" for account_id in other})
-    await redis.hset(KEYS.orders, mapping={order_field(account_id, "o-9"): b"not json" for account_id in other})
-    await redis.hset(KEYS.executions, mapping={f"{account_id}\x1fo-9\x1fx-9": b"not json" for account_id in other})
+    # In its own hashes (where it writes them), and in this shard's too (by hand: skipped by
+    # their field name all the same).
+    for keys in (mine, theirs):
+        await redis.hset(keys.accounts, mapping={account_id: b"not json" for account_id in other})
+        await redis.hset(keys.orders, mapping={order_field(account_id, "o-9"): b"not json" for account_id in other})
+        await redis.hset(keys.executions, mapping={f"{account_id}\x1fo-9\x1fx-9": b"not json"
+                                                   for account_id in other})
     # One of this shard's own records is garbage too: proves unreadable records are still reported.
     broken_own = _ids(1, shard=0, prefix="own-broken-")[0]
-    await redis.hset(KEYS.accounts, broken_own, b"not json")
-    await redis.hset(KEYS.orders, order_field(own[0], "o-1"), _json.encode(spec))
+    await redis.hset(mine.accounts, broken_own, b"not json")
+    await redis.hset(mine.orders, order_field(own[0], "o-1"), _json.encode(spec))
     execution = ExecutionSpec(account_id=own[1], order_id="o-2", execution_id="x-2", at_ms=1)
-    await redis.hset(KEYS.executions, f"{own[1]}\x1fo-2\x1fx-2", _json.encode(execution))
+    await redis.hset(mine.executions, f"{own[1]}\x1fo-2\x1fx-2", _json.encode(execution))
     store, book, _ = _store(flushed_redis.url, shard_index=0, shard_count=2)
     with caplog.at_level(logging.ERROR, logger="riskgate.store.redis_store"):
         await store.start()
@@ -253,4 +259,86 @@ async def test_stop_when_reload_in_progress_then_load_ends_and_nothing_left_dirt
         assert not book.dirty_accounts and not book.dirty_orders
         assert store.loads_done == 1
     finally:
+        await redis.aclose()
+
+
+async def test_load_when_shard_of_two_then_reads_only_its_own_and_the_global_keys(flushed_redis) -> None:
+    """Per-shard hash tags: a shard reads its own accounts, orders and executions and the
+    global records, never a key of the other shard (before them it moved every shard's
+    fields and dropped the others' by name). Checked on a real Redis by every command the
+    store's client sent outside MULTI, and by where its first write-behind batch landed."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    own, other = _ids(300, shard=0), _ids(300, shard=1)
+    mine, theirs = KEYS.shard(0, 2), KEYS.shard(1, 2)
+    await _plant_accounts(redis, own, keys=mine)
+    await _plant_accounts(redis, other, keys=theirs)
+    await redis.hset(theirs.orders, order_field(other[0], "o-1"), b"{}")
+    await redis.hset(theirs.executions, f"{other[0]}\x1fo-1\x1fx-1", b"{}")
+    store, book, recorder = _store(flushed_redis.url, shard_index=0, shard_count=2)
+    await store.start()
+    try:
+        assert set(book.accounts) == set(own)
+        book.mark_account_dirty(own[0])  # a write-behind batch: its keys are the shard's too
+        assert await store.barrier()
+        hscanned = {_text(call[1]) for call in recorder.commands("HSCAN")}
+        assert hscanned == {KEYS.symbols, KEYS.marks, KEYS.breakers, KEYS.controls, mine.accounts, mine.orders,
+                            mine.executions}
+        named = [_text(arg) for call in recorder.calls for arg in call]
+        assert not [arg for arg in named if theirs.shard_tag in arg]
+        assert any(mine.shard_tag in arg for arg in named)
+        # What one HSCAN page of the accounts moved: this shard's records only.
+        assert sum(fields for key, fields in recorder.replies if key == mine.accounts) >= len(own)
+        assert not [key for key, _ in recorder.replies if key.startswith(theirs.shard_tag)]
+        assert await redis.xlen(mine.account_events) == 1
+        assert not await redis.exists(theirs.account_events, theirs.shard_lease, theirs.shard_audit)
+    finally:
+        await store.close()
+        await redis.aclose()
+
+
+async def test_start_when_own_shard_keys_hold_state_of_an_earlier_layout_then_refuses_to_load_it(
+        flushed_redis) -> None:
+    """Accounts live under their layout's shard tags: after gates with 2 shards wrote, the
+    single-shard keys hold only what an earlier single-shard deployment left, older than the
+    2-shard state. Loading them would grant margin on stale balances: refused, fail closed.
+    With nothing under its keys a gate of another layout starts (it holds no accounts)."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        await redis.set(KEYS.account_shards, 2)
+        store, book, _ = _store(flushed_redis.url)
+        await store.start()
+        assert not book.accounts
+        await store.close()
+        await redis.set(KEYS.account_shards, 2)  # the single-shard gate recorded its own layout
+        await _plant_accounts(redis, _ids(3))
+        store, book, _ = _store(flushed_redis.url)
+        with pytest.raises(redis_store.StoreUnavailable, match="earlier use of shard_count 1"):
+            await store.start()
+        assert not book.accounts
+        await store.close()
+    finally:
+        await redis.aclose()
+
+
+async def test_read_audit_when_entries_in_global_and_shard_streams_then_merged_newest_first_and_paged(
+        flushed_redis) -> None:
+    """ListAuditEvents reads the global stream and every shard's, merged by entry id."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    streams = [KEYS.audit, KEYS.shard(0, 2).shard_audit, KEYS.shard(1, 2).shard_audit]
+    # Ids 1..12 ms spread round-robin over the three streams.
+    for ms in range(1, 13):
+        await redis.xadd(streams[ms % 3], {"ts_ms": str(ms), "n": str(ms)}, id=f"{ms}-0")
+    store, _, _ = _store(flushed_redis.url, shard_index=0, shard_count=2)
+    try:
+        found, scanned, next_id = await store.read_audit(lambda fields: True, limit=5)
+        assert [int(fields["n"]) for _, fields in found] == [12, 11, 10, 9, 8] and next_id == "8-0"
+        found, _, next_id = await store.read_audit(lambda fields: True, limit=100, before_id=next_id)
+        assert [int(fields["n"]) for _, fields in found] == [7, 6, 5, 4, 3, 2, 1] and next_id == ""
+        # The scan bound holds across the streams together, and says where to go on from.
+        found, scanned, next_id = await store.read_audit(lambda fields: fields["n"] == "1", limit=5, max_scan=4)
+        assert not found and scanned == 4 and next_id == "9-0"
+        found, _, _ = await store.read_audit(lambda fields: True, limit=100, since_ms=10)
+        assert [int(fields["n"]) for _, fields in found] == [12, 11, 10]
+    finally:
+        await store.close()
         await redis.aclose()

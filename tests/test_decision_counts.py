@@ -41,8 +41,9 @@ async def _stored(url: str) -> tuple[Counts, list[tuple[str, int]]]:
     try:
         totals: Counter[tuple[str, str, str]] = Counter()
         minutes: list[tuple[str, int]] = []
-        async for key in redis.scan_iter(match=KEYS.decision_counts("*")):
-            day = key.decode().rsplit(":", 1)[1]
+        # Each shard's day hash is in its own tag: read_day sums a day's over the shards.
+        days = {key.decode().rsplit(":", 1)[1] async for key in redis.scan_iter(match="*:decision_counts:*")}
+        for day in sorted(days):
             for minute, symbol, decision, reason, count in await read_day(redis, KEYS, day):
                 totals[symbol, decision, reason] += count
                 minutes.append((day, minute))
@@ -248,7 +249,8 @@ def test_parse_field_when_formatted_then_the_same_values_back() -> None:
                    (60, "a|b|c", "REDUCE_ONLY", "REDUCE_ONLY_QUANTITY_CAPPED")]:
         assert parse_field(format_field(*values)) == values
     assert format_field(61, "BTCUSDT", "REJECT", "INSUFFICIENT_MARGIN") == "61|BTCUSDT|REJECT|INSUFFICIENT_MARGIN"
-    assert KEYS.decision_counts("2024-02-29") == "{rg}:decision_counts:2024-02-29"
+    # In the (one) shard's hash tag: each shard writes its own, read_day sums them.
+    assert KEYS.decision_counts("2024-02-29") == KEYS.shard_tag + ":decision_counts:2024-02-29"
     # The minute and the day of a batch are UTC, from its at_ms.
     assert decision_counts.day_of(1_709_251_199_999) == "2024-02-29"
     assert minute_of(1_709_251_199_999) == 1439
@@ -258,3 +260,24 @@ def test_parse_field_when_formatted_then_the_same_values_back() -> None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def test_read_day_when_two_shards_counted_then_summed_over_the_layouts_shards(
+        flushed_redis: EmbeddedRedis) -> None:
+    """Each shard writes its own day hash (its hash tag); the report's reader sums those of the
+    layout the accounts are stored under (account_shards), not a shard count of its own."""
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        day = "2024-02-29"
+        first, second = KEYS.shards(2)
+        margin = "INSUFFICIENT_MARGIN"
+        await redis.hset(first.decision_counts(day), mapping={format_field(5, "BTCUSDT", "ACCEPT", ""): 3,
+                                                              format_field(6, "BTCUSDT", "REJECT", margin): 1})
+        await redis.hset(second.decision_counts(day), mapping={format_field(5, "BTCUSDT", "ACCEPT", ""): 4})
+        await redis.hset(KEYS.decision_counts(day), format_field(5, "BTCUSDT", "ACCEPT", ""), 100)  # 1-shard layout
+        await redis.set(KEYS.account_shards, 2)
+        summed = [(5, "BTCUSDT", "ACCEPT", "", 7), (6, "BTCUSDT", "REJECT", margin, 1)]
+        assert await read_day(redis, KEYS, day) == summed
+        assert await read_day(redis, KEYS, day, shard_count=1) == [(5, "BTCUSDT", "ACCEPT", "", 100)]
+    finally:
+        await redis.aclose()

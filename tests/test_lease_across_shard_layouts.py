@@ -42,6 +42,9 @@ async def test_paused_writer_when_resumed_after_successor_with_other_shard_count
         await asyncio.sleep(3.0)  # past P1's lease (2 x 1000 ms)
         # A new deployment with one shard: the layout key lapsed with P1's lease, so it starts.
         _, c2 = await services.start(shard_index=0, shard_count=1)
+        # Accounts are stored per layout (each shard's hash tag, docs/cluster.md): the new
+        # deployment gets demo-alice's state as a migration to the new layout would give it.
+        await c2.upsert_account("demo-alice", "100000")
         first = await c2.check(account="demo-alice", quantity="11", price="60000", leverage=10, order_id="on-p2")
         assert decision(first) == "DECISION_ACCEPT"  # reserves 6,600 x 10 = 66,000 of 100,000
         os.kill(p1.pid, signal.SIGCONT)

@@ -18,7 +18,7 @@ from riskgate.monitor.keys import MonitorKeys
 from riskgate.store.codec import decode_stored
 from riskgate.store.keys import Keys
 from riskgate.v1 import admin_pb2 as admin
-from tests.audit_trail import audit_entries, audit_of
+from tests.audit_trail import all_audit, audit_entries, audit_of
 from tests.conftest import Services
 from tests.monitor_support import running_monitor, until
 from tests.support import ADMIN_TOKEN, OPERATOR_TOKEN, VIEWER_TOKEN, Client, eventually, test_config
@@ -167,14 +167,14 @@ async def test_publish_marks_when_many_ticks_then_audit_holds_constant_entries_p
         feed: Client, redis_server) -> None:
     redis = aioredis.Redis.from_url(redis_server.url)
     try:
-        before = await redis.xlen(Keys("rg").audit)
+        before = len(await all_audit(redis))
         messages = [ticks(("BTCUSDT", str(50000 + (n % 50)), n + 1)) for n in range(300)]
         acks = await publish(feed, messages)
         assert acks[-1].received == 300 and acks[-1].rejected == 0
         assert acks[-1].written + acks[-1].conflated == 300
         entries = await audit_of(redis_server.url, "PublishMarks", 2)
         assert [e["outcome"] for e in entries] == ["opened", "closed: ended by the feed"]
-        assert await redis.xlen(Keys("rg").audit) - before == 2
+        assert len(await all_audit(redis)) - before == 2
     finally:
         await redis.aclose()
     assert await book_mark(feed) == str(50000 + 299 % 50)

@@ -53,7 +53,7 @@ async def test_account_feed_when_events_trimmed_before_read_then_reads_records_a
         # away the stream moves on and is trimmed past the point it had read.
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        feed.cursor = "1-0"
+        feed.cursors = {0: "1-0"}
         await redis.hset(KEYS.accounts, "a", b'{"v":9,"d":' + _json.encode(
             AccountSnapshot(account_id="a", balance=Decimal(1000), positions=_position("9"))) + b"}")
         await _event(redis, "b", 8, "5")

@@ -37,9 +37,10 @@ from tests.engine_book import btc_spec
 from tests.test_bounded_load import Recorder
 from tests.test_faults import own_redis  # noqa: F401
 
-KEYS = Keys("rg")
+KEYS = Keys("rg")  # the global keys (any shard's Keys holds them)
 GATE = "gate-under-test"
 SHARDS = 2
+GATE_KEYS = Keys("rg", 0, SHARDS)  # the shard under test: its accounts are under its own tag
 GLOBAL_KINDS = ("symbol", "mark", "breaker", "controls")
 
 
@@ -62,7 +63,7 @@ class Gate:
         self.book = Book(default_orders_per_second=100, duplicate_window_s=60, shard_index=0, shard_count=SHARDS)
         self.client = aioredis.Redis.from_url(url, client_name=GATE)
         self.recorder = Recorder(self.client)
-        self.store = RedisStore(self.client, self.book, KEYS, 1000, 1000, 5, resume=resume)
+        self.store = RedisStore(self.client, self.book, GATE_KEYS, 1000, 1000, 5, resume=resume)
         self.resubscribe = asyncio.Event()
         self.resubscribe.set()
         self.held = asyncio.Event()
@@ -125,7 +126,7 @@ def _field(kind: str, record: Any) -> str:
 async def _writer(url: str) -> RedisStore:
     """Another gate process (shard 1): its admin changes are published and appended to the stream."""
     book = Book(default_orders_per_second=100, duplicate_window_s=60, shard_index=1, shard_count=SHARDS)
-    store = RedisStore(aioredis.Redis.from_url(url), book, KEYS, 1000, 1000, 5)
+    store = RedisStore(aioredis.Redis.from_url(url), book, Keys("rg", 1, SHARDS), 1000, 1000, 5)
     await store.start()
     return store
 
@@ -186,7 +187,7 @@ async def test_reconnect_when_changes_made_while_away_then_each_applied_once_fro
     try:
         owned = _owned(1)[0]
         loads = gate.store.loads_done
-        account_scans = gate.hscans(KEYS.accounts)
+        account_scans = gate.hscans(GATE_KEYS.accounts)
         scans = len(gate.recorder.commands("HSCAN"))
         hscan_calls = int((await redis.info("commandstats")).get("cmdstat_hscan", {}).get("calls", 0))
         await gate.cut(redis)
@@ -204,7 +205,7 @@ async def test_reconnect_when_changes_made_while_away_then_each_applied_once_fro
         assert store.resumes_done == 1 and store.loads_done == loads
         assert store.changes_replayed == len(made)
         # Not one HSCAN, of the accounts hash or any other: only the stream was read.
-        assert gate.hscans(KEYS.accounts) == account_scans
+        assert gate.hscans(GATE_KEYS.accounts) == account_scans
         assert len(gate.recorder.commands("HSCAN")) == scans
         assert int((await redis.info("commandstats")).get("cmdstat_hscan", {}).get("calls", 0)) == hscan_calls
         assert book.symbols["ETHUSDT"].spec.version == versions[0]
@@ -228,7 +229,7 @@ async def test_reconnect_when_stream_trimmed_past_last_id_then_full_reload_and_b
     gate, writer, redis = await _started(flushed_redis.url)
     try:
         loads = gate.store.loads_done
-        account_scans = gate.hscans(KEYS.accounts)
+        account_scans = gate.hscans(GATE_KEYS.accounts)
         await gate.cut(redis)
         await _change(writer, "mark", MarkSpec(symbol="BTCUSDT", price=Decimal("50200")))
         await _change(writer, "breaker", BreakerSpec(symbol="", state=BreakerState.REDUCE_ONLY, reason="x",
@@ -239,7 +240,7 @@ async def test_reconnect_when_stream_trimmed_past_last_id_then_full_reload_and_b
         store, book = gate.store, gate.book
         assert store.loads_done == loads + 1 and store.resumes_done == 0
         assert "no longer holds" in store.resume_refused
-        assert gate.hscans(KEYS.accounts) > account_scans
+        assert gate.hscans(GATE_KEYS.accounts) > account_scans
         assert book.platform_breaker.state == BreakerState.REDUCE_ONLY
         assert "SOLUSDT" in book.symbols
         assert _book_view(book) == await _redis_view(redis, book)
@@ -273,12 +274,12 @@ async def test_reconnect_when_redis_restarted_without_its_data_then_full_reload_
         restarted = EmbeddedRedis(tmp_path / "empty", port=own_redis.port).start()
         redis = aioredis.Redis.from_url(restarted.url)
         for _ in range(2000):
-            if store.loads_done > loads and await redis.hexists(KEYS.accounts, owned):
+            if store.loads_done > loads and await redis.hexists(GATE_KEYS.accounts, owned):
                 break
             await asyncio.sleep(0.005)
         assert store.loads_done == loads + 1 and store.resumes_done == 0
         assert "not the one" in store.resume_refused
-        written = decode_stored("account", await redis.hget(KEYS.accounts, owned))
+        written = decode_stored("account", await redis.hget(GATE_KEYS.accounts, owned))
         assert written.balance == Decimal("1234")
     finally:
         await store.close()

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 import msgspec
-import redis.asyncio as aioredis
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
@@ -28,6 +27,7 @@ from riskgate.book.state import Book
 from riskgate.config import AccountSeed, Config
 from riskgate.engine.spec_rules import validate_account, validate_controls, validate_symbol
 from riskgate.observability import MetricsListenError
+from riskgate.store.connect import redis_client
 from riskgate.store.keys import Keys
 from riskgate.store.redis_store import DRAIN_TIMEOUT_S, RedisStore
 from riskgate.telemetry import DecisionCounters, GateTelemetry, gate_telemetry
@@ -183,7 +183,7 @@ class RiskgateService:
         try:
             await self.bind()
             server_config = self.config.server
-            client = aioredis.Redis.from_url(url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            client = redis_client(url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
                                              socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
             self.store = RedisStore(client, self.book, Keys(server_config.key_prefix),
                                     server_config.redis_stale_after_ms, server_config.audit_stream_maxlen,

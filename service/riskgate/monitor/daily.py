@@ -30,7 +30,7 @@ from riskgate.monitor.rules import Rule
 from riskgate.monitor.stress import Book, Scenario, ScenarioResult
 from riskgate.monitor.var import VarError
 from riskgate.report import document as doc
-from riskgate.store.decision_counts import read_day
+from riskgate.store.decision_counts import account_shard_count, read_day
 from riskgate.v1 import monitor_pb2 as pb
 from riskgate.values.money import ZERO, fmt
 
@@ -116,11 +116,25 @@ class DailyReportBuilder:
         return found
 
     async def _actions(self, start_ms: int, end_ms: int) -> tuple[list[doc.ActionRow], int]:
-        rows: list[doc.ActionRow] = []
+        """The day's actions, in order: from the global audit stream (global records, the
+        monitor's) and every account shard's (changes of its accounts and reservations)."""
+        shards = self.keys.shards(await account_shard_count(self.client, self.keys))
+        found: list[tuple[tuple[int, int], doc.ActionRow]] = []
+        total = 0
+        for stream in (self.keys.audit, *(shard.shard_audit for shard in shards)):
+            kept, counted = await self._stream_actions(stream, start_ms, end_ms)
+            found += kept
+            total += counted
+        found.sort(key=lambda item: item[0])
+        return [row for _, row in found[:MAX_ACTIONS]], total
+
+    async def _stream_actions(self, stream: str, start_ms: int, end_ms: int
+                              ) -> tuple[list[tuple[tuple[int, int], doc.ActionRow]], int]:
+        rows: list[tuple[tuple[int, int], doc.ActionRow]] = []
         total = 0
         cursor = f"{start_ms}-0"
         while True:
-            entries = await self.client.xrange(self.keys.audit, min=cursor, max=f"{end_ms - 1}-18446744073709551615",
+            entries = await self.client.xrange(stream, min=cursor, max=f"{end_ms - 1}-18446744073709551615",
                                                count=AUDIT_CHUNK)
             for entry_id, fields in entries:
                 entry = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
@@ -128,10 +142,12 @@ class DailyReportBuilder:
                     continue
                 total += 1
                 if len(rows) < MAX_ACTIONS:
-                    at = int(entry.get("ts_ms") or entry_id.decode().split("-")[0])
-                    rows.append(doc.ActionRow(at=iso(at), actor=entry.get("actor", ""), action=entry.get("action", ""),
-                                              target=entry.get("target", ""), outcome=entry.get("outcome", ""),
-                                              detail=entry.get("request", "")[:200]))
+                    ms, _, seq = entry_id.decode().partition("-")
+                    at = int(entry.get("ts_ms") or ms)
+                    rows.append(((int(ms), int(seq or 0)), doc.ActionRow(
+                        at=iso(at), actor=entry.get("actor", ""), action=entry.get("action", ""),
+                        target=entry.get("target", ""), outcome=entry.get("outcome", ""),
+                        detail=entry.get("request", "")[:200])))
             if len(entries) < AUDIT_CHUNK:
                 return rows, total
             cursor = "(" + entries[-1][0].decode()

@@ -5,6 +5,10 @@ Windowed metrics need only the last window's entries, and stream ids are the gat
 time: a monitor that starts reads from (now - the longest window) on, so a restarted monitor
 holds exactly what one that never stopped would, without a stored cursor and without reading
 anything older. After a lost link it resumes from the last id it applied.
+
+Each account shard appends to its own stream (its hash tag, store/keys.py): the feed follows
+every shard's of the layout the accounts are stored under, each from its own id, concurrently
+(an account's batches all come from its one shard, so each account's flow stays in order).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from riskgate.book.flow import FlowBatch
-from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.writes import now_ms
+from riskgate.store.decision_counts import account_shard_count
+from riskgate.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +36,15 @@ _batch = msgspec.json.Decoder(FlowBatch)
 
 
 class FlowFeed:
-    def __init__(self, client: aioredis.Redis, keys: MonitorKeys, window_ms: Callable[[], int],
+    def __init__(self, client: aioredis.Redis, keys: Keys, window_ms: Callable[[], int],
                  on_batches: Callable[[list[FlowBatch]], None]) -> None:
         self.client = client
         self.keys = keys
         self.window_ms = window_ms
         self.on_batches = on_batches
-        self.cursor: str | None = None
+        # The last id applied per shard's stream (the layout read once, at the first start).
+        self.cursors: dict[int, str] | None = None
+        self.shard_keys: list[Keys] = []
         self.batches = 0
         self.live = False
         self.started = asyncio.Event()
@@ -46,12 +53,19 @@ class FlowFeed:
     def close(self) -> None:
         self._closing = True
 
+    @property
+    def cursor(self) -> str | None:
+        cursors = self.cursors
+        return None if cursors is None else ",".join(cursors[index] for index in sorted(cursors))
+
     async def run(self) -> None:
         backoff = RETRY_BACKOFF_S
         while not self._closing:
             try:
-                if self.cursor is None:
-                    self.cursor = f"{max(now_ms() - self.window_ms(), 0)}-0"
+                if self.cursors is None:
+                    self.shard_keys = self.keys.shards(await account_shard_count(self.client, self.keys))
+                    start = f"{max(now_ms() - self.window_ms(), 0)}-0"
+                    self.cursors = dict.fromkeys(range(len(self.shard_keys)), start)
                 self.live = True
                 self.started.set()
                 await self._follow()
@@ -67,18 +81,29 @@ class FlowFeed:
         self.live = False
 
     async def _follow(self) -> None:
-        while not self._closing:
-            assert self.cursor is not None
-            response = await self.client.xread({self.keys.order_flow: self.cursor}, count=READ_COUNT,
-                                               block=BLOCK_MS)
+        if len(self.shard_keys) == 1:
+            await self._follow_shard(0)
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(len(self.shard_keys)):
+                    group.create_task(self._follow_shard(index))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    async def _follow_shard(self, index: int) -> None:
+        stream = self.shard_keys[index].order_flow
+        while not self._closing and self.cursors is not None:
+            response = await self.client.xread({stream: self.cursors[index]}, count=READ_COUNT, block=BLOCK_MS)
             batches: list[FlowBatch] = []
             for _, entries in response or ():
                 for entry_id, fields in entries:
-                    self.cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    self.cursors[index] = cursor
                     try:
                         batches.append(_batch.decode(fields[b"d"]))
                     except Exception as exc:  # one bad entry must not stop the feed
-                        log.error("ignoring unreadable order-flow entry %s: %r", self.cursor, exc)
+                        log.error("ignoring unreadable order-flow entry %s: %r", cursor, exc)
             if batches:
                 self.batches += len(batches)
                 self.on_batches(batches)

@@ -1,5 +1,6 @@
-"""Redis keys of the monitor, under the same hash tag as the gate's (one slot on Redis
-Cluster: a trip, its breaker record, its alert and its audit entry are one script)."""
+"""Redis keys of the monitor, under the same global hash tag as the gate's global records (one
+slot on Redis Cluster: a trip, its breaker record, its alert and its audit entry are one
+script). The accounts' streams it follows are in the shards' tags (store/keys.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from riskgate.store.keys import Keys
 
 
 class MonitorKeys(Keys):
-    def __init__(self, prefix: str) -> None:
-        super().__init__(prefix)
+    def __init__(self, prefix: str, shard_index: int = 0, shard_count: int = 1) -> None:
+        super().__init__(prefix, shard_index, shard_count)
         tag = "{" + prefix + "}"
         # Rules by id, stored {"v": version, "d": rule} like every versioned record.
         self.rules = f"{tag}:rules"

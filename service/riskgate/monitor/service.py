@@ -39,6 +39,7 @@ from riskgate.monitor.telemetry import MonitorTelemetry
 from riskgate.monitor.watch import Watcher
 from riskgate.monitor.writes import MonitorWrites, now_ms
 from riskgate.observability import MetricsListenError
+from riskgate.store.connect import redis_client
 from riskgate.v1 import monitor_pb2
 
 if TYPE_CHECKING:
@@ -73,7 +74,9 @@ class MonitorService:
         self.listen = listen or config.monitor.listen
         for rule in config.monitor.rules:
             validate_rule(rule)
-        self.keys = MonitorKeys(config.server.key_prefix)
+        # The configured shard count names the shards' keys until a gate has recorded the
+        # layout the accounts are stored under (Keys.account_shards: the feeds read that).
+        self.keys = MonitorKeys(config.server.key_prefix, 0, config.server.shard_count)
         self.auth = Authenticator(config.admin_tokens)
         self.view = MarketView()
         self.columns = AccountColumns()
@@ -112,7 +115,7 @@ class MonitorService:
             return self.port
         self.health = health.aio.HealthServicer()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        self.client = aioredis.Redis.from_url(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        self.client = redis_client(self.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S,
                                               socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S)
         self.writes = MonitorWrites(self.client, self.keys, self.config.server.audit_stream_maxlen,
                                     self.config.server.change_stream_maxlen)

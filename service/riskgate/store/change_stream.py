@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from riskgate.store.codec import KIND_TYPES, decode_record
@@ -43,10 +44,15 @@ CATCH_UP_PAGE = 1000
 ANCHOR = b"anchor"
 
 # Lua: appends a change to the stream and publishes it with the entry's id, in one call (the
-# caller's script). Used by every script that publishes on the change channel: the gate's admin
+# caller's script); with maxlen '0' (an account shard's own records, never replayed by others)
+# it only publishes, without an id. Used by every script that publishes on the change channel: the gate's admin
 # changes, the mark feed's batches and the monitor's actions.
 PUBLISH_CHANGE_LUA = """
 local function publish_change(stream, maxlen, channel, kind, v, record)
+  if maxlen == '0' then
+    redis.call('PUBLISH', channel, '{"k":"' .. kind .. '","v":' .. v .. ',"d":' .. record .. '}')
+    return
+  end
   local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'k', kind, 'v', v, 'd', record)
   redis.call('PUBLISH', channel, '{"k":"' .. kind .. '","v":' .. v .. ',"i":"' .. id .. '","d":' .. record .. '}')
 end
@@ -91,14 +97,22 @@ class StreamPosition:
             self.last = entry_id
 
 
-async def redis_identity(client: aioredis.Redis) -> str:
-    """run_id and master_replid: both change when the data may have been replaced (a restart,
-    a failover, a node that became another's replica). "" when INFO is not allowed: no resume."""
+async def redis_identity(client: aioredis.Redis, key: str) -> str:
+    """run_id and master_replid of the node that holds `key` (the change stream): both change
+    when the data may have been replaced (a restart, a failover, a node that became another's
+    replica). "" when INFO is not allowed: no resume."""
     try:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.info("server")
-            pipe.info("replication")
-            server, replication = await pipe.execute()
+        if isinstance(client, RedisCluster):
+            # INFO has no key: a cluster client must be told which node; the stream's is the one.
+            await client.initialize()  # the slot map (a no-op once known)
+            node = client.get_node_from_key(key)
+            server = await client.info("server", target_nodes=node)
+            replication = await client.info("replication", target_nodes=node)
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.info("server")
+                pipe.info("replication")
+                server, replication = await pipe.execute()
     except ResponseError as exc:
         log.warning("INFO not allowed by Redis (%s): every reconnect reloads the whole book", exc)
         return ""
@@ -118,7 +132,7 @@ class ChangeStream:
     async def position(self) -> StreamPosition:
         """Read before a snapshot load starts (after the subscription is confirmed): every entry
         after it is either delivered on the subscription or replayed by a later catch-up."""
-        identity = await redis_identity(self.client)
+        identity = await redis_identity(self.client, self.key)
         last = await self._position(keys=[self.key], args=[self.maxlen])
         return StreamPosition(identity, _text(last))
 
@@ -130,7 +144,7 @@ class ChangeStream:
         run (called before every entry; it yields only once a slice is used up)."""
         if not position.identity:
             return -1, "Redis's identity is unknown (INFO not allowed)"
-        identity = await redis_identity(self.client)
+        identity = await redis_identity(self.client, self.key)
         if identity != position.identity:
             return -1, "Redis is not the one the state was loaded from (restarted, failed over or replaced)"
         # The entry last applied must still be there: nothing after it was trimmed or lost.

@@ -2,7 +2,9 @@
 first reason, for the daily risk report. Written by the gate processes with their write-behind
 batches (no Redis write per order), read here; the field format is defined once, here.
 
-One hash per UTC day, `{prefix}:decision_counts:<YYYY-MM-DD>` (Keys.decision_counts), field
+One hash per UTC day and account shard, `{<shard tag>}:decision_counts:<YYYY-MM-DD>`
+(Keys.decision_counts: each shard's write-behind batch writes its own, in its hash tag;
+read_day sums the shards of the layout the accounts are stored under), field
 `<minute of day 0..1439>|<symbol>|<decision>|<reason>`, value the count:
 - minute and day: of the write-behind batch that carried the counts (its `at_ms`, the gate's
   clock), so a decision lands in the minute its batch was taken (normally milliseconds later;
@@ -86,21 +88,46 @@ def batch_fields(at_ms: int, decisions: Mapping[tuple[str, int, int], int]) -> t
     return day_of(at_ms), fields
 
 
-async def read_day(client: aioredis.Redis, keys: Keys, day: str) -> list[DecisionCount]:
+async def account_shard_count(client: aioredis.Redis, keys: Keys) -> int:
+    """The shard count the accounts (and their streams and counts) are stored under: that of
+    the last gate that took a writer lease (Keys.account_shards); before any did, keys' own."""
+    stored = await client.get(keys.account_shards)
+    try:
+        count = int(stored) if stored is not None else 0
+    except ValueError:
+        count = 0
+    return count if count >= 1 else keys.shard_count
+
+
+async def read_day(client: aioredis.Redis, keys: Keys, day: str, shard_count: int | None = None
+                   ) -> list[DecisionCount]:
     """Every count of one UTC day (YYYY-MM-DD), as (minute, symbol, decision, reason, count),
-    in that order. Read with HSCAN, SCAN_COUNT fields at a time; a field or count that is not
-    in the format is skipped and logged."""
+    in that order, summed over the shards (shard_count; None: account_shard_count). Read
+    with HSCAN, SCAN_COUNT fields at a time; a field or count that is not in the format is
+    skipped and logged."""
     datetime.date.fromisoformat(day)  # ValueError for anything but a date: it names a key
-    key = keys.decision_counts(day)
-    # HSCAN may return a field more than once (a rehash between calls): the last value wins.
-    raw: dict[bytes | str, bytes | str] = {}
-    cursor = 0
-    while True:
-        cursor, chunk = await client.hscan(key, cursor=cursor, count=SCAN_COUNT)
-        raw.update(chunk)
-        if not int(cursor):
-            break
-    counts: list[DecisionCount] = []
+    if shard_count is None:
+        shard_count = await account_shard_count(client, keys)
+    shards: list[dict[bytes | str, bytes | str]] = []
+    for shard in keys.shards(shard_count):
+        # HSCAN may return a field more than once (a rehash between calls): the last value wins.
+        raw: dict[bytes | str, bytes | str] = {}
+        cursor = 0
+        while True:
+            cursor, chunk = await client.hscan(shard.decision_counts(day), cursor=cursor, count=SCAN_COUNT)
+            raw.update(chunk)
+            if not int(cursor):
+                break
+        shards.append(raw)
+    summed: dict[tuple[int, str, str, str], int] = {}
+    for raw in shards:
+        for key, count in _parsed(raw, day):
+            summed[key] = summed.get(key, 0) + count
+    return sorted((*key, count) for key, count in summed.items())
+
+
+def _parsed(raw: Mapping[bytes | str, bytes | str], day: str) -> list[tuple[tuple[int, str, str, str], int]]:
+    counts: list[tuple[tuple[int, str, str, str], int]] = []
     for field, value in raw.items():
         try:
             text = field.decode() if isinstance(field, bytes) else field
@@ -111,6 +138,5 @@ async def read_day(client: aioredis.Redis, keys: Keys, day: str) -> list[Decisio
         except ValueError as exc:  # UnicodeDecodeError included
             log.warning("decision counts of %s: skipping malformed field %r = %r: %s", day, field, value, exc)
             continue
-        counts.append((minute, symbol, decision, reason, count))
-    counts.sort()
+        counts.append(((minute, symbol, decision, reason), count))
     return counts

@@ -58,7 +58,7 @@ from riskgate.store.change_stream import (
 )
 from riskgate.store.codec import APPLIERS, decode_change_with_id, decode_stored, encode
 from riskgate.store.decision_counts import batch_fields, day_of
-from riskgate.store.keys import Keys, order_field
+from riskgate.store.keys import SHARD_KINDS, Keys, order_field
 from riskgate.values.codes import Side
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,10 @@ def _fenced(lease_key: str, token_arg: str) -> str:
 
 
 # Admin changes (_PUT_SCRIPT, _RELEASE_SCRIPT) share one layout.
-# KEYS: seq, record hash, audit stream, outcome key, writer lease, change stream.
+# KEYS: seq, record hash, audit stream, outcome key, writer lease, change stream: all of one
+# hash tag, the global one for global records, the shard's (its counter, audit, outcome, lease
+# copy) for its accounts and reservations (RedisStore._change_keys). Only global records go to
+# the change stream (its maxlen '0' for the others: published without an entry).
 # ARGV: 1 version floor, 2 field, 3 record, 4 channel, 5 kind, 6 'nx' or '', 7 deadline (ms
 # since epoch by Redis's clock, 0 = none), 8 audit maxlen, 9 outcome expiry ms (0 = keep no
 # outcome), 10 lease token, 11 expected version ('' = any; 0 = no record yet: compare-and-set,
@@ -162,7 +165,8 @@ end
 local t = redis.call('TIME')
 return {t[1], t[2], held, generation or ''}
 """
-# KEYS: writer lease, shard layout, writer generation. ARGV: token, lease ms, shard count.
+# KEYS: writer lease, shard layout, writer generation, account shards (the layout the accounts
+# are stored under, kept). ARGV: token, lease ms, shard count.
 # Returns {1, generation} when held (taken afresh: the generation becomes this token), {0} when
 # another process holds it, {-1} when processes with another shard count are live.
 _ACQUIRE_SCRIPT = """
@@ -173,7 +177,23 @@ if holder and holder ~= ARGV[1] then return {0, ''} end
 if not holder then redis.call('SET', KEYS[3], ARGV[1]) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[3]) end
 return {1, redis.call('GET', KEYS[3])}
+"""
+# The shard-tagged copy of the writer lease (KEYS: it. ARGV: token, lease ms, 'take' or ''),
+# what the shard's own scripts are fenced by (on Redis Cluster they cannot read the global
+# lease: another slot). Set only by a process that has just taken or renewed the global lease:
+# 'take' (it took the global lease) overwrites whoever held the copy (that process has lost the
+# global lease already, and this one loads only after the overwrite, so whatever the other
+# wrote before it is read); a renewal sets it only when it still holds it or nobody does, so a
+# renewal that arrives late, after a successor took over, can never take it back.
+_SHARD_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] == 'take' or not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
 """
 _RELEASE_LEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
@@ -198,8 +218,9 @@ _BAD_RECORD = (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyErro
 # One round trip, one command, for a whole write-behind batch: account snapshots (each with
 # the next version), reservation upserts and deletes, the batch's order flow and decision
 # counts. Per-command overhead in the client, not Redis, is what write-behind costs the event loop.
-# KEYS: seq, accounts, orders, executions, writer lease, account-event stream, order-flow
-# stream, order-flow number of this process, the decision-count hash of the batch's UTC day.
+# KEYS (all in the shard's hash tag): the shard's version counter, accounts, orders,
+# executions, the shard's copy of the writer lease, account-event stream, order-flow stream,
+# order-flow number of this process, the decision-count hash of the batch's UTC day.
 # ARGV: 1 version floor, 2 lease token, 3 event stream max length, 4 order-flow batch number
 # (0 = none in this call), 5 its stream entry ('' = none: the batch counted only decisions),
 # 6 flow stream max length, 7 how long the flow number is kept (ms), 8 how long the day's
@@ -377,7 +398,20 @@ class RedisStore:
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._acquire = client.register_script(_ACQUIRE_SCRIPT)
         self._release_lease = client.register_script(_RELEASE_LEASE_SCRIPT)
+        self._shard_lease = client.register_script(_SHARD_LEASE_SCRIPT)
+        # Loaded into every master's script cache (redis-py sends SCRIPT LOAD to every primary
+        # of a cluster) before any pipeline uses them: a cluster pipeline,
+        # unlike a plain one, does not load them itself, and an EVALSHA that finds no script
+        # inside a MULTI fails alone while the rest of the MULTI runs. Loaded again after a
+        # NOSCRIPT (a node restarted without its cache).
+        self._scripts_loaded = False
+        # The global keys, and this process's shard's own (its hash tag).
+        keys = keys.shard(book.shard_index, book.shard_count)
+        self.keys = keys
+        # The global writer lease (global records: symbols, marks, breakers, controls) and its
+        # shard-tagged copy (this shard's accounts, reservations, executions, streams).
         self.lease_key = keys.writer_lease(book.shard_index, book.shard_count)
+        self.shard_lease_key = keys.shard_lease
         self.lease_token = lease_token or uuid.uuid4().hex
         self._flow_written_key = keys.order_flow_written(self.lease_token)
         # Order flow: the number of the last batch taken, and the flow of one not yet confirmed
@@ -420,7 +454,10 @@ class RedisStore:
         # Send time of the batch now awaiting Redis's answer: nothing after it is proven.
         self._inflight_since: float | None = None
         self._drain_deadline = float("inf")
+        # The highest versions seen: of global records (the global counter) and of this shard's
+        # accounts (its own counter). Every versioned write lifts its counter to its floor.
         self._max_version = 0
+        self._max_shard_version = 0
         self._repairs: set[asyncio.Task[None]] = set()
         self._loaded_once = asyncio.Event()
         # The snapshot load in progress: what it reads now, records read, when it began, when
@@ -455,9 +492,18 @@ class RedisStore:
 
     # ---- lifecycle -------------------------------------------------------------------
 
+    async def _load_scripts(self) -> None:
+        if self._scripts_loaded:
+            return
+        for script in (self._put, self._flush, self._raise_seq, self._probe, self._release, self._acquire,
+                       self._release_lease, self._shard_lease):
+            await self.client.script_load(script.script)
+        self._scripts_loaded = True
+
     async def start(self) -> None:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             await self.client.ping()
+            await self._load_scripts()
         await self._acquire_lease()
         self._tasks = [
             asyncio.create_task(self._subscriber(), name="riskgate-subscriber"),
@@ -484,14 +530,20 @@ class RedisStore:
         """Becomes the one writer of this process's shard, waiting (bounded) while another
         process holds it: a predecessor stopping, or the lease of one that died lapsing."""
         book = self.book
+        await self._refuse_stale_layout()
         deadline = time.monotonic() + self.lease_ms / 1000 * 2 + LEASE_WAIT_EXTRA_S
         while True:
             sent = time.monotonic()
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
                 outcome, generation = await self._acquire(
-                    keys=[self.lease_key, self.keys.shard_layout, self.keys.writer_generation],
+                    keys=[self.lease_key, self.keys.shard_layout, self.keys.writer_generation,
+                          self.keys.account_shards],
                     args=[self.lease_token, self.lease_ms, book.shard_count])
-            held = int(outcome)
+                held = int(outcome)
+                if held == 1:
+                    # The shard's copy, before anything of the shard is read: a predecessor's
+                    # writes are refused from here on.
+                    await self._shard_lease(keys=[self.shard_lease_key], args=[self.lease_token, self.lease_ms, "take"])
             if held == 1:
                 self.lease_generation = _text(generation)
                 self._lease_renewed_at = sent
@@ -505,6 +557,25 @@ class RedisStore:
                                        f"{self.lease_key} is held): stop it first, or give this process another "
                                        "shard_index")
             await asyncio.sleep(LEASE_RETRY_S)
+
+    async def _refuse_stale_layout(self) -> None:
+        """Accounts live under their layout's shard tags. When the last gates used another
+        shard_count, this shard's own keys, if they hold anything, are what an earlier use of
+        this shard_count left there, older than what the other layout wrote since: loading them
+        would grant margin on stale balances. Refused (fail closed) until they are migrated or
+        deleted. Empty keys are fine: the accounts of the other layout are simply not here
+        (changing shard_count moves no data: docs/cluster.md)."""
+        keys = self.keys
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            stored = await self.client.get(keys.account_shards)
+            if stored is None or _text(stored) == str(self.book.shard_count):
+                return
+            held = [key for key in (keys.accounts, keys.orders, keys.executions) if await self.client.exists(key)]
+        if held:
+            raise StoreUnavailable(
+                f"the accounts were last written by gates with shard_count {_text(stored)}, but this shard's keys "
+                f"({', '.join(held)}) hold state from an earlier use of shard_count {self.book.shard_count}, older "
+                "than theirs: migrate or delete it before starting with this shard_count")
 
     def _lose_lease(self, why: str) -> None:
         if not self.lease_lost:
@@ -566,6 +637,7 @@ class RedisStore:
                 async with asyncio.timeout(CANCEL_TIMEOUT_S):
                     # A successor need not wait for the lease to lapse.
                     await self._release_lease(keys=[self.lease_key], args=[self.lease_token])
+                    await self._release_lease(keys=[self.shard_lease_key], args=[self.lease_token])
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(CANCEL_TIMEOUT_S):
                 await self.client.aclose()
@@ -584,22 +656,25 @@ class RedisStore:
         what it wrote. Each write is atomic on its own, so a crash mid-way leaves whole records.
         Returns how many were written."""
         await self._acquire_lease()  # every write is fenced by it, seeds included
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
+            await self._load_scripts()
         written = 0
         for start in range(0, len(records), SEED_BATCH):
             batch = records[start:start + SEED_BATCH]
             now_ms = str(time.time_ns() // 1_000_000)
             async with self.client.pipeline(transaction=False) as pipe:
                 for kind, field, record in batch:
+                    if kind in SHARD_KINDS and not self.book.owns(field):
+                        continue  # its shard's process seeds it, under its shard's tag and lease
                     payload = encode(record)
                     audit = {"ts_ms": now_ms, "actor": actor, "action": f"seed_{kind}", "target": field,
                              "outcome": "ok", "request": payload.decode()}
-                    await self._put(keys=[self.keys.seq, self.keys.hash_for(kind), self.keys.audit,
-                                          self.keys.outcome("seed"), self.lease_key, self.keys.change_stream],
-                                    args=[self._max_version, field, payload, self.keys.changes, kind, "nx", 0,
-                                          self.audit_maxlen, 0, self.lease_token, "", self.change_stream_maxlen,
+                    await self._put(keys=self._change_keys(kind, self.keys.hash_for(kind), "seed"),
+                                    args=[self._floor_of(kind), field, payload, self.keys.changes, kind, "nx", 0,
+                                          self.audit_maxlen, 0, self.lease_token, "", self._stream_maxlen(kind),
                                           *_pairs(audit)],
                                     client=pipe)
-                versions = await pipe.execute()
+                versions = await pipe.execute() if len(pipe) else []
             written += sum(1 for version in versions if int(version) > 0)
         return written
 
@@ -738,6 +813,25 @@ class RedisStore:
         return None
 
     async def _flush_once(self) -> bool:
+        # A global record's change goes in a round trip of its own (_put_global), right after
+        # the shard's batch of what was written before it: the order one MULTI kept, and a
+        # steady flow of orders never holds a breaker change back more than one batch.
+        global_next = bool(self._admin_queue) and self._admin_queue[0].kind not in SHARD_KINDS
+        if not global_next:
+            return await self._flush_batch(global_next=False)
+        if self._shard_batch_waiting() and not await self._flush_batch(global_next=True):
+            return False
+        change = self._take_admin_change()
+        if change is None:
+            return True
+        if change.kind in SHARD_KINDS:  # those before it were abandoned or expired
+            self._admin_queue.appendleft(change)
+            return True
+        return await self._put_global(change)
+
+    async def _flush_batch(self, global_next: bool) -> bool:
+        """One write-behind batch (one MULTI in the shard's tag) and, unless a global change is
+        next in the queue, the admin change of the shard's accounts at its head."""
         batch_taken_at = time.monotonic()
         book = self.book
         expire_executions(book, time.time_ns() // 1_000_000)
@@ -752,9 +846,13 @@ class RedisStore:
         barriers, self._barriers = self._barriers, []
         self._batch_barriers = barriers
         # At most one admin change per batch, last: everything serialised before it predates it.
-        change = self._take_admin_change()
+        change = None if global_next else self._take_admin_change()
+        if change is not None and change.kind not in SHARD_KINDS:
+            # A global record's change goes alone (next batch): one MULTI stays in one slot.
+            self._admin_queue.appendleft(change)
+            change = None
         # Every version this batch takes lies above this one: the scripts lift the counter first.
-        floor = self._max_version
+        floor = self._max_shard_version
         # Order flow (the stream entry and the decision counts alike): what a failed batch left
         # unconfirmed goes again as it was, under its number (Redis appends a number once, so a
         # batch whose answer was lost after Redis ran it is not counted twice); new flow is taken
@@ -811,6 +909,7 @@ class RedisStore:
                     reservation.persisted = True
                     upserts.append((order_field(account_id, order_id),
                                     _reservation_encoder.encode(reservation.to_spec(account_id))))
+            await self._load_scripts()
             # One MULTI: a batch lands whole or not at all, so a crash can never keep a
             # reservation whose fill (in the same batch) was lost, nor the reverse.
             async with self.client.pipeline(transaction=True) as pipe:
@@ -824,8 +923,8 @@ class RedisStore:
                     # The flow entry and the decision counts ride with the first call (the one
                     # that checks the batch number).
                     first = flow if flow is not None and not start else None
-                    await self._flush(keys=[self.keys.seq, self.keys.accounts, self.keys.orders,
-                                            self.keys.executions, self.lease_key, self.keys.account_events,
+                    await self._flush(keys=[self.keys.shard_seq, self.keys.accounts, self.keys.orders,
+                                            self.keys.executions, self.shard_lease_key, self.keys.account_events,
                                             self.keys.order_flow, self._flow_written_key,
                                             first.day_key if first is not None else self._today_key()],
                                       args=[floor, self.lease_token, self.events_maxlen,
@@ -838,19 +937,18 @@ class RedisStore:
                                       client=pipe)
                     calls += 1
                 for entry in audits:
-                    pipe.xadd(self.keys.audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
+                    pipe.xadd(self.keys.shard_audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
                 if change is not None:
                     script = self._release if change.kind == RELEASE else self._put
                     record_hash = self.keys.orders if change.kind == RELEASE else self.keys.hash_for(change.kind)
                     payload = encode(change.record) if change.record is not None else b""
                     audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
-                    await script(keys=[self.keys.seq, record_hash, self.keys.audit,
-                                       self.keys.outcome(change.change_id), self.lease_key, self.keys.change_stream],
+                    await script(keys=self._change_keys(change.kind, record_hash, change.change_id),
                                  args=[floor, change.field, payload, self.keys.changes, change.kind, "",
                                        self._redis_deadline(change.deadline_ms), self.audit_maxlen,
                                        OUTCOME_EXPIRY_MS, self.lease_token,
                                        "" if change.expected_version is None else str(change.expected_version),
-                                       self.change_stream_maxlen, *_pairs(audit)], client=pipe)
+                                       self._stream_maxlen(change.kind), *_pairs(audit)], client=pipe)
                 round_trip = bool(calls or audits or change is not None)
                 sent = time.monotonic()
                 if round_trip:
@@ -882,17 +980,11 @@ class RedisStore:
                 else:
                     self._barriers[:0] = barriers
                 if change is not None:
-                    # The MULTI may or may not have run. Once its deadline has passed Redis will
-                    # never run it, and its outcome key says whether it did: resolved then.
-                    self._unresolved.append(change)
-                    self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; riskgate resolves "
-                                        "it once Redis answers and the deadline has passed"})
-                    _settle(change.future, StoreUnconfirmed(
-                        f"Redis did not confirm the change ({exc!r}): riskgate finds out once Redis answers and "
-                        "audits 'resolved: applied' or 'resolved: not applied'; read the state back before "
-                        "retrying"))
+                    self._unconfirmed(change, exc)
             if not isinstance(exc, (RedisError, OSError)):
                 raise
+            if "NOSCRIPT" in str(exc) or "No matching script" in str(exc):
+                self._scripts_loaded = False
             if LEASE_LOST in str(exc):
                 # Lapsed while Redis was away, or taken: the next health round tells which.
                 log.warning("write refused: the writer lease is not held at the moment")
@@ -915,7 +1007,7 @@ class RedisStore:
             if account is not None:
                 account.snapshot_version = max(account.snapshot_version, version)
         if versions:
-            self._max_version = max(self._max_version, *versions)
+            self._max_shard_version = max(self._max_shard_version, *versions)
         if flow_left_behind and not self._waiters_released:
             self._barriers[:0] = barriers
         else:
@@ -924,6 +1016,77 @@ class RedisStore:
         if change is not None:
             self._finish_change(change, results[-1])
         self._confirmed_taken_at = batch_taken_at
+        return True
+
+    def _shard_batch_waiting(self) -> bool:
+        """Whether anything but admin changes waits for the shard's write-behind batch."""
+        book = self.book
+        return bool(book.dirty_accounts or book.dirty_orders or book.dirty_executions or book.expired_executions
+                    or book.flow.pending() or self._flow_unsent is not None or self._audit_backlog
+                    or self.audit_dropped or self.audit_suppressed or self._barriers)
+
+    def _unconfirmed(self, change: _AdminChange, exc: BaseException) -> None:
+        """The call carrying the change may or may not have run. Once its deadline has passed
+        Redis will never run it, and its outcome key says whether it did: resolved then."""
+        self._unresolved.append(change)
+        self.enqueue_audit({**change.audit, "outcome": f"unconfirmed: {exc!r}; riskgate resolves "
+                            "it once Redis answers and the deadline has passed"})
+        _settle(change.future, StoreUnconfirmed(
+            f"Redis did not confirm the change ({exc!r}): riskgate finds out once Redis answers and "
+            "audits 'resolved: applied' or 'resolved: not applied'; read the state back before "
+            "retrying"))
+
+    def _change_keys(self, kind: str, record_hash: str, change_id: str) -> list[str]:
+        """KEYS of _PUT_SCRIPT/_RELEASE_SCRIPT: an account's or reservation's change in the
+        shard's tag (its counter, audit stream, outcome key and lease copy), any other in the
+        global tag. Either way one slot."""
+        keys = self.keys
+        if kind in SHARD_KINDS:
+            # Not appended to the (global) change stream: only the owning process holds these
+            # records, and it applies its own changes itself. The sixth key is never written
+            # (its maxlen is 0) but must be of the same slot.
+            return [keys.shard_seq, record_hash, keys.shard_audit, keys.shard_outcome(change_id),
+                    self.shard_lease_key, record_hash]
+        return [keys.seq, record_hash, keys.audit, keys.outcome(change_id), self.lease_key, keys.change_stream]
+
+    def _stream_maxlen(self, kind: str) -> int:
+        """The change stream's cap for a change of `kind`; 0: published without an entry."""
+        return 0 if kind in SHARD_KINDS else self.change_stream_maxlen
+
+    def _floor_of(self, kind: str) -> int:
+        return self._max_shard_version if kind in SHARD_KINDS else self._max_version
+
+    async def _put_global(self, change: _AdminChange) -> bool:
+        """A change of a global record (symbol, mark, breaker, controls), in a round trip of its
+        own: its keys are in the global tag and a write-behind batch's in the shard's, and one
+        MULTI cannot span two slots on Redis Cluster. Nothing else rides with it: a global
+        record shares no atomicity with an account's batch."""
+        payload = encode(change.record) if change.record is not None else b""
+        audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
+        sent = time.monotonic()
+        self._inflight_since = sent
+        try:
+            result = await self._put(
+                keys=self._change_keys(change.kind, self.keys.hash_for(change.kind), change.change_id),
+                args=[self._max_version, change.field, payload, self.keys.changes, change.kind, "",
+                      self._redis_deadline(change.deadline_ms), self.audit_maxlen, OUTCOME_EXPIRY_MS,
+                      self.lease_token, "" if change.expected_version is None else str(change.expected_version),
+                      self._stream_maxlen(change.kind), *_pairs(audit)])
+        except BaseException as exc:
+            self._inflight_since = None
+            self._unconfirmed(change, exc)
+            if not isinstance(exc, (RedisError, OSError)):
+                raise
+            if LEASE_LOST in str(exc):
+                log.warning("write refused: the writer lease is not held at the moment")
+            log.warning("write to Redis failed (%s); will retry", exc)
+            self._note_write_failure()
+            return False
+        self._inflight_since = None
+        # Proves the global tag's node; a failing shard node keeps its own bound
+        # (_write_failing_since is left to the next shard batch).
+        self._proven(sent)
+        self._finish_change(change, result)
         return True
 
     def _today_key(self) -> str:
@@ -959,7 +1122,10 @@ class RedisStore:
     def _apply_change(self, change: _AdminChange, version: int) -> tuple[Any, bool]:
         """Applies a change Redis took (under `version`) to the book; returns what its caller
         is answered, and whether the book took it (False: it already held something newer)."""
-        self._max_version = max(self._max_version, version)
+        if change.kind in SHARD_KINDS:
+            self._max_shard_version = max(self._max_shard_version, version)
+        else:
+            self._max_version = max(self._max_version, version)
         if change.kind == RELEASE:
             return change.apply(None), True
         stored = msgspec.structs.replace(change.record, version=version)  # type: ignore[type-var]
@@ -977,7 +1143,8 @@ class RedisStore:
         now_ms = time.time_ns() // 1_000_000
         for change in [c for c in self._unresolved
                        if now_ms > c.deadline_ms + self._clock_uncertainty_ms + RESOLVE_MARGIN_MS]:
-            outcome = await self.client.get(self.keys.outcome(change.change_id))
+            outcome = await self.client.get(self.keys.shard_outcome(change.change_id) if change.kind in SHARD_KINDS
+                                            else self.keys.outcome(change.change_id))
             self._unresolved.remove(change)
             if outcome is None:
                 self.enqueue_audit({**change.audit, "outcome": "resolved: not applied"})
@@ -1034,27 +1201,41 @@ class RedisStore:
         it, as an entry reaches Redis (its id's time) after it was made. Returns (entries, how
         many were read, the id to page on from: "" when the range was read to its end)."""
         low = f"{max(0, since_ms - AUDIT_SINCE_SLACK_MS)}-0" if since_ms else "-"
-        high = f"({before_id}" if before_id else "+"
+        # The global stream (admin changes of global records) and every shard's (what each
+        # shard wrote behind, and changes of its accounts), merged newest first by entry id:
+        # ids are Redis's clock at the append, as in one stream.
+        streams = [self.keys.audit, *(keys.shard_audit for keys in self.keys.shards(self.book.shard_count))]
+        highs = dict.fromkeys(streams, f"({before_id}" if before_id else "+")
+        buffers: dict[str, deque[Any]] = {key: deque() for key in streams}
+        exhausted: set[str] = set()
         found: list[tuple[str, dict[str, str]]] = []
         scanned = 0
         while True:
-            asked = max(1, min(AUDIT_SCAN_CHUNK, max_scan - scanned))
-            rows = await self.client.xrevrange(self.keys.audit, max=high, min=low, count=asked)
-            for raw_id, raw_fields in rows:
-                scanned += 1
-                entry_id = _text(raw_id)
-                fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-                if since_ms and _int(fields.get("ts_ms"), _id_ms(entry_id)) < since_ms:
+            for key in streams:
+                if buffers[key] or key in exhausted:
                     continue
-                if match(fields):
-                    found.append((entry_id, fields))
-                    if len(found) >= limit:
-                        return found, scanned, entry_id
-            if len(rows) < asked:
+                asked = max(1, min(AUDIT_SCAN_CHUNK, max_scan - scanned))
+                rows = await self.client.xrevrange(key, max=highs[key], min=low, count=asked)
+                buffers[key].extend(rows)
+                if len(rows) < asked:
+                    exhausted.add(key)
+                else:
+                    highs[key] = f"({_text(rows[-1][0])}"
+            live = [key for key in streams if buffers[key]]
+            if not live:
                 return found, scanned, ""
+            newest = max(live, key=lambda key: _id_order(_text(buffers[key][0][0])))
+            raw_id, raw_fields = buffers[newest].popleft()
+            scanned += 1
+            entry_id = _text(raw_id)
+            fields = {_text(k): _text(v) for k, v in raw_fields.items()}
+            if not (since_ms and _int(fields.get("ts_ms"), _id_ms(entry_id)) < since_ms) and match(fields):
+                found.append((entry_id, fields))
+                if len(found) >= limit:
+                    return found, scanned, entry_id
             if scanned >= max_scan:
-                return found, scanned, _text(rows[-1][0])
-            high = f"({_text(rows[-1][0])}"
+                more = any(buffers[key] for key in streams) or len(exhausted) < len(streams)
+                return found, scanned, entry_id if more else ""
 
 
     async def _scan(self, key: str, owned_only: bool) -> AsyncIterator[list[tuple[str, bytes]]]:
@@ -1136,6 +1317,9 @@ class RedisStore:
                             stored_versions[record.account_id] = record.version
                             continue
                         if kind == "account" and first:
+                            # The shard's counter must hand out versions above every stored one
+                            # (_repair_version_counter lifts it when Redis lost its tail).
+                            self._max_shard_version = max(self._max_shard_version, record.version)
                             # The fills after clearing's cut-off that the record does not reflect
                             # yet (written in the same batch as it, or after a clearing snapshot)
                             # are applied on top.
@@ -1254,12 +1438,17 @@ class RedisStore:
     async def _repair_version_counter(self) -> None:
         """Redis that lost its tail (AOF everysec, failover to a lagging replica) may hand out
         versions this process has already seen; every process would then ignore new changes."""
-        if await self._raise_seq(keys=[self.keys.seq], args=[self._max_version]):
-            self.version_repairs += 1
-            log.error("Redis version counter was behind version %d: raised it", self._max_version)
+        for counter, floor in ((self.keys.seq, self._max_version), (self.keys.shard_seq, self._max_shard_version)):
+            if await self._raise_seq(keys=[counter], args=[floor]):
+                self.version_repairs += 1
+                log.error("Redis version counter %s was behind version %d: raised it", counter, floor)
 
     def _apply(self, kind: str, record: Any) -> bool:
-        self._max_version = max(self._max_version, record.version)
+        if kind != "account":
+            self._max_version = max(self._max_version, record.version)
+        elif self.book.owns(record.account_id):
+            # Another shard's account is versioned by its shard's counter, not this one's.
+            self._max_shard_version = max(self._max_shard_version, record.version)
         try:
             return APPLIERS[kind](self.book, record)
         except ValueError as exc:
@@ -1349,7 +1538,7 @@ class RedisStore:
             position = self._position
             if entry_id and position is not None:
                 position.advance(entry_id)
-            elif not entry_id and position is not None:
+            elif not entry_id and position is not None and kind not in SHARD_KINDS:
                 # A writer that does not append to the change stream (an older version during a
                 # rolling deploy): what it changes while this process is away would not be
                 # replayed, so the next reconnect reloads in full.
@@ -1440,6 +1629,10 @@ class RedisStore:
         if not int(held):
             self._lose_lease("another process took a writer lease while this one's had lapsed (it was paused or "
                              "cut off too long)")
+            return
+        # The shard's copy (what its scripts are fenced by), renewed only while held or unheld.
+        if not int(await self._shard_lease(keys=[self.shard_lease_key], args=[self.lease_token, self.lease_ms, ""])):
+            self._lose_lease("a successor holds this shard's writer lease")
             return
         self.lease_generation = _text(generation)
         self._lease_renewed_at = sent
@@ -1574,6 +1767,11 @@ def _int(text: str | None, default: int) -> int:
         return int(text) if text is not None else default
     except ValueError:
         return default
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return _int(ms, 0), _int(seq, 0)
 
 
 def _id_ms(entry_id: str) -> int:
