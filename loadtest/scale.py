@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -53,10 +54,12 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loadtest.monitor_accounts import LEVERAGE, PRIMARY, generate
+from loadtest.monitor_accounts import Book as AccountBook
 from loadtest.monitor_bench import seed_markets, stored, write_accounts
 from loadtest.servers import HOST, ROOT, free_port
 from loadtest.workload import Market, load_markets
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, ReservationSpec
+from riskgate.book.state import shard_of
 from riskgate.store.change_stream import CHANGE_STREAM_MAXLEN, PUBLISH_CHANGE_LUA
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys, order_field
@@ -93,6 +96,8 @@ class Result:
     accounts: int
     orders: int
     write_s: float = 0.0
+    shard_count: int = 1
+    shard_accounts: int = 0  # what the measured gate (shard 0) holds
     first_answer_s: float | None = None
     serving_s: float | None = None
     first_accept_s: float | None = None
@@ -142,10 +147,13 @@ def write_away_marks(client: redis.Redis, count: int) -> None:
     client.eval(_AWAY_MARKS, 3, keys.seq, keys.marks, keys.change_stream, *args)
 
 
-def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
-    """N accounts, their open orders, the probe accounts, symbols and marks; (orders, seconds)."""
+def write_book(client: redis.Redis, size: int, shard_count: int = 1) -> tuple[int, int, float]:
+    """N accounts, their open orders, the probe accounts, symbols and marks; (accounts written,
+    orders, seconds). With shard_count > 1 only what shard 0 of that layout owns is written,
+    under its own hash tag: the other shards' records live under tags shard 0 never reads, so
+    writing them would change nothing it measures."""
     began = time.perf_counter()
-    keys = Keys(PREFIX)
+    keys = Keys(PREFIX, 0, shard_count)
     # Marks written once must stay fresh for the whole run (the workload's markets expect a feed); no
     # open-interest cap, which a million synthetic accounts would fill.
     markets = {m.symbol: Market(msgspec.structs.replace(m.spec, mark_price_max_age_ms=MARK_MAX_AGE_MS,
@@ -153,7 +161,11 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
                for m in load_markets()}
     seed_markets(client, keys, markets)
     book = generate(size, prefix=ACCOUNT_PREFIX, markets=markets)
-    write_accounts(client, keys, book, 0, size)
+    if shard_count == 1:
+        write_accounts(client, keys, book, 0, size)
+        written = size
+    else:
+        written = write_owned_accounts(client, keys, book, size, shard_count)
     market = markets[PRIMARY]
     spec = market.spec
     price = (market.mark * Decimal("0.9")).quantize(spec.tick_size)
@@ -163,6 +175,8 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
     mapping: dict[str, bytes] = {}
     for index in range(0, size, ORDER_SHARE):
         account_id = book.account_id(index)
+        if shard_of(account_id, shard_count):
+            continue
         order_id = f"open-{index}"
         mapping[order_field(account_id, order_id)] = _reservation.encode(ReservationSpec(
             order_id=order_id, account_id=account_id, symbol=PRIMARY, side=1, price=price, leverage=LEVERAGE,
@@ -188,11 +202,36 @@ def write_book(client: redis.Redis, size: int) -> tuple[int, float]:
         probe_account(n): stored(version - n, ControlsSpec(account_id=probe_account(n), kyc_level=3,
                                                                             qualified_investor=True))
         for n in range(PROBE_ACCOUNTS)})
-    return orders, time.perf_counter() - began
+    return written, orders, time.perf_counter() - began
+
+
+def write_owned_accounts(client: redis.Redis, keys: Keys, book: AccountBook, size: int, shard_count: int) -> int:
+    """The accounts of `book` that shard 0 of shard_count owns, into its accounts hash."""
+    owned = [snapshot for snapshot in book.snapshots(0, size) if not shard_of(snapshot.account_id, shard_count)]
+    version = int(client.incrby(keys.shard_seq, len(owned))) - len(owned) + 1
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(owned), 1000):
+        pipe.hset(keys.accounts, mapping={  # type: ignore[arg-type]
+            snapshot.account_id: stored(version + start + n, snapshot)
+            for n, snapshot in enumerate(owned[start:start + 1000])})
+        if len(pipe) >= 20:
+            pipe.execute()
+    pipe.execute()
+    return len(owned)
+
+
+# The shard count the gate runs with (--shard-count): it is shard 0, and probes its own accounts.
+SHARD_COUNT = 1
+
+
+@functools.cache
+def _probe_ids(shard_count: int) -> tuple[str, ...]:
+    ids = (f"scale-probe-{n}" for n in itertools.count())
+    return tuple(itertools.islice((i for i in ids if not shard_of(i, shard_count)), PROBE_ACCOUNTS))
 
 
 def probe_account(n: int) -> str:
-    return f"scale-probe-{n}"
+    return _probe_ids(SHARD_COUNT)[n]
 
 
 class Probe:
@@ -295,11 +334,12 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
     with EmbeddedRedis(workdir / f"redis-{size}") as server:
         client = redis.Redis.from_url(server.url)
         try:
-            orders, write_s = write_book(client, size)
-            result = Result(size, orders, write_s=round(write_s, 1))
+            written, orders, write_s = write_book(client, size, args.shard_count)
+            result = Result(size, orders, write_s=round(write_s, 1), shard_count=args.shard_count,
+                            shard_accounts=written)
             # Redis's memory for the book (its used memory over the probe's and symbols' few records).
             used = int(client.info("memory")["used_memory"])  # type: ignore[index]
-            result.redis_per_account_kib = round(used / 1024 / size, 2)
+            result.redis_per_account_kib = round(used / 1024 / written, 2)
             port, admin_port = free_port(), free_port()
             log_path = workdir / f"riskgate-{size}.log"
             with log_path.open("wb") as log_file:
@@ -307,7 +347,8 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
                 gate = subprocess.Popen(
                     [sys.executable, "-m", "riskgate.cli.main", "serve", "--redis-url", server.url,
                      "--listen", f"{HOST}:{port}", "--admin-listen", f"{HOST}:{admin_port}", "--metrics-listen", "",
-                     "--no-monitor", "--log-level", "INFO"],
+                     "--no-monitor", "--log-level", "INFO", "--shard-index", "0", "--shard-count",
+                     str(args.shard_count)],
                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir,
                     env=gate_env(args.pythonpath))
             mark = next(m.mark for m in load_markets() if m.symbol == PRIMARY)
@@ -365,7 +406,7 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
                                              sent_from=probe.serving_at)
     rss = rss_mib(gate.pid)
     result.rss_mib = round(rss, 0)
-    result.rss_per_account_kib = round((rss - args.empty_rss_mib) * 1024 / result.accounts, 2)
+    result.rss_per_account_kib = round((rss - args.empty_rss_mib) * 1024 / result.shard_accounts, 2)
     pid = server.pid
     if pid is None:
         return
@@ -466,7 +507,8 @@ async def _empty_rss(workdir: Path, args: argparse.Namespace) -> float:
 
 
 COLUMNS = [
-    ("accounts", "accounts"), ("orders", "open orders"), ("first_answer_s", "launch -> first answer (s)"),
+    ("accounts", "accounts"), ("shard_count", "shards"), ("shard_accounts", "in shard 0"),
+    ("orders", "open orders"), ("first_answer_s", "launch -> first answer (s)"),
     ("serving_s", "launch -> SERVING (s)"), ("first_accept_s", "launch -> first accept (s)"),
     ("rss_mib", "RSS (MiB)"), ("rss_per_account_kib", "KiB/account"),
     ("redis_per_account_kib", "Redis KiB/account"),
@@ -502,9 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-s", type=float, default=240.0, help="the longest wait for a gate to be ready")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and data here (default: a temp dir)")
     parser.add_argument("--kills", type=int, default=5, help="link losses (CLIENT KILL of every gate connection)")
+    parser.add_argument("--shard-count", type=int, default=1,
+                        help="run the gate as shard 0 of this many (it holds and loads only its share)")
     parser.add_argument("--away-marks", type=int, default=100,
                         help="mark changes written right after each link kill, while the gate is away")
     args = parser.parse_args(argv)
+    global SHARD_COUNT
+    SHARD_COUNT = args.shard_count
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     began = time.monotonic()
     results: list[Result] = []
