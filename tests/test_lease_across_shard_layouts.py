@@ -42,7 +42,7 @@ async def test_paused_writer_when_resumed_after_successor_with_other_shard_count
         await asyncio.sleep(3.0)  # past P1's lease (2 x 1000 ms)
         # A new deployment with one shard: the layout key lapsed with P1's lease, so it starts.
         _, c2 = await services.start(shard_index=0, shard_count=1)
-        # Accounts are stored per layout (each shard's hash tag, docs/cluster.md): the new
+        # Accounts are stored per layout (each shard's hash tag, README "Redis Cluster and per-shard keys"): the new
         # deployment gets demo-alice's state as a migration to the new layout would give it.
         await c2.upsert_account("demo-alice", "100000")
         first = await c2.check(account="demo-alice", quantity="11", price="60000", leverage=10, order_id="on-p2")

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -207,3 +208,41 @@ def test_shard_tags_when_computed_then_spread_evenly_over_the_slots_and_determin
             assert tag == Keys("rg", index, count).shard_tag
             assert tag.startswith(f"{{rg:s{index}of{count}") and tag.endswith("}")
     assert shard_tag("rg", 0, 2) == "{rg:s0of2.22}"  # stable across releases: keys in Redis depend on it
+
+
+async def test_link_loss_when_on_a_cluster_then_gate_resumes_from_change_stream_without_reload(
+        cluster: LocalCluster, on_cluster: Services) -> None:
+    # The change stream and the identity read are on the node of the global tag; a gate cut off
+    # from every node catches up from there instead of reloading its book.
+    service, gate = await on_cluster.start(shard_index=0, shard_count=2)
+    _, other = await on_cluster.start(shard_index=1, shard_count=2)
+    await gate.upsert_symbol(mark="50000")
+    await gate.trader(account=ACCOUNTS[0], balance="100000")
+    store = service.store
+    assert store is not None and store.loads_done == 1 and store.resumes_done == 0
+    for node in cluster.masters:
+        client = node.client()
+        try:
+            for kind in ("pubsub", "normal"):
+                client.client_kill_filter(_type=kind, skipme=True)
+        finally:
+            client.close()
+
+    async def mark_set() -> bool:  # through the other gate, itself reconnecting
+        try:
+            await other.set_mark("BTCUSDT", "50100")
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+        return True
+
+    assert await _eventually(mark_set)
+
+    async def caught_up() -> bool:
+        mark = service.book.symbols["BTCUSDT"].mark
+        return store.resumes_done >= 1 and mark is not None and str(mark.price) == "50100"
+
+    assert await _eventually(caught_up)
+    assert store.loads_done == 1  # no full reload
+    assert decision(await gate.check(account=ACCOUNTS[0], quantity="0.1", price="50100")) == "DECISION_ACCEPT"

@@ -564,7 +564,7 @@ class RedisStore:
         this shard_count left there, older than what the other layout wrote since: loading them
         would grant margin on stale balances. Refused (fail closed) until they are migrated or
         deleted. Empty keys are fine: the accounts of the other layout are simply not here
-        (changing shard_count moves no data: docs/cluster.md)."""
+        (changing shard_count moves no data: README "Redis Cluster and per-shard keys")."""
         keys = self.keys
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S * 2):
             stored = await self.client.get(keys.account_shards)
