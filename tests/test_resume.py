@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from riskgate.book.specs import AccountSnapshot, BreakerSpec, ControlsSpec, MarkSpec, SymbolSpec
@@ -27,7 +28,8 @@ from riskgate.monitor.keys import MonitorKeys
 from riskgate.monitor.rules import Rule
 from riskgate.monitor.writes import MonitorWrites
 from riskgate.store import redis_store
-from riskgate.store.codec import APPLIERS, decode_stored
+from riskgate.store.change_stream import ChangeStream
+from riskgate.store.codec import APPLIERS, decode_stored, encode
 from riskgate.store.embedded import EmbeddedRedis
 from riskgate.store.keys import Keys
 from riskgate.store.mark_batch import MarkBatcher, PendingTick
@@ -496,3 +498,36 @@ async def test_reconnect_when_resuming_switched_off_then_full_reload_as_before(f
         await gate.store.close()
         await writer.close()
         await redis.aclose()
+
+
+async def test_catch_up_when_stream_trimmed_between_its_pages_then_refused_not_skipped(flushed_redis) -> None:
+    # A capped stream trims its head while a gate near it reads on: the entries between two
+    # pages (a HALT among them) must never be skipped as if the resume had succeeded.
+    client = aioredis.Redis.from_url(flushed_redis.url)
+    try:
+        stream = ChangeStream(client, KEYS.change_stream, page=2)
+        position = await stream.position()
+        for n in range(6):
+            kind, record = (("breaker", BreakerSpec(symbol="", state=BreakerState.HALTED, reason="halt",
+                                                    set_by="ops")) if n == 3 else
+                            ("mark", MarkSpec(symbol="BTCUSDT", price=Decimal(50000 + n), timestamp_ms=1)))
+            await client.xadd(KEYS.change_stream, {"k": kind, "v": n + 1, "d": encode(record)})
+        applied: list[str] = []
+        trimmer = redis.Redis.from_url(flushed_redis.url)
+
+        def apply(kind: str, record: Any) -> None:
+            applied.append(kind)
+            if len(applied) == 2:  # the first page is done: the cap trims before the next is read
+                trimmer.xtrim(KEYS.change_stream, maxlen=2, approximate=False)
+
+        async def no_pause() -> None:
+            return None
+
+        try:
+            count, why = await stream.catch_up(position, apply, no_pause)
+        finally:
+            trimmer.close()
+        assert count == -1 and "no longer holds" in why
+        assert "breaker" not in applied  # refused (the caller reloads), not reported as caught up
+    finally:
+        await client.aclose()

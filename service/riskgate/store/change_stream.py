@@ -147,13 +147,17 @@ class ChangeStream:
         identity = await redis_identity(self.client, self.key)
         if identity != position.identity:
             return -1, "Redis is not the one the state was loaded from (restarted, failed over or replaced)"
-        # The entry last applied must still be there: nothing after it was trimmed or lost.
-        rows = await self.client.xrange(self.key, min=position.last, max="+", count=self.page + 1)
-        if not rows or _text(rows[0][0]) != position.last:
-            return -1, f"the change stream no longer holds entry {position.last} (trimmed or lost)"
-        rows = rows[1:]
         applied = 0
-        while rows:
+        while True:
+            # Every page starts at the entry last applied, which must still be there: nothing
+            # after it was trimmed or lost, before this catch-up or between two of its pages (a
+            # busy stream trims its head while a gate near it reads on).
+            rows = await self.client.xrange(self.key, min=position.last, max="+", count=self.page + 1)
+            if not rows or _text(rows[0][0]) != position.last:
+                return -1, f"the change stream no longer holds entry {position.last} (trimmed or lost)"
+            rows = rows[1:]
+            if not rows:
+                break
             for raw_id, fields in rows:
                 await pause()
                 entry_id = _text(raw_id)
@@ -169,5 +173,4 @@ class ChangeStream:
                 applied += 1
             if len(rows) < self.page:
                 break
-            rows = await self.client.xrange(self.key, min=f"({position.last}", max="+", count=self.page)
         return applied, ""
