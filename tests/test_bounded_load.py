@@ -342,3 +342,27 @@ async def test_read_audit_when_entries_in_global_and_shard_streams_then_merged_n
     finally:
         await store.close()
         await redis.aclose()
+
+
+async def test_start_when_stopped_during_first_load_then_gives_up_at_once(
+        flushed_redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_store, "LOAD_SCAN_COUNT", 10)
+    monkeypatch.setattr(redis_store, "FIRST_LOAD_SLICE_S", 0.0)
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    ids = _ids(2000)
+    await _plant_accounts(redis, ids)
+    store, _, recorder = _store(flushed_redis.url)
+    starting = asyncio.create_task(store.start())
+    try:
+        for _ in range(1000):  # until the first load is under way
+            if len(recorder.commands("HSCAN")) > 5:
+                break
+            await asyncio.sleep(0.005)
+        assert not starting.done()
+        await store.close()
+        # The load ended with the stop, and start says so rather than waiting out its bound.
+        with pytest.raises(redis_store.StoreUnavailable, match="stopped before the state was loaded"):
+            await starting
+    finally:
+        starting.cancel()
+        await redis.aclose()

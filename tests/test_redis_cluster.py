@@ -7,6 +7,7 @@ Real gRPC, real Redis; nothing asserts on timing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -246,3 +247,60 @@ async def test_link_loss_when_on_a_cluster_then_gate_resumes_from_change_stream_
     assert await _eventually(caught_up)
     assert store.loads_done == 1  # no full reload
     assert decision(await gate.check(account=ACCOUNTS[0], quantity="0.1", price="50100")) == "DECISION_ACCEPT"
+
+
+async def test_failover_when_node_of_a_shard_but_not_global_tag_lost_batches_then_reloads_and_writes_back(
+        tmp_path: Path) -> None:
+    # The subscription and the change stream live on the global tag's node, so a failover of the
+    # node holding only a shard's keys breaks neither: the health round must notice the node
+    # changed and reload, or what the replica missed stays lost in Redis and a restarted gate
+    # grants the same margin again.
+    own = [f"acct-{n}" for n in range(100) if zlib.crc32(f"acct-{n}".encode()) % 2 == 0]
+    account, probe = own[0], own[1]
+    with LocalCluster(tmp_path / "cluster", masters=3, replicated=(0,)) as cluster:
+        assert cluster.master_of(SHARDS[0].accounts) is cluster.masters[0]
+        assert cluster.master_of(KEYS.seq) is not cluster.masters[0]
+        url = f"redis+cluster://127.0.0.1:{cluster.masters[1].port}"
+        services = Services(url)
+        try:
+            service, gate = await services.start(shard_index=0, shard_count=2, redis_stale_after_ms=1000)
+            await gate.upsert_symbol(mark="50000")
+            await gate.trader(account=account, balance="100000")
+            await gate.trader(account=probe, balance="100000")
+            store = service.store
+            assert store is not None
+            # A replica that lags (its reconnects fail authentication) and takes over anyway.
+            replica = cluster.replicas[0]
+            with contextlib.closing(replica.client()) as client:
+                client.config_set("cluster-replica-validity-factor", 0)
+                client.config_set("masteruser", "nobody")
+                client.config_set("masterauth", "wrong")
+            with contextlib.closing(cluster.masters[0].client()) as client:
+                client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            await asyncio.sleep(0.5)
+            # Acknowledged while the replica lags: a reservation of 66,000 and a fill.
+            assert decision(await gate.check(account=account, quantity="6.6", leverage=5,
+                                             order_id="big-1")) == "DECISION_ACCEPT"
+            await gate.fill(account, "big-1", "3.3", "50000", execution_id="exec-A")
+            loads = store.loads_done
+            cluster.masters[0].kill()
+
+            async def written_back() -> bool:
+                if cluster.master_of(SHARDS[0].accounts) is not replica or store.loads_done <= loads:
+                    return False
+                redis = redis_client(url)
+                try:
+                    executions = await redis.hkeys(SHARDS[0].executions)
+                    orders = await redis.hkeys(SHARDS[0].orders)
+                finally:
+                    await redis.aclose()
+                return any(b"exec-A" in key for key in executions) and any(b"big-1" in key for key in orders)
+
+            assert await _eventually(written_back, bound=6000)
+            await services.stop(service)
+            _, restarted = await services.start(shard_index=0, shard_count=2, redis_stale_after_ms=1000)
+            again = await restarted.check(account=account, quantity="6.6", leverage=5, order_id="big-2")
+            assert decision(again) != "DECISION_ACCEPT", codes(again)
+            assert (await restarted.fill(account, "big-1", "3.3", "50000", execution_id="exec-A")).duplicate
+        finally:
+            await services.stop_all()

@@ -55,6 +55,7 @@ from riskgate.store.change_stream import (
     PUBLISH_CHANGE_LUA,
     ChangeStream,
     StreamPosition,
+    redis_identity,
 )
 from riskgate.store.codec import APPLIERS, decode_change_with_id, decode_stored, encode
 from riskgate.store.decision_counts import batch_fields, day_of
@@ -297,6 +298,8 @@ LOAD_SCAN_COUNT = 2000
 # (each waiting out one slice), so its slice is short: 4 ms slices queued answers for ~100 ms at
 # 100k accounts. A first load answers nothing but health and refusals: longer slices load faster.
 LOAD_SLICE_S = 0.0005
+# How often the subscriber, waiting for a change, looks whether a reload was asked for.
+RELOAD_POLL_S = 0.1
 FIRST_LOAD_SLICE_S = 0.02
 LOAD_PROGRESS_EVERY = 200_000
 MAX_LOAD_BACKOFF_S = 2.0
@@ -324,6 +327,10 @@ AUDIT_SINCE_SLACK_MS = 300_000
 
 class _LoadStopped(Exception):
     """A stop began while the state was being loaded: the load ends where it is."""
+
+
+class _ReloadRequested(Exception):
+    """The health round found the shard's node replaced: the subscriber reloads in full."""
 
 
 class StoreUnavailable(RuntimeError):
@@ -479,6 +486,13 @@ class RedisStore:
         self.resumes_done = 0
         self.changes_replayed = 0
         self.resume_refused = ""
+        # The identity (run_id/master_replid) of the Redis node that holds this shard's keys, as
+        # the last full load read it. On a cluster that node is usually not the one holding the
+        # change stream and the subscription: its failover to a replica that missed the last
+        # batches, or its restart from an AOF that lost its tail, breaks neither, so the health
+        # round compares it and asks for a reload (with its write-back) when it changed.
+        self._shard_identity = ""
+        self._reload_requested = ""
         self._closing = False
         self._serving_reported: bool | None = None
         # For metrics (riskgate.telemetry): batches Redis did not confirm, version-counter
@@ -510,11 +524,18 @@ class RedisStore:
             asyncio.create_task(self._writer(), name="riskgate-writer"),
             asyncio.create_task(self._health(), name="riskgate-health"),
         ]
+        loaded = asyncio.ensure_future(self._loaded_once.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            async with asyncio.timeout(LOAD_TIMEOUT_S):
-                await self._loaded_once.wait()
-        except TimeoutError:
-            raise StoreUnavailable(f"state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s") from None
+            # A stop during the first load ends it (the subscriber returns): start gives up at once.
+            await asyncio.wait({loaded, stopping}, timeout=LOAD_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loaded.cancel()
+            stopping.cancel()
+        if not self._loaded_once.is_set():
+            if self._stopping.is_set():
+                raise StoreUnavailable("stopped before the state was loaded from Redis")
+            raise StoreUnavailable(f"state not loaded from Redis within {LOAD_TIMEOUT_S:.0f} s")
         # Orders are answered the moment start returns: prove the link once now, rather than
         # refusing risk until the health task's first round.
         await self.prove()
@@ -1302,6 +1323,8 @@ class RedisStore:
         # Read before the scan (the subscription is already confirmed): every change after it
         # reaches the subscription, or is replayed from the stream by a later catch-up.
         position = await self.change_stream.position()
+        shard_identity = await redis_identity(self.client, self.keys.accounts)
+        self._reload_requested = ""
         stored_versions: dict[str, int] = {}
         executions = await self._load_executions() if first else {}
         for kind in ("symbol", "mark", "breaker", "controls", "account"):
@@ -1389,6 +1412,7 @@ class RedisStore:
                      time.monotonic() - self._load_began)
         await self._repair_version_counter()
         self._position = position
+        self._shard_identity = shard_identity
 
     async def _load_executions(self) -> dict[str, list[ExecutionSpec]]:
         """The execution ids this process's accounts have applied (exactly-once survives a
@@ -1485,7 +1509,9 @@ class RedisStore:
                 self._slice_began = time.perf_counter()
                 self._slice_s = LOAD_SLICE_S  # serving from here on
                 while not self._closing:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=RELOAD_POLL_S)
+                    if self._reload_requested:
+                        raise _ReloadRequested(self._reload_requested)
                     if message is not None:
                         self._on_message(message)
                     # A backlog (what queued during a load or a catch-up) is read from the
@@ -1494,6 +1520,11 @@ class RedisStore:
             except Exception as exc:
                 if isinstance(exc, _LoadStopped):
                     return
+                if isinstance(exc, _ReloadRequested):
+                    log.error("%s: %s: reloading the whole book and writing back what Redis lost",
+                              self.book.shard_label, exc)
+                    self._pubsub = None
+                    continue
                 if self._loading:
                     # Never silent: a load that keeps failing would otherwise leave the gate
                     # NOT_SERVING (or its state unproven) with nothing in the log.
@@ -1522,6 +1553,18 @@ class RedisStore:
                 with contextlib.suppress(RedisError, OSError, TimeoutError):
                     async with asyncio.timeout(CANCEL_TIMEOUT_S):
                         await pubsub.aclose()
+
+    async def _check_shard_node(self) -> None:
+        """Asks for a full reload when the node holding this shard's keys is no longer the one
+        the book was loaded from (failed over, restarted): what it lost of this process's
+        writes is only written back by a reload."""
+        if not self._shard_identity or self._reload_requested or self._loading:
+            return
+        identity = await redis_identity(self.client, self.keys.accounts)
+        if identity and identity != self._shard_identity:
+            self._position = None  # no resume: the reload must compare and write back
+            self._reload_requested = ("the Redis node holding this shard's keys changed (failed over or restarted: "
+                                      f"{self._shard_identity} -> {identity})")
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind_of_message = message.get("type")
@@ -1563,7 +1606,8 @@ class RedisStore:
         same Redis nothing was lost, so the owned accounts' write-back has nothing to do."""
         position = self._position
         if position is None or not self.resume:
-            self.resume_refused = "no change stream position" if self.resume else "resuming is switched off"
+            self.resume_refused = ("resuming is switched off" if not self.resume else
+                                   self._reload_requested or "no change stream position")
             log.info("%s: reloading the whole book after the lost link: %s", self.book.shard_label,
                      self.resume_refused)
             return False
@@ -1572,7 +1616,10 @@ class RedisStore:
         self._slice_s = LOAD_SLICE_S
         self._load_read = 0
         self._load_where = self.keys.change_stream
-        applied, refused = await self.change_stream.catch_up(position, self._apply_change_seen, self._yield_now)
+        if self._shard_identity and await redis_identity(self.client, self.keys.accounts) != self._shard_identity:
+            applied, refused = -1, "the Redis node holding this shard's keys is not the one the book was loaded from"
+        else:
+            applied, refused = await self.change_stream.catch_up(position, self._apply_change_seen, self._yield_now)
         if applied < 0:
             self.resume_refused = refused
             log.warning("%s: cannot resume from the change stream (%s): reloading the whole book",
@@ -1591,7 +1638,7 @@ class RedisStore:
         later than the change feed's last answer, a batch still awaiting its answer, or the
         first of a run of failed writes."""
         book = self.book
-        if self.lease_lost:
+        if self.lease_lost or self._reload_requested:
             return
         limit = min(sent, self._pubsub_proven if self._pubsub is not None else 0.0)
         if self._inflight_since is not None:
@@ -1665,6 +1712,9 @@ class RedisStore:
             budget = max(0.05, min(self.stale_after_s, remaining)) if remaining > 0 else self.stale_after_s
             try:
                 async with asyncio.timeout(budget):
+                    # First: a replaced shard node proves nothing until the reload has written
+                    # back what it lost.
+                    await self._check_shard_node()
                     await self._prove_link()
                     if self._unresolved:
                         await self._resolve_unconfirmed()
