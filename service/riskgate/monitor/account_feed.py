@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from riskgate.book.specs import AccountEvent, AccountSnapshot
 from riskgate.monitor.columns import AccountColumns, Indices
+from riskgate.monitor.shard_streams import follow_each
 from riskgate.store.codec import Stored
 from riskgate.store.decision_counts import account_shard_count
 from riskgate.store.keys import Keys
@@ -141,15 +142,7 @@ class AccountFeed:
         self.on_accounts(np.arange(len(self.columns), dtype=np.int64))
 
     async def _follow(self) -> None:
-        if len(self.shard_keys) == 1:
-            await self._follow_shard(0)
-            return
-        try:
-            async with asyncio.TaskGroup() as group:
-                for index in range(len(self.shard_keys)):
-                    group.create_task(self._follow_shard(index))
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+        await follow_each(len(self.shard_keys), self._follow_shard)
 
     async def _follow_shard(self, index: int) -> None:
         stream = self.shard_keys[index].account_events

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from riskgate.book.flow import FlowBatch
+from riskgate.monitor.shard_streams import follow_each
 from riskgate.monitor.writes import now_ms
 from riskgate.store.decision_counts import account_shard_count
 from riskgate.store.keys import Keys
@@ -81,15 +82,7 @@ class FlowFeed:
         self.live = False
 
     async def _follow(self) -> None:
-        if len(self.shard_keys) == 1:
-            await self._follow_shard(0)
-            return
-        try:
-            async with asyncio.TaskGroup() as group:
-                for index in range(len(self.shard_keys)):
-                    group.create_task(self._follow_shard(index))
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+        await follow_each(len(self.shard_keys), self._follow_shard)
 
     async def _follow_shard(self, index: int) -> None:
         stream = self.shard_keys[index].order_flow
