@@ -56,7 +56,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loadtest.monitor_accounts import LEVERAGE, PRIMARY, generate
 from loadtest.monitor_accounts import Book as AccountBook
 from loadtest.monitor_bench import seed_markets, stored, write_accounts
-from loadtest.servers import HOST, ROOT, free_port
+from loadtest.servers import HOST, ROOT, free_port, stop_process
 from loadtest.workload import Market, load_markets
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, ReservationSpec
 from riskgate.book.state import shard_of
@@ -360,13 +360,7 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
             finally:
                 probe.stopped = True
                 await asyncio.to_thread(running.join, 10)
-                if gate.poll() is None:
-                    gate.terminate()
-                    try:
-                        gate.wait(15)
-                    except subprocess.TimeoutExpired:
-                        gate.kill()
-                        gate.wait()
+                stop_process(gate, 15)
                 lines = log_path.read_text(errors="replace").splitlines()
                 for line in lines:
                     if "resumed from the change stream" in line:
@@ -498,12 +492,7 @@ async def _empty_rss(workdir: Path, args: argparse.Namespace) -> float:
             await asyncio.sleep(SETTLE_S)
             return rss_mib(gate.pid)
         finally:
-            gate.terminate()
-            try:
-                gate.wait(15)
-            except subprocess.TimeoutExpired:
-                gate.kill()
-                gate.wait()
+            stop_process(gate, 15)
 
 
 COLUMNS = [

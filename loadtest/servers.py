@@ -66,13 +66,7 @@ class Server:
             cpus.pin(pid, helper_cpus)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log_tail(self, chars: int = 2000) -> str:
         with contextlib.suppress(OSError):
@@ -144,3 +138,14 @@ def wait_ready(server: Server, timeout_s: float = READY_TIMEOUT_S) -> None:
                     raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f} s: {server.log_tail()}"
                                        ) from None
                 time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within timeout_s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
