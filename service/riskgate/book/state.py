@@ -23,6 +23,7 @@ from riskgate.book.specs import (
     SymbolSpec,
 )
 from riskgate.values.codes import BreakerState, Side
+from riskgate.values.fixed import fixed_symbol
 from riskgate.values.money import ONE, ZERO
 from riskgate.values.tiers import TierTable
 
@@ -45,6 +46,8 @@ class SymbolState:
         "band_floor",
         "breaker",
         "default_leverage",
+        "fixed",
+        "fixed_mark",
         "long_open_interest",
         "mark",
         "pending_long_increase",
@@ -57,6 +60,9 @@ class SymbolState:
     def __init__(self, spec: SymbolSpec, tiers: TierTable) -> None:
         self.replace_spec(spec, tiers)
         self.mark: MarkSpec | None = None
+        # The mark in price units, with the MarkSpec it was taken from (the check's cache,
+        # valid while that very object is the mark).
+        self.fixed_mark: tuple[MarkSpec, int | None] | None = None
         self.breaker = NORMAL_BREAKER
         # Open interest as seen by the accounts this process owns, in base quantity.
         self.long_open_interest = ZERO
@@ -74,15 +80,20 @@ class SymbolState:
         self.default_leverage = spec.default_leverage or min(
             DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
         )
+        # The spec in scaled integers for the check's fast path (None: decimal only).
+        self.fixed = fixed_symbol(spec, tiers, self.band_ceiling, self.band_floor)
 
 
 class Position:
-    __slots__ = ("entry_price", "leverage", "quantity")
+    __slots__ = ("entry_price", "fixed", "leverage", "quantity")
 
     def __init__(self, quantity: Decimal, entry_price: Decimal, leverage: int) -> None:
         self.quantity = quantity
         self.entry_price = entry_price
         self.leverage = leverage
+        # (quantity, entry_price, their units) as last converted by the check: valid while
+        # those very Decimal objects are the position's (a change always assigns new ones).
+        self.fixed: tuple[Decimal, Decimal, int | None, int | None] | None = None
 
 
 class Reservation:
@@ -192,7 +203,7 @@ class OpenOrders:
     side also the notional of their risk-increasing parts and the initial margin reserved
     for it, so valuation can hold them to the tier their side's worst case falls in now."""
 
-    __slots__ = ("binding_orders", "buy", "buy_margin", "buy_notional", "leverage", "sell", "sell_margin",
+    __slots__ = ("binding_orders", "buy", "buy_margin", "buy_notional", "fixed", "leverage", "sell", "sell_margin",
                  "sell_notional")
 
     def __init__(self) -> None:
@@ -204,6 +215,8 @@ class OpenOrders:
         self.sell_margin = ZERO
         self.binding_orders = 0
         self.leverage = 0
+        # The six figures above as last converted by the check, with their units (see Position).
+        self.fixed: tuple[tuple[Decimal, ...], tuple[int | None, ...]] | None = None
 
 
 class Fill:
@@ -230,6 +243,7 @@ class Account:
         "controls",
         "cutoff_ms",
         "cutoff_sequence",
+        "fixed",
         "journal",
         "journal_floor",
         "open_by_symbol",
@@ -255,6 +269,8 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
+        # (balance, reserved_cost, their money units) as last converted by the check (see Position).
+        self.fixed: tuple[Decimal, Decimal, int | None, int | None] | None = None
         # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
         # closed_queue frees entries once they are older than the window.
         self.recent_order_ids: dict[str, float] = {}

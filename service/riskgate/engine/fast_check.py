@@ -1,0 +1,434 @@
+"""The check's fixed-point fast path: an order that is accepted whole, decided in scaled integers.
+
+`check.check_order` tries this first. It mirrors `check.check_order_decimal` rule for rule,
+but only ever returns an ACCEPT: whenever the order would be refused or capped, whenever a
+figure does not fit its fixed-point scale, or whenever exact integer arithmetic could differ
+from the decimal implementation's (a non-terminating division landing exactly on a rounding
+boundary), it returns None and the decimal implementation decides the order from the start.
+So the fast path changes how fast an order is accepted, never what any order is told.
+
+Rounding is the decimal path's, done on integers: what the trader must post rounds up
+(ceiling division to the 1e-8 quantum), what is available rounds down, the liquidation
+price rounds to the tick against the trader.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from decimal import Decimal
+
+from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
+from riskgate.engine.limits import gross_and_open_interest
+from riskgate.engine.order import Order
+from riskgate.engine.result import CheckResult
+from riskgate.values.codes import BreakerState, Decision, OrderType, Restriction, Side
+from riskgate.values.fixed import (
+    LEVERAGE_FACTORS,
+    QUANTUM_UNITS,
+    RATE_SCALE,
+    FixedSymbol,
+    FixedTier,
+    from_quanta,
+    money_units,
+    price_units,
+    quantity_units,
+)
+from riskgate.values.money import ZERO
+
+_NORMAL = BreakerState.NORMAL
+_UNRESTRICTED = Restriction.NONE
+_BUY = Side.BUY
+_MARKET = OrderType.MARKET
+_ACCEPT = Decision.ACCEPT
+# The quantum in the units available margin is summed in (money x DIVISION_SCALE).
+_QUANTUM_E = QUANTUM_UNITS * 10**9
+
+
+class Unfit(Exception):
+    """A figure the fast path cannot take exactly: the decimal implementation decides."""
+
+
+def prepare(book: Book, order: Order, now_mono: float) -> tuple[SymbolState, Account, int, int] | None:
+    """The rules before the order-rate limit (listing, lot and tick, duplicate id, breakers,
+    account restriction) on the fast path's terms: the symbol, the account and the order's
+    quantity and price units when all pass as they do for an order accepted whole, else
+    None (the decimal implementation then decides, the rate limit untouched)."""
+    symbol = book.symbols.get(order.symbol)
+    account = book.accounts.get(order.account_id)
+    if symbol is None or account is None:
+        return None
+    fixed = symbol.fixed
+    if fixed is None:
+        return None
+    quantity = quantity_units(order.quantity)
+    if quantity is None or quantity % fixed.lot:
+        return None
+    price = 0
+    if order.price is not None:
+        limit = price_units(order.price)
+        if limit is None or limit % fixed.tick:
+            return None
+        price = limit
+    if order.order_id in account.orders:
+        return None
+    closed_at = account.recent_order_ids.get(order.order_id)
+    if closed_at is not None and now_mono - closed_at <= book.duplicate_window_s:
+        return None
+    if book.platform_breaker.state != _NORMAL or symbol.breaker.state != _NORMAL:
+        return None
+    if account.controls.restriction != _UNRESTRICTED:
+        return None
+    return symbol, account, quantity, price
+
+
+def mark_units(symbol: SymbolState) -> int:
+    """The symbol's mark in price units (cached per MarkSpec object); Unfit without one."""
+    mark = symbol.mark
+    if mark is None:
+        raise Unfit
+    cached = symbol.fixed_mark
+    if cached is None or cached[0] is not mark:
+        cached = symbol.fixed_mark = (mark, price_units(mark.price))
+    units = cached[1]
+    if units is None:
+        raise Unfit
+    return units
+
+
+def position_units(position: Position) -> tuple[int, int]:
+    """(quantity, entry price) in units, cached while the position holds the same objects."""
+    cached = position.fixed
+    if cached is None or cached[0] is not position.quantity or cached[1] is not position.entry_price:
+        cached = position.fixed = (position.quantity, position.entry_price,
+                                   quantity_units(position.quantity), price_units(position.entry_price))
+    quantity, entry = cached[2], cached[3]
+    if quantity is None or entry is None:
+        raise Unfit
+    return quantity, entry
+
+
+_ZERO_ORDERS = (0, 0, 0, 0, 0, 0)
+
+
+def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
+    """(buy, sell, buy notional, sell notional, buy margin, sell margin) in units."""
+    figures = (open_orders.buy, open_orders.sell, open_orders.buy_notional, open_orders.sell_notional,
+               open_orders.buy_margin, open_orders.sell_margin)
+    cached = open_orders.fixed
+    if cached is not None:
+        source = cached[0]
+        if (source[0] is figures[0] and source[1] is figures[1] and source[2] is figures[2]
+                and source[3] is figures[3] and source[4] is figures[4] and source[5] is figures[5]):
+            return cached[1]  # type: ignore[return-value]
+    if not any(figures):
+        units: tuple[int | None, ...] = _ZERO_ORDERS
+    else:
+        units = (quantity_units(figures[0]), quantity_units(figures[1]), money_units(figures[2]),
+                 money_units(figures[3]), money_units(figures[4]), money_units(figures[5]))
+    open_orders.fixed = (figures, units)
+    if None in units:
+        raise Unfit
+    return units  # type: ignore[return-value]
+
+
+def account_units(account: Account) -> tuple[int, int]:
+    """(balance, reserved cost) in money units, cached while the account holds the same objects."""
+    cached = account.fixed
+    if cached is None or cached[0] is not account.balance or cached[1] is not account.reserved_cost:
+        cached = account.fixed = (account.balance, account.reserved_cost, money_units(account.balance),
+                                  money_units(account.reserved_cost) if account.reserved_cost else 0)
+    balance, reserved = cached[2], cached[3]
+    if balance is None or reserved is None:
+        raise Unfit
+    return balance, reserved
+
+
+def _tier(fixed: FixedSymbol, notional: int) -> FixedTier | None:
+    index = bisect_left(fixed.caps, notional)
+    return fixed.tiers[index] if index < len(fixed.tiers) else None
+
+
+def _margin_factor(fixed: FixedSymbol, leverage: int, notional: int, account_cap: int) -> tuple[int, FixedTier]:
+    """margin.margin_leverage's bound, as DIVISION_SCALE / leverage, and the tier it used."""
+    tier = _tier(fixed, notional) or fixed.tiers[-1]
+    bounded = min(leverage, tier.max_leverage)
+    if account_cap:
+        bounded = min(bounded, account_cap)
+    factor = LEVERAGE_FACTORS[max(bounded, 1)]
+    if factor is None:
+        raise Unfit  # a non-terminating quotient: the decimal path's 60 digits decide
+    return factor, tier
+
+
+def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account, quantity: int, limit: int,
+                now_ms: int, now_mono: float) -> CheckResult | None:
+    """An ACCEPT with every figure the decimal implementation would report, or None.
+
+    Called after `prepare` passed and the order-rate token was taken. Raises Unfit for a
+    figure it cannot take exactly (the caller hands the order to the decimal path, whose
+    rate limit is then already passed)."""
+    name = order.symbol
+    fixed: FixedSymbol = symbol.fixed  # type: ignore[assignment]
+    positions = account.positions
+    position = positions.get(name)
+    held = entry = 0
+    if position is not None:
+        held, entry = position_units(position)
+    open_orders = account.open_by_symbol.get(name)
+    open_buy = open_sell = 0
+    if open_orders is not None:
+        open_buy, open_sell = open_units(open_orders)[:2]
+    buying = order.side == _BUY
+    reducible = -held - open_buy if buying else held - open_sell
+    reducing = min(quantity, reducible) if reducible > 0 else 0
+    increasing = quantity - reducing
+    if order.reduce_only:
+        if reducing < quantity:
+            return None  # nothing to reduce, or capped: the decimal path says which
+        increasing = 0
+
+    if position is not None:
+        bound = position.leverage
+    else:
+        bound = open_orders.leverage if open_orders is not None and open_orders.binding_orders else 0
+    leverage = order.leverage or bound or symbol.default_leverage
+    spec = symbol.spec
+    controls = account.controls
+    if increasing:
+        if controls.kyc_level < spec.min_kyc_level:
+            return None
+        if not controls.qualified_investor and (spec.qualified_only or (
+                spec.max_leverage_unqualified and leverage > spec.max_leverage_unqualified)):
+            return None
+
+    mark = mark_units(symbol)
+    if order.order_type == _MARKET:
+        price = mark
+        price_decimal: Decimal = symbol.mark.price  # type: ignore[union-attr]
+    else:
+        price = limit
+        price_decimal = order.price  # type: ignore[assignment]
+        if buying and price * RATE_SCALE > mark * fixed.band_ceiling:
+            return None
+        if not buying and price * RATE_SCALE < mark * fixed.band_floor:
+            return None
+    if quantity < fixed.min_quantity or quantity > fixed.max_quantity:
+        return None
+    notional = quantity * price
+    if increasing and notional < fixed.min_notional:
+        return None
+    if notional > fixed.max_order_notional:
+        return None
+
+    exposure = (held + open_buy if buying else -held + open_sell) + quantity
+    exposure_notional = (exposure if exposure > 0 else 0) * mark
+    tier = _tier(fixed, exposure_notional)
+    if increasing:
+        if tier is None:
+            return None
+        max_leverage = tier.max_leverage
+    else:
+        left = _tier(fixed, (abs(held) - reducing) * mark) or fixed.tiers[-1]
+        max_leverage = left.max_leverage
+
+    # The account's valuation (margin.value_account), summed exactly in money x DIVISION_SCALE.
+    account_cap = controls.max_leverage
+    symbols = book.symbols
+    upnl_total = initial_margin = other_mm = other_upnl = 0
+    for other_name, other in positions.items():
+        other_quantity, other_entry = position_units(other)
+        if not other_quantity:
+            continue
+        state = symbols.get(other_name)
+        if state is None or state.mark is None or state.fixed is None:
+            raise Unfit  # a missing mark: the decimal path fails closed and says why
+        if now_ms - state.mark.timestamp_ms > state.spec.mark_price_max_age_ms:
+            raise Unfit  # a stale mark, likewise
+        other_mark = mark_units(state)
+        upnl = other_quantity * (other_mark - other_entry)
+        position_notional = (other_quantity if other_quantity > 0 else -other_quantity) * other_mark
+        upnl_total += upnl
+        factor, other_tier = _margin_factor(state.fixed, other.leverage, position_notional, account_cap)
+        initial_margin += position_notional * factor
+        if other_name != name:
+            # tiers.maintenance_margin: the same tier lookup (the last beyond its cap).
+            other_mm += position_notional * other_tier.mmr - other_tier.cum
+            other_upnl += upnl
+    shortfall = 0
+    for other_name, other_orders in account.open_by_symbol.items():
+        if not (other_orders.buy_notional or other_orders.sell_notional):
+            continue
+        state = symbols.get(other_name)
+        if state is None or state.mark is None:
+            continue  # every order on it is refused while it has no mark
+        if state.fixed is None:
+            raise Unfit
+        other_mark = mark_units(state)
+        other_position = positions.get(other_name)
+        other_held = position_units(other_position)[0] if other_position is not None else 0
+        order_leverage = min(other_orders.leverage, other_position.leverage) if other_position is not None \
+            else other_orders.leverage
+        buy, sell, buy_notional, sell_notional, buy_margin, sell_margin = open_units(other_orders)
+        for side_notional, reserved, side_exposure in (
+            (buy_notional, buy_margin, other_held + buy),
+            (sell_notional, sell_margin, sell - other_held),
+        ):
+            if side_notional:
+                factor = _margin_factor(state.fixed, order_leverage,
+                                        (side_exposure if side_exposure > 0 else 0) * other_mark, account_cap)[0]
+                needed = side_notional * factor
+                reserved_e = reserved * 10**9
+                if needed > reserved_e:
+                    shortfall += needed - reserved_e
+    balance, reserved_cost = account_units(account)
+    available = (balance + upnl_total - reserved_cost) * 10**9 - initial_margin - shortfall
+
+    cost_quanta = margin_quanta = 0
+    if increasing:
+        if now_mono > book.fresh_until:
+            return None
+        if now_ms - symbol.mark.timestamp_ms > spec.mark_price_max_age_ms:  # type: ignore[union-attr]
+            return None
+        account_cap = controls.max_leverage
+        if bound and leverage != bound:
+            return None
+        if leverage > tier.max_leverage:  # type: ignore[union-attr]
+            return None
+        if account_cap and leverage > account_cap:
+            return None
+        if fixed.max_position_notional is not None and exposure_notional > fixed.max_position_notional:
+            return None
+        # Open interest and gross notional move with every order of every account: converting
+        # them would cost more than the one decimal comparison, which is the decimal path's own.
+        if (controls.max_gross_notional is not None or spec.open_interest_cap is not None) and \
+                gross_and_open_interest(book, account, symbol, order, buying, _increasing_decimal(
+                    order, open_orders, position, buying, reducing), symbol.mark.price) is not None:  # type: ignore[union-attr]
+            return None
+        # margin.order_cost, each term rounded up to the quantum on its own.
+        increasing_notional = increasing * price
+        margin_quanta = -(-increasing_notional // (leverage * QUANTUM_UNITS))
+        adverse = price - mark if buying else mark - price
+        cost_quanta = margin_quanta
+        if adverse > 0:
+            cost_quanta += -(-(increasing * adverse) // QUANTUM_UNITS)
+        fee = fixed.fee
+        if fee:
+            cost_quanta += -(-(increasing_notional * fee) // (QUANTUM_UNITS * RATE_SCALE))
+            # notional x (1 -/+ 1/leverage) x fee, as one exact fraction
+            numerator = increasing_notional * fee * (leverage - 1 if buying else leverage + 1)
+            close_quanta, remainder = divmod(-numerator, QUANTUM_UNITS * RATE_SCALE * leverage)
+            if not remainder and LEVERAGE_FACTORS[leverage] is None:
+                # Exactly on the quantum, where the decimal path's rounded 1/leverage may not be.
+                raise Unfit
+            cost_quanta -= close_quanta
+        if cost_quanta * _QUANTUM_E > available:
+            return None
+
+    result = CheckResult(_ACCEPT, [])
+    allowed = order.quantity
+    result.allowed_quantity = allowed
+    result.max_leverage = max_leverage
+    result.price = price_decimal
+    # The split in decimals, by the decimal path's own expressions (so each is the same value
+    # with the same exponent that path would give).
+    if reducing:
+        reducing_decimal = _reducing_decimal(order, position, open_orders, buying)
+        result.reducing = min(allowed, reducing_decimal)
+    else:
+        result.reducing = min(allowed, ZERO)
+    result.increasing = allowed - result.reducing
+    result.leverage = leverage if increasing else (bound or symbol.default_leverage)
+    if increasing:
+        result.initial_margin = from_quanta(margin_quanta)
+        result.order_cost = from_quanta(cost_quanta)
+    result.available_margin = from_quanta((available - cost_quanta * _QUANTUM_E) // _QUANTUM_E)
+    result.liquidation_price = _liquidation_price(
+        fixed, symbol, held, entry if position is not None else None, buying, quantity, price, balance,
+        other_mm, other_upnl)
+    return result
+
+
+def _reducing_decimal(order: Order, position: Position | None, open_orders: OpenOrders | None,
+                      buying: bool) -> Decimal:
+    held = position.quantity if position is not None else ZERO
+    open_buy = open_orders.buy if open_orders is not None else ZERO
+    open_sell = open_orders.sell if open_orders is not None else ZERO
+    reducible = -held - open_buy if buying else held - open_sell
+    return min(order.quantity, reducible) if reducible > 0 else ZERO
+
+
+def _increasing_decimal(order: Order, open_orders: OpenOrders | None, position: Position | None,
+                        buying: bool, reducing: int) -> Decimal:
+    if order.reduce_only:
+        return ZERO
+    if not reducing:
+        return order.quantity - ZERO
+    return order.quantity - _reducing_decimal(order, position, open_orders, buying)
+
+
+def _liquidation_price(fixed: FixedSymbol, symbol: SymbolState, held: int, entry: int | None, buying: bool,
+                       allowed: int, price: int, balance: int, other_mm: int, other_upnl: int) -> Decimal | None:
+    """check._resulting_liquidation_price and margin.liquidation_price in exact fractions.
+
+    The decimal path divides at 60 digits (the averaged entry, the price in each tier); the
+    exact answer is the same unless a comparison or the tick rounding lands exactly on its
+    boundary, where the decimal path's rounded quotient may fall either side: Unfit there.
+    """
+    signed = allowed if buying else -allowed
+    resulting = held + signed
+    if not resulting:
+        return None
+    if entry is None:
+        entry = price
+    if held and (held > 0) != (signed > 0):
+        closed = min(abs(held), allowed)
+        balance += closed * (price - entry) * (1 if held > 0 else -1)
+    size = abs(resulting)
+    averaged = False
+    if not held or (held > 0) != (resulting > 0):
+        size_entry = size * price
+    elif (held > 0) == (signed > 0):
+        # size x the averaged entry, exactly; the decimal path's average is rounded at 60 digits.
+        size_entry = abs(held) * entry + allowed * price
+        averaged = True
+    else:
+        size_entry = size * entry
+    side = 1 if resulting > 0 else -1
+    base = (balance + other_upnl - side * size_entry) * RATE_SCALE - other_mm
+    if averaged and not base:
+        raise Unfit
+    if side > 0 and base >= 0:
+        return None
+    tiers = fixed.tiers
+    last = tiers[-1]
+    start_index = bisect_left(fixed.caps, size_entry)
+    if averaged and start_index < len(tiers) and fixed.caps[start_index] == size_entry:
+        raise Unfit
+    start = tiers[start_index] if start_index < len(tiers) else last
+    no_price_from = len(tiers) + 1
+    for tier in (start, *tiers):
+        if tier.index >= no_price_from:
+            continue
+        numerator = base + tier.cum
+        denominator = size * (tier.mmr - side * RATE_SCALE)
+        if denominator < 0:
+            numerator, denominator = -numerator, -denominator
+        if numerator <= 0:
+            if averaged and not numerator:
+                raise Unfit
+            if side > 0:
+                no_price_from = tier.index
+            continue
+        # The price's notional against the tier's range: floor < numerator x size / denominator <= cap.
+        scaled = numerator * size
+        low, high = tier.floor * denominator, tier.cap * denominator
+        if scaled in (low, high):
+            raise Unfit
+        if low < scaled and (scaled < high or tier is last):
+            units, remainder = divmod(numerator, denominator * fixed.tick)
+            if not remainder and averaged:
+                raise Unfit
+            if side > 0 and remainder:
+                units += 1
+            return Decimal(units) * symbol.spec.tick_size
+    return None
