@@ -26,6 +26,7 @@ from riskgate.engine.order import Order
 from riskgate.engine.records import apply_controls, apply_mark, apply_symbol
 from riskgate.engine.result import CheckResult
 from riskgate.values.codes import ExecutionKind, OrderType, Side
+from riskgate.values.money import fmt
 from tests import decimal_reference
 
 D = Decimal
@@ -41,8 +42,12 @@ FIELDS = ("allowed_quantity", "available_margin", "decision", "increasing", "ini
 
 def _describe(result: CheckResult) -> dict[str, object]:
     figures: dict[str, object] = {name: getattr(result, name) for name in FIELDS}
-    # The same value with the same exponent: str() tells them apart where == does not.
-    figures.update({f"{name} text": str(value) for name, value in list(figures.items()) if isinstance(value, D)})
+    # The same value with the same exponent: str() tells them apart where == does not. The
+    # liquidation price is the one exception: the decimal path's exponent falls out of a 60-digit
+    # division (144381442248 or 144381442248.0), so there the wire text (fmt) is what must match.
+    figures.update({f"{name} text": str(value) for name, value in list(figures.items())
+                    if isinstance(value, D) and name != "liquidation_price"})
+    figures["liquidation_price text"] = fmt(result.liquidation_price)
     figures["reasons"] = [(r.code, r.message, r.limit, r.value) for r in result.reasons]
     return figures
 

@@ -23,7 +23,7 @@ from riskgate.book.specs import (
     SymbolSpec,
 )
 from riskgate.values.codes import BreakerState, Side
-from riskgate.values.fixed import fixed_symbol
+from riskgate.values.fixed import fixed_symbol, money_units, price_units, quantity_units
 from riskgate.values.money import ONE, ZERO
 from riskgate.values.tiers import TierTable
 
@@ -85,15 +85,34 @@ class SymbolState:
 
 
 class Position:
-    __slots__ = ("entry_price", "fixed", "leverage", "quantity")
+    """A position. Quantity and entry price are also held in fixed-point units (values.fixed),
+    converted once whenever they change, so the check's fast path never converts them; a
+    value that does not fit its scale has units None (the check then decides in decimals)."""
+
+    __slots__ = ("_entry_price", "_quantity", "entry_units", "leverage", "quantity_units")
 
     def __init__(self, quantity: Decimal, entry_price: Decimal, leverage: int) -> None:
         self.quantity = quantity
         self.entry_price = entry_price
         self.leverage = leverage
-        # (quantity, entry_price, their units) as last converted by the check: valid while
-        # those very Decimal objects are the position's (a change always assigns new ones).
-        self.fixed: tuple[Decimal, Decimal, int | None, int | None] | None = None
+
+    @property
+    def quantity(self) -> Decimal:
+        return self._quantity
+
+    @quantity.setter
+    def quantity(self, value: Decimal) -> None:
+        self._quantity = value
+        self.quantity_units = quantity_units(value)
+
+    @property
+    def entry_price(self) -> Decimal:
+        return self._entry_price
+
+    @entry_price.setter
+    def entry_price(self, value: Decimal) -> None:
+        self._entry_price = value
+        self.entry_units = price_units(value)
 
 
 class Reservation:
@@ -237,13 +256,14 @@ class Fill:
 
 class Account:
     __slots__ = (
+        "_balance",
+        "_reserved_cost",
         "account_id",
-        "balance",
+        "balance_units",
         "bucket",
         "controls",
         "cutoff_ms",
         "cutoff_sequence",
-        "fixed",
         "journal",
         "journal_floor",
         "open_by_symbol",
@@ -252,7 +272,7 @@ class Account:
         "positions",
         "recent_order_ids",
         "record_version",
-        "reserved_cost",
+        "reserved_units",
         "snapshot_version",
     )
 
@@ -269,8 +289,6 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
-        # (balance, reserved_cost, their money units) as last converted by the check (see Position).
-        self.fixed: tuple[Decimal, Decimal, int | None, int | None] | None = None
         # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
         # closed_queue frees entries once they are older than the window.
         self.recent_order_ids: dict[str, float] = {}
@@ -282,6 +300,25 @@ class Account:
         self.journal_floor = 0
         # Executions applied to this account so far (each gets the next number).
         self.ordinal = 0
+
+    # Balance and reserved cost are also held in money units, converted once per change (see Position).
+    @property
+    def balance(self) -> Decimal:
+        return self._balance
+
+    @balance.setter
+    def balance(self, value: Decimal) -> None:
+        self._balance = value
+        self.balance_units = money_units(value)
+
+    @property
+    def reserved_cost(self) -> Decimal:
+        return self._reserved_cost
+
+    @reserved_cost.setter
+    def reserved_cost(self, value: Decimal) -> None:
+        self._reserved_cost = value
+        self.reserved_units = money_units(value) if value else 0
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(

@@ -28,7 +28,6 @@ from riskgate.values.fixed import (
     RATE_SCALE,
     FixedSymbol,
     FixedTier,
-    from_quanta,
     money_units,
     price_units,
     quantity_units,
@@ -60,13 +59,21 @@ def prepare(book: Book, order: Order, now_mono: float) -> tuple[SymbolState, Acc
     fixed = symbol.fixed
     if fixed is None:
         return None
-    quantity = quantity_units(order.quantity)
-    if quantity is None or quantity % fixed.lot:
+    quantity = order.quantity_units
+    if quantity is None:
+        quantity = quantity_units(order.quantity)
+        if quantity is None:
+            return None
+    if quantity % fixed.lot:
         return None
     price = 0
     if order.price is not None:
-        limit = price_units(order.price)
-        if limit is None or limit % fixed.tick:
+        limit = order.price_units
+        if limit is None:
+            limit = price_units(order.price)
+            if limit is None:
+                return None
+        if limit % fixed.tick:
             return None
         price = limit
     if order.order_id in account.orders:
@@ -95,18 +102,6 @@ def mark_units(symbol: SymbolState) -> int:
     return units
 
 
-def position_units(position: Position) -> tuple[int, int]:
-    """(quantity, entry price) in units, cached while the position holds the same objects."""
-    cached = position.fixed
-    if cached is None or cached[0] is not position.quantity or cached[1] is not position.entry_price:
-        cached = position.fixed = (position.quantity, position.entry_price,
-                                   quantity_units(position.quantity), price_units(position.entry_price))
-    quantity, entry = cached[2], cached[3]
-    if quantity is None or entry is None:
-        raise Unfit
-    return quantity, entry
-
-
 _ZERO_ORDERS = (0, 0, 0, 0, 0, 0)
 
 
@@ -129,18 +124,6 @@ def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
     if None in units:
         raise Unfit
     return units  # type: ignore[return-value]
-
-
-def account_units(account: Account) -> tuple[int, int]:
-    """(balance, reserved cost) in money units, cached while the account holds the same objects."""
-    cached = account.fixed
-    if cached is None or cached[0] is not account.balance or cached[1] is not account.reserved_cost:
-        cached = account.fixed = (account.balance, account.reserved_cost, money_units(account.balance),
-                                  money_units(account.reserved_cost) if account.reserved_cost else 0)
-    balance, reserved = cached[2], cached[3]
-    if balance is None or reserved is None:
-        raise Unfit
-    return balance, reserved
 
 
 def _tier(fixed: FixedSymbol, notional: int) -> FixedTier | None:
@@ -173,7 +156,9 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     position = positions.get(name)
     held = entry = 0
     if position is not None:
-        held, entry = position_units(position)
+        held, entry = position.quantity_units, position.entry_units  # type: ignore[assignment]
+        if held is None or entry is None:
+            raise Unfit
     open_orders = account.open_by_symbol.get(name)
     open_buy = open_sell = 0
     if open_orders is not None:
@@ -236,19 +221,38 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     symbols = book.symbols
     upnl_total = initial_margin = other_mm = other_upnl = 0
     for other_name, other in positions.items():
-        other_quantity, other_entry = position_units(other)
+        other_quantity, other_entry = other.quantity_units, other.entry_units
+        if other_quantity is None or other_entry is None:
+            raise Unfit
         if not other_quantity:
             continue
         state = symbols.get(other_name)
-        if state is None or state.mark is None or state.fixed is None:
+        if state is None:
             raise Unfit  # a missing mark: the decimal path fails closed and says why
-        if now_ms - state.mark.timestamp_ms > state.spec.mark_price_max_age_ms:
+        other_fixed = state.fixed
+        mark_spec = state.mark
+        if mark_spec is None or other_fixed is None:
+            raise Unfit
+        if now_ms - mark_spec.timestamp_ms > state.spec.mark_price_max_age_ms:
             raise Unfit  # a stale mark, likewise
-        other_mark = mark_units(state)
+        cached_mark = state.fixed_mark
+        if cached_mark is None or cached_mark[0] is not mark_spec:
+            mark_units(state)
+            cached_mark = state.fixed_mark
+        other_mark = cached_mark[1]  # type: ignore[index]
+        if other_mark is None:
+            raise Unfit
         upnl = other_quantity * (other_mark - other_entry)
         position_notional = (other_quantity if other_quantity > 0 else -other_quantity) * other_mark
         upnl_total += upnl
-        factor, other_tier = _margin_factor(state.fixed, other.leverage, position_notional, account_cap)
+        # margin.margin_leverage: the position's leverage held to its tier's max and the account's cap.
+        other_tier = other_fixed.lookup[bisect_left(other_fixed.caps, position_notional)]
+        bounded = other.leverage if other.leverage < other_tier.max_leverage else other_tier.max_leverage
+        if account_cap and account_cap < bounded:
+            bounded = account_cap
+        factor = LEVERAGE_FACTORS[bounded if bounded > 1 else 1]
+        if factor is None:
+            raise Unfit  # a non-terminating quotient: the decimal path's 60 digits decide
         initial_margin += position_notional * factor
         if other_name != name:
             # tiers.maintenance_margin: the same tier lookup (the last beyond its cap).
@@ -265,7 +269,9 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
             raise Unfit
         other_mark = mark_units(state)
         other_position = positions.get(other_name)
-        other_held = position_units(other_position)[0] if other_position is not None else 0
+        other_held = other_position.quantity_units if other_position is not None else 0
+        if other_held is None:
+            raise Unfit
         order_leverage = min(other_orders.leverage, other_position.leverage) if other_position is not None \
             else other_orders.leverage
         buy, sell, buy_notional, sell_notional, buy_margin, sell_margin = open_units(other_orders)
@@ -280,7 +286,9 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
                 reserved_e = reserved * 10**9
                 if needed > reserved_e:
                     shortfall += needed - reserved_e
-    balance, reserved_cost = account_units(account)
+    balance, reserved_cost = account.balance_units, account.reserved_units
+    if balance is None or reserved_cost is None:
+        raise Unfit
     available = (balance + upnl_total - reserved_cost) * 10**9 - initial_margin - shortfall
 
     cost_quanta = margin_quanta = 0
@@ -324,7 +332,10 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
         if cost_quanta * _QUANTUM_E > available:
             return None
 
-    result = CheckResult(_ACCEPT, [])
+    # All fields set here (not through __init__'s defaults): the result is built once.
+    result = _new_result(CheckResult)
+    result.decision = _ACCEPT
+    result.reasons = []
     allowed = order.quantity
     result.allowed_quantity = allowed
     result.max_leverage = max_leverage
@@ -332,20 +343,25 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     # The split in decimals, by the decimal path's own expressions (so each is the same value
     # with the same exponent that path would give).
     if reducing:
-        reducing_decimal = _reducing_decimal(order, position, open_orders, buying)
-        result.reducing = min(allowed, reducing_decimal)
+        result.reducing = min(allowed, _reducing_decimal(order, position, open_orders, buying))
     else:
-        result.reducing = min(allowed, ZERO)
+        result.reducing = ZERO  # min(allowed, ZERO) for a positive allowed
     result.increasing = allowed - result.reducing
-    result.leverage = leverage if increasing else (bound or symbol.default_leverage)
     if increasing:
-        result.initial_margin = from_quanta(margin_quanta)
-        result.order_cost = from_quanta(cost_quanta)
-    result.available_margin = from_quanta((available - cost_quanta * _QUANTUM_E) // _QUANTUM_E)
+        result.leverage = leverage
+        result.initial_margin = Decimal(margin_quanta).scaleb(-8)
+        result.order_cost = Decimal(cost_quanta).scaleb(-8)
+    else:
+        result.leverage = bound or symbol.default_leverage
+        result.initial_margin = result.order_cost = ZERO
+    result.available_margin = Decimal((available - cost_quanta * _QUANTUM_E) // _QUANTUM_E).scaleb(-8)
     result.liquidation_price = _liquidation_price(
         fixed, symbol, held, entry if position is not None else None, buying, quantity, price, balance,
         other_mm, other_upnl)
     return result
+
+
+_new_result = object.__new__
 
 
 def _reducing_decimal(order: Order, position: Position | None, open_orders: OpenOrders | None,
@@ -404,9 +420,8 @@ def _liquidation_price(fixed: FixedSymbol, symbol: SymbolState, held: int, entry
     start_index = bisect_left(fixed.caps, size_entry)
     if averaged and start_index < len(tiers) and fixed.caps[start_index] == size_entry:
         raise Unfit
-    start = tiers[start_index] if start_index < len(tiers) else last
     no_price_from = len(tiers) + 1
-    for tier in (start, *tiers):
+    for tier in fixed.tier_orders[start_index]:
         if tier.index >= no_price_from:
             continue
         numerator = base + tier.cum

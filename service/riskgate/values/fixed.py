@@ -76,8 +76,22 @@ class FixedTier(NamedTuple):
 class FixedSymbol:
     """A symbol's spec and tier table in scaled integers; built once per spec version."""
 
-    __slots__ = ("band_ceiling", "band_floor", "caps", "fee", "lot", "max_order_notional", "max_position_notional",
-                 "max_quantity", "min_notional", "min_quantity", "tick", "tiers")
+    __slots__ = (
+        "band_ceiling",
+        "band_floor",
+        "caps",
+        "fee",
+        "lookup",
+        "lot",
+        "max_order_notional",
+        "max_position_notional",
+        "max_quantity",
+        "min_notional",
+        "min_quantity",
+        "tick",
+        "tier_orders",
+        "tiers",
+    )
 
     def __init__(self, lot: int, tick: int, min_quantity: int, max_quantity: int, min_notional: int,
                  max_order_notional: int, max_position_notional: int | None, band_ceiling: int, band_floor: int,
@@ -94,6 +108,11 @@ class FixedSymbol:
         self.fee = fee
         self.tiers = tiers
         self.caps = [t.cap for t in tiers]
+        # lookup[bisect_left(caps, notional)]: the tier of a notional, the last one beyond its cap
+        # (TierTable.for_notional(n) or tiers[-1], in one index).
+        self.lookup = (*tiers, tiers[-1])
+        # The liquidation estimate's search order from each starting tier (that tier, then all).
+        self.tier_orders = tuple((tier, *tiers) for tier in self.lookup)
 
 
 def fixed_symbol(spec: SymbolSpec, tiers: TierTable, band_ceiling: Decimal, band_floor: Decimal
