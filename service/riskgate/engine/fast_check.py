@@ -41,6 +41,9 @@ _MARKET = OrderType.MARKET
 _ACCEPT = Decision.ACCEPT
 # The quantum in the units available margin is summed in (money x DIVISION_SCALE).
 _QUANTUM_E = QUANTUM_UNITS * 10**9
+# Quanta back to money: n x 1E-8 is exact with exponent -8, the exponent round_up and
+# round_down give (scaleb would too, at the cost of parsing its keyword arguments).
+_QUANTUM = Decimal("1E-8")
 
 
 class Unfit(Exception):
@@ -106,7 +109,12 @@ _ZERO_ORDERS = (0, 0, 0, 0, 0, 0)
 
 
 def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
-    """(buy, sell, buy notional, sell notional, buy margin, sell margin) in units."""
+    """(buy, sell, buy notional, sell notional, buy margin, sell margin) in units; cached (on the
+    OpenOrders, while it holds the same objects) only when not all zero, so an account with no
+    open orders left carries no cache."""
+    if not (open_orders.buy or open_orders.sell or open_orders.buy_notional or open_orders.sell_notional
+            or open_orders.buy_margin or open_orders.sell_margin):
+        return _ZERO_ORDERS
     figures = (open_orders.buy, open_orders.sell, open_orders.buy_notional, open_orders.sell_notional,
                open_orders.buy_margin, open_orders.sell_margin)
     cached = open_orders.fixed
@@ -115,11 +123,9 @@ def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
         if (source[0] is figures[0] and source[1] is figures[1] and source[2] is figures[2]
                 and source[3] is figures[3] and source[4] is figures[4] and source[5] is figures[5]):
             return cached[1]  # type: ignore[return-value]
-    if not any(figures):
-        units: tuple[int | None, ...] = _ZERO_ORDERS
-    else:
-        units = (quantity_units(figures[0]), quantity_units(figures[1]), money_units(figures[2]),
-                 money_units(figures[3]), money_units(figures[4]), money_units(figures[5]))
+    units: tuple[int | None, ...] = (
+        quantity_units(figures[0]), quantity_units(figures[1]), money_units(figures[2]), money_units(figures[3]),
+        money_units(figures[4]), money_units(figures[5]))
     open_orders.fixed = (figures, units)
     if None in units:
         raise Unfit
@@ -349,12 +355,12 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     result.increasing = allowed - result.reducing
     if increasing:
         result.leverage = leverage
-        result.initial_margin = Decimal(margin_quanta).scaleb(-8)
-        result.order_cost = Decimal(cost_quanta).scaleb(-8)
+        result.initial_margin = Decimal(margin_quanta) * _QUANTUM
+        result.order_cost = Decimal(cost_quanta) * _QUANTUM
     else:
         result.leverage = bound or symbol.default_leverage
         result.initial_margin = result.order_cost = ZERO
-    result.available_margin = Decimal((available - cost_quanta * _QUANTUM_E) // _QUANTUM_E).scaleb(-8)
+    result.available_margin = Decimal((available - cost_quanta * _QUANTUM_E) // _QUANTUM_E) * _QUANTUM
     result.liquidation_price = _liquidation_price(
         fixed, symbol, held, entry if position is not None else None, buying, quantity, price, balance,
         other_mm, other_upnl)
