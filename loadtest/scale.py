@@ -4,7 +4,9 @@ For each size (default 10k and 100k accounts; `--sizes 1000000` for a million): 
 Redis on 127.0.0.1 gets N synthetic accounts in the gate's stored format (the monitor
 benchmark's generator: BTCUSDT for everyone, ETHUSDT for 30%, i.e. 1-2 positions; a share with
 an open order each), then `riskgate serve --redis-url ... --no-monitor --metrics-listen ""`
-is started and watched by a probe in this process:
+is started and watched by a probe in this process, on an event loop of its own in its own thread
+(so the harness's own blocking calls, a synchronous Redis command or reading a log, never show up
+as the gate's stall):
 
 - a CheckOrder every 5 ms (risk-increasing, small, round-robin over probe accounts so no
   per-account rate limit is hit), and the gRPC health check every 20 ms;
@@ -34,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -65,8 +68,10 @@ HEALTH_INTERVAL_S = 0.02
 ANSWER_TIMEOUT_S = 5.0
 SETTLE_S = 1.0
 MARK_MAX_AGE_MS = 86_400_000
-# The longest wait for orders to be accepted again after a Redis pause or link loss.
-PHASE_WAIT_S = 20.0
+# The longest wait for orders to be accepted again after a Redis pause or link loss, and how
+# long they must then go on being accepted.
+PHASE_WAIT_S = 90.0
+STEADY_S = 3.0
 _reservation = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -88,6 +93,7 @@ class Result:
     first_accept_s: float | None = None
     rss_mib: float | None = None
     rss_per_account_kib: float | None = None
+    redis_per_account_kib: float | None = None
     stall_after_serving_ms: float | None = None
     pause_stall_ms: float | None = None
     pause_refused_s: float | None = None
@@ -211,10 +217,13 @@ class Probe:
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
 
-def stall_ms(answers: list[Answer], start: float, end: float) -> float:
-    """The longest time without an answer in [start, end]: gaps between answers, and latencies."""
+def stall_ms(answers: list[Answer], start: float, end: float, sent_from: float | None = None) -> float:
+    """The longest time without an answer in [start, end]: gaps between answers, and latencies
+    (of the answers sent from `sent_from` on, when given)."""
     done = sorted(a.done for a in answers if start <= a.done <= end)
-    longest = max((a.done - a.sent for a in answers if start <= a.done <= end), default=0.0)
+    first_sent = float("-inf") if sent_from is None else sent_from
+    longest = max((a.done - a.sent for a in answers if start <= a.done <= end and a.sent >= first_sent),
+                  default=0.0)
     points = [start, *done, end]
     gaps = max((b - a for a, b in itertools.pairwise(points)), default=0.0)
     return round(max(longest, gaps) * 1000, 1)
@@ -247,6 +256,9 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
         try:
             orders, write_s = write_book(client, size)
             result = Result(size, orders, write_s=round(write_s, 1))
+            # Redis's memory for the book (its used memory over the probe's and symbols' few records).
+            used = int(client.info("memory")["used_memory"])  # type: ignore[index]
+            result.redis_per_account_kib = round(used / 1024 / size, 2)
             port, admin_port = free_port(), free_port()
             log_path = workdir / f"riskgate-{size}.log"
             with log_path.open("wb") as log_file:
@@ -259,12 +271,13 @@ async def measure(size: int, workdir: Path, args: argparse.Namespace, deadline: 
                     env=gate_env(args.pythonpath))
             mark = next(m.mark for m in load_markets() if m.symbol == PRIMARY)
             probe = Probe(f"{HOST}:{port}", format(mark, "f"))
-            running = asyncio.create_task(probe.run())
+            running = threading.Thread(target=asyncio.run, args=(probe.run(),), name="scale-probe", daemon=True)
+            running.start()
             try:
                 await _measure_gate(result, gate, probe, server, client, launched, deadline, args)
             finally:
                 probe.stopped = True
-                await asyncio.wait({running}, timeout=10)
+                await asyncio.to_thread(running.join, 10)
                 if gate.poll() is None:
                     gate.terminate()
                     try:
@@ -299,7 +312,10 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
     result.serving_s = since(probe.serving_at)
     result.first_accept_s = since(min(a.done for a in probe.answers if a.accepted))
     await asyncio.sleep(SETTLE_S)
-    result.stall_after_serving_ms = stall_ms(probe.answers, probe.serving_at, probe.serving_at + SETTLE_S)
+    # Orders sent while health still said NOT_SERVING (during the post-load collection) are not
+    # a stall of a serving gate: only those sent from SERVING on count.
+    result.stall_after_serving_ms = stall_ms(probe.answers, probe.serving_at, probe.serving_at + SETTLE_S,
+                                             sent_from=probe.serving_at)
     rss = rss_mib(gate.pid)
     result.rss_mib = round(rss, 0)
     result.rss_per_account_kib = round((rss - args.empty_rss_mib) * 1024 / result.accounts, 2)
@@ -330,15 +346,22 @@ async def _measure_gate(result: Result, gate: subprocess.Popen[bytes], probe: Pr
 
 
 async def _until_accepting(probe: Probe, after: float, deadline: float) -> float | None:
-    """Waits (at most PHASE_WAIT_S) until an order sent after `after` is accepted; returns when it
-    was answered."""
+    """Waits (at most PHASE_WAIT_S) until orders sent after `after` are accepted and stay so:
+    STEADY_S without a STATE_UNAVAILABLE refusal (longer than the staleness bound, so a gate
+    that accepts on the freshness it proved before a loss, then fails closed while it reloads,
+    is not taken as recovered). Returns when the first accept after the last refusal was
+    answered."""
     deadline = min(deadline, time.monotonic() + PHASE_WAIT_S)
     while time.monotonic() < deadline:
-        accepted = [a.done for a in probe.answers if a.sent > after and a.accepted]
-        if accepted:
+        answers = [a for a in probe.answers if a.sent > after]
+        refused = [a.sent for a in answers if a.unavailable]
+        last_refused = refused[-1] if refused else after
+        accepted = [a.done for a in answers if a.accepted and a.sent > last_refused]
+        if accepted and time.monotonic() - last_refused >= STEADY_S:
             return accepted[0]
         await asyncio.sleep(0.02)
-    print(f"  no order accepted within {PHASE_WAIT_S:.0f} s; last refusal: {probe.last_refusal}", flush=True)
+    print(f"  orders not steadily accepted within {PHASE_WAIT_S:.0f} s; last refusal: {probe.last_refusal}",
+          flush=True)
     return None
 
 
@@ -383,9 +406,11 @@ COLUMNS = [
     ("accounts", "accounts"), ("orders", "open orders"), ("first_answer_s", "launch -> first answer (s)"),
     ("serving_s", "launch -> SERVING (s)"), ("first_accept_s", "launch -> first accept (s)"),
     ("rss_mib", "RSS (MiB)"), ("rss_per_account_kib", "KiB/account"),
+    ("redis_per_account_kib", "Redis KiB/account"),
     ("stall_after_serving_ms", "stall, 1 s after SERVING (ms)"),
     ("pause_stall_ms", "stall, Redis paused (ms)"), ("pause_refused_s", "refused, Redis paused (s)"),
     ("kill_stall_ms", "stall, link killed (ms)"), ("kill_refused_s", "refused, link killed (s)"),
+    ("kill_reload_s", "link killed -> accepting (s)"),
 ]
 
 

@@ -147,3 +147,18 @@ async def test_read_calls_when_made_then_audited_with_actor(client: Client, redi
     entries = [e for e in await audit_of(redis_server.url, "GetAccountRisk", 2) if e["action"] == "GetAccountRisk"]
     assert [(e["actor"], e["target"], e["outcome"]) for e in entries] == [
         ("test-viewer", "acct-1", "ok"), ("test-viewer", "ghost", "not found")]
+
+
+async def test_account_risk_when_account_has_no_controls_of_its_own_then_controls_name_the_account(
+        client: Client) -> None:
+    # Accounts without controls share one default record in memory (it carries no account id).
+    await client.upsert_symbol()
+    await client.upsert_account("plain-1", "1000")
+    await client.upsert_account("plain-2", "1000")
+    await client.set_controls("plain-2", kyc_level=2)
+    plain, controlled = await client.risk("plain-1"), await client.risk("plain-2")
+    assert plain.controls.account_id == "plain-1"
+    assert plain.controls.kyc_level == 0
+    assert controlled.controls.account_id == "plain-2"
+    assert controlled.controls.kyc_level == 2
+    assert (await client.risk("plain-1")).controls.kyc_level == 0

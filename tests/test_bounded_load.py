@@ -218,3 +218,37 @@ async def test_reload_when_change_feed_link_lost_then_loop_serves_between_slices
     finally:
         await store.close()
         await redis.aclose()
+
+
+async def test_stop_when_reload_in_progress_then_load_ends_and_nothing_left_dirty(
+        flushed_redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_store, "LOAD_SCAN_COUNT", 10)
+    monkeypatch.setattr(redis_store, "LOAD_SLICE_S", 0.0)
+    redis = aioredis.Redis.from_url(flushed_redis.url)
+    ids = _ids(500)
+    await _plant_accounts(redis, ids)
+    store, book, recorder = _store(flushed_redis.url)
+    await store.start()
+    try:
+        scans_before = len(recorder.commands("HSCAN"))
+        await redis.client_kill_filter(_type="pubsub")
+        for _ in range(1000):  # until the reload has read a few pages of accounts
+            if len(recorder.commands("HSCAN")) > scans_before + 3:
+                break
+            await asyncio.sleep(0.005)
+        assert store.loads_done == 1  # still reloading
+        for account_id in ids[:200]:  # the stop's drain takes a round trip, the reload meanwhile goes on
+            book.mark_account_dirty(account_id)
+        sent_while_stopping: list[tuple[Any, ...]] = []
+        recorder.fail = lambda args: store._closing and args[0] == "HSCAN" and bool(sent_while_stopping.append(args))
+        unfinished = await store.close()
+        await asyncio.sleep(0.05)
+        # The reload ended where it was, without waiting for its cancellation (which redis-py
+        # may absorb): no page read once the stop began, no task outlived it, nothing dirty.
+        assert sent_while_stopping == []
+        assert unfinished == []
+        assert all(task.done() for task in store._tasks)
+        assert not book.dirty_accounts and not book.dirty_orders
+        assert store.loads_done == 1
+    finally:
+        await redis.aclose()

@@ -127,19 +127,20 @@ async def test_healthy_link_when_time_passes_then_orders_keep_flowing(services: 
     assert decision(await client.check(quantity="0.1", price="50000")) == "DECISION_ACCEPT"
 
 
-async def test_start_when_its_collection_stalls_the_loop_past_the_bound_then_it_serves_proven_at_once(
+async def test_start_when_its_post_load_step_stalls_the_loop_past_the_bound_then_it_serves_proven_at_once(
         services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Start-up's full collection blocks the event loop for as long as the heap takes: a large
-    # book or a busy machine can make that longer than the staleness bound. Here it is made so.
+    # Start-up's post-load step (freezing the loaded heap) holds the event loop: a large book or a
+    # busy machine can make that longer than the staleness bound. Here it is made so.
     stalled_until: list[float] = []
 
-    def collect(*args: int) -> int:
+    def freeze() -> None:
         time.sleep(1.0)  # the stall itself (twice the 500 ms bound), not a wait for anything
         stalled_until.append(time.monotonic())
-        return gc.collect(*args)
+        gc.freeze()
 
     monkeypatch.setattr(server_module, "gc", types.SimpleNamespace(
-        collect=collect, freeze=gc.freeze, get_threshold=gc.get_threshold, set_threshold=gc.set_threshold))
+        disable=gc.disable, enable=gc.enable, freeze=freeze, get_threshold=gc.get_threshold,
+        set_threshold=gc.set_threshold))
     service, client = await services.start(redis_stale_after_ms=500)
     # The link was proven after the stall, not only before it: start returns fresh, and the
     # first calls are answered rather than refused as unproven.

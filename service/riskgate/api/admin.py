@@ -295,7 +295,7 @@ class RiskAdminServicer(admin_grpc.RiskAdminServicer):
             ],
             reserved_order_cost=fmt(risk.reserved_order_cost),
             available_margin=fmt(risk.available_margin),
-            controls=convert.controls_message(account.controls),
+            controls=convert.controls_message(account.controls, account.account_id),
             open_orders=len(account.orders),
             version=account.snapshot_version,
         )

@@ -193,9 +193,10 @@ def controls_spec(message: admin.AccountControls, set_by: str = "") -> ControlsS
     )
 
 
-def controls_message(controls: ControlsSpec) -> admin.AccountControls:
+def controls_message(controls: ControlsSpec, account_id: str = "") -> admin.AccountControls:
+    """account_id names the account when controls are the shared defaults (no account id)."""
     return admin.AccountControls(
-        account_id=controls.account_id,
+        account_id=controls.account_id or account_id,
         restriction=controls.restriction,
         kyc_level=controls.kyc_level,
         qualified_investor=controls.qualified_investor,

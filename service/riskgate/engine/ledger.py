@@ -23,6 +23,7 @@ the last sequence they include, and the fills after it are re-applied on top (`a
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -497,11 +498,13 @@ def rebalance(book: Book, account: Account, symbol_name: str) -> None:
     held = position.quantity if position is not None else ZERO
     reducing_side = Side.SELL if held > 0 else Side.BUY
     capacity = abs(held)
-    symbol = book.symbols.get(symbol_name)
-    open_orders = symbol_open_orders(account, symbol_name)
     # Reduce-only orders first, in the order they came: they are what the trader meant to
     # close with, and they can only ever reduce.
     orders = [r for r in account.orders.values() if r.symbol == symbol_name]
+    if not orders:
+        return  # nothing to rebalance, and no aggregate created for it (memory per account)
+    symbol = book.symbols.get(symbol_name)
+    open_orders = symbol_open_orders(account, symbol_name)
     orders.sort(key=lambda r: not r.reduce_only)
     for reservation in orders:
         if reservation.reduce_only:
@@ -620,7 +623,8 @@ def apply_account_record(book: Book, snapshot: AccountSnapshot, journal: Iterabl
     account.positions = {}
     for spec in snapshot.positions:
         if spec.quantity:
-            account.positions[spec.symbol] = Position(spec.quantity, spec.entry_price, spec.leverage)
+            # Interned: every account holding the symbol shares one key, not a decoded copy each.
+            account.positions[sys.intern(spec.symbol)] = Position(spec.quantity, spec.entry_price, spec.leverage)
             adjust_open_interest(book, spec.symbol, ZERO, spec.quantity)
     account.snapshot_version = account.record_version = snapshot.version
     account.cutoff_sequence = cutoff
@@ -655,11 +659,14 @@ def align_leverage(book: Book, account: Account, symbol_name: str) -> None:
     position = account.positions.get(symbol_name)
     if position is None:
         return
+    relabel = [r for r in account.orders.values()
+               if r.symbol == symbol_name and not r.reduce_only and r.leverage != position.leverage]
+    if not relabel:
+        # Most accounts: no aggregate created for a symbol without open orders (memory per account).
+        return
     symbol = book.symbols.get(symbol_name)
     open_orders = symbol_open_orders(account, symbol_name)
-    for reservation in [r for r in account.orders.values() if r.symbol == symbol_name and not r.reduce_only]:
-        if reservation.leverage == position.leverage:
-            continue
+    for reservation in relabel:
         # Costed while the order still counts in its side's worst case.
         relabelled = _cost_of(book, account, symbol, reservation, reservation.increasing_left, position.leverage)
         _hold(account, open_orders, reservation, book, -1)
