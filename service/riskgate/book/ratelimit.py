@@ -17,10 +17,18 @@ class TokenBucket:
 
     def try_take(self, now: float) -> bool:
         # A clock reading older than the last one (another time source) must not drain the bucket.
-        elapsed = max(0.0, now - self._last)
-        self._last = max(now, self._last)
+        # (The same arithmetic as max/min, without their calls: this runs for every order.)
+        last = self._last
+        if now > last:
+            elapsed = now - last
+            self._last = now
+        else:
+            elapsed = 0.0
         # Token counts are not money; a float is exact enough for a throttle.
-        tokens = min(float(self.rate), self._tokens + elapsed * self.rate)
+        rate = self.rate
+        tokens = self._tokens + elapsed * rate
+        if tokens > rate:
+            tokens = float(rate)
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
             return True

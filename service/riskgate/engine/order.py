@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from riskgate.engine.result import Reason
@@ -55,22 +56,25 @@ class Order:
         self.price_units = price_units
 
 
-# Wire amount -> (its Decimal, quantity units, price units). Order flow repeats a small set of
-# quantities and prices, and a hit skips the regex, the Decimal parse and both conversions.
-# Decimals are immutable, so one object may serve every order. Bounded: emptied when full.
-_AMOUNTS: dict[str, tuple[Decimal, int | None, int | None]] = {}
+# Wire amount -> (its Decimal, its fixed-point units), one table for quantities and one for
+# prices. Order flow repeats a small set of quantities (and, less, prices); a hit skips the
+# regex, the Decimal parse and the conversion. Decimals are immutable, so one object may serve
+# every order. Bounded: a table is emptied when full.
+_QUANTITIES: dict[str, tuple[Decimal, int | None]] = {}
+_PRICES: dict[str, tuple[Decimal, int | None]] = {}
 _AMOUNTS_MAX = 8192
 
 
-def _amount(text: str) -> tuple[Decimal, int | None, int | None]:
-    """parse_non_negative(text) with its fixed-point units; raises DecimalFormatError as it does."""
-    known = _AMOUNTS.get(text)
+def _amount(text: str, table: dict[str, tuple[Decimal, int | None]], units: Callable[[Decimal], int | None]
+            ) -> tuple[Decimal, int | None]:
+    """parse_non_negative(text) with its units; raises DecimalFormatError as it does."""
+    known = table.get(text)
     if known is None:
         value = parse_non_negative(text)
-        known = (value, quantity_units(value), price_units(value))
-        if len(_AMOUNTS) >= _AMOUNTS_MAX:
-            _AMOUNTS.clear()
-        _AMOUNTS[text] = known
+        known = (value, units(value))
+        if len(table) >= _AMOUNTS_MAX:
+            table.clear()
+        table[text] = known
     return known
 
 
@@ -109,7 +113,7 @@ def parse_order(
         return Reason(ReasonCode.INVALID_ORDER_TYPE, "order_type must be ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET",
                       "", str(order_type))
     try:
-        qty, qty_units, _ = _amount(quantity)
+        qty, qty_units = _amount(quantity, _QUANTITIES, quantity_units)
     except DecimalFormatError as exc:
         return Reason(ReasonCode.INVALID_QUANTITY, f"quantity: {exc}", "", _shown(quantity))
     if qty == ZERO:
@@ -118,7 +122,7 @@ def parse_order(
     limit_units: int | None = None
     if order_type == OrderType.LIMIT:
         try:
-            parsed_price, _, limit_units = _amount(price)
+            parsed_price, limit_units = _amount(price, _PRICES, price_units)
         except DecimalFormatError as exc:
             return Reason(ReasonCode.INVALID_PRICE, f"price of a limit order: {exc}", "", _shown(price))
         if parsed_price == ZERO:
