@@ -1,6 +1,6 @@
 """Instructions per order, counted by valgrind (cachegrind): a measure this shared VM's load cannot move.
 
-`valgrind --tool=cachegrind --cache-sim=no python -m loadtest.engine_ir --orders N --repeat PART`
+`PYTHONHASHSEED=0 valgrind --tool=cachegrind --cache-sim=no python -m loadtest.engine_ir --orders N --repeat PART`
 runs the engine bench's loop (parse, check, reserve, settle) over N orders of its workload;
 with --repeat check (or parse) that step runs twice per order, the second result discarded
 (the check's only side effect, the order-rate token, never runs dry at the bench's rates, and
@@ -12,6 +12,7 @@ docs/engine.md for the commands and figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Sequence
 
@@ -32,6 +33,10 @@ def run(orders: int, repeat: str) -> None:
     mono0 = time.monotonic()
     mark_every = int(NOMINAL_RATE / 6)
     planned = list(workload.orders("ir", orders))
+    # Collections would land at different points in runs with and without the repeat: none
+    # during the loop (run it with PYTHONHASHSEED fixed too, so dict and set orders repeat).
+    gc.collect()
+    gc.disable()
     for index, order in enumerate(planned):
         virtual_s = index / NOMINAL_RATE
         now_ms = wall_ms + int(virtual_s * 1000)

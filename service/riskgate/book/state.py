@@ -260,7 +260,6 @@ class Fill:
 class Account:
     __slots__ = (
         "_balance",
-        "_reserved_cost",
         "account_id",
         "balance_units",
         "bucket",
@@ -275,7 +274,8 @@ class Account:
         "positions",
         "recent_order_ids",
         "record_version",
-        "reserved_units",
+        "reserved_cost",
+        "reserved_fixed",
         "snapshot_version",
     )
 
@@ -292,6 +292,9 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
+        # (reserved_cost, its money units) as the check last converted it: it changes with every
+        # order and fill, more often than the account is checked, so it is converted lazily.
+        self.reserved_fixed: tuple[Decimal, int | None] | None = None
         # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
         # closed_queue frees entries once they are older than the window.
         self.recent_order_ids: dict[str, float] = {}
@@ -304,7 +307,7 @@ class Account:
         # Executions applied to this account so far (each gets the next number).
         self.ordinal = 0
 
-    # Balance and reserved cost are also held in money units, converted once per change (see Position).
+    # The balance is also held in money units, converted once per change (see Position).
     @property
     def balance(self) -> Decimal:
         return self._balance
@@ -313,15 +316,6 @@ class Account:
     def balance(self, value: Decimal) -> None:
         self._balance = value
         self.balance_units = money_units(value)
-
-    @property
-    def reserved_cost(self) -> Decimal:
-        return self._reserved_cost
-
-    @reserved_cost.setter
-    def reserved_cost(self, value: Decimal) -> None:
-        self._reserved_cost = value
-        self.reserved_units = money_units(value) if value else 0
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(

@@ -88,6 +88,8 @@ def prepare(book: Book, order: Order, now_mono: float) -> tuple[SymbolState, Acc
         return None
     if account.controls.restriction != _UNRESTRICTED:
         return None
+    if order.leverage < 0:
+        return None  # never on the wire (uint32); the decimal path decides whatever it means
     return symbol, account, quantity, price
 
 
@@ -292,7 +294,15 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
                 reserved_e = reserved * 10**9
                 if needed > reserved_e:
                     shortfall += needed - reserved_e
-    balance, reserved_cost = account.balance_units, account.reserved_units
+    balance = account.balance_units
+    reserved_decimal = account.reserved_cost
+    if not reserved_decimal:
+        reserved_cost: int | None = 0
+    else:
+        cached_reserved = account.reserved_fixed
+        if cached_reserved is None or cached_reserved[0] is not reserved_decimal:
+            cached_reserved = account.reserved_fixed = (reserved_decimal, money_units(reserved_decimal))
+        reserved_cost = cached_reserved[1]
     if balance is None or reserved_cost is None:
         raise Unfit
     available = (balance + upnl_total - reserved_cost) * 10**9 - initial_margin - shortfall

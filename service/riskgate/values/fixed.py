@@ -38,8 +38,10 @@ _MR = Decimal(MONEY_SCALE * RATE_SCALE)
 def exact(value: Decimal, scale: Decimal) -> int | None:
     """value x scale as an int when that is a whole number, else None (never rounded)."""
     scaled = value * scale
-    whole = int(scaled)
-    return whole if whole == scaled else None
+    # Decimal against Decimal: cheaper than comparing with the int (which converts it back).
+    if scaled != scaled.to_integral_value():
+        return None
+    return int(scaled)
 
 
 def quantity_units(value: Decimal) -> int | None:
