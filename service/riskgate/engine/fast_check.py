@@ -1,7 +1,9 @@
 """The check's fixed-point fast path: an order that is accepted whole, decided in scaled integers.
 
 `check.check_order` tries this first. It mirrors `check.check_order_decimal` rule for rule,
-but only ever returns an ACCEPT: whenever the order would be refused or capped, whenever a
+but only ever returns an ACCEPT, or the INSUFFICIENT_MARGIN refusal of an order with nothing
+to reduce (the common refusal that is reached only after all the arithmetic): whenever the
+order would be refused otherwise or capped, whenever a
 figure does not fit its fixed-point scale, or whenever exact integer arithmetic could differ
 from the decimal implementation's (a non-terminating division landing exactly on a rounding
 boundary), it returns None and the decimal implementation decides the order from the start.
@@ -20,8 +22,8 @@ from decimal import Decimal
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
 from riskgate.engine.limits import gross_and_open_interest
 from riskgate.engine.order import Order
-from riskgate.engine.result import CheckResult
-from riskgate.values.codes import BreakerState, Decision, OrderType, Restriction, Side
+from riskgate.engine.result import CheckResult, Reason
+from riskgate.values.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
 from riskgate.values.fixed import (
     LEVERAGE_FACTORS,
     QUANTUM_UNITS,
@@ -32,13 +34,14 @@ from riskgate.values.fixed import (
     price_units,
     quantity_units,
 )
-from riskgate.values.money import ZERO
+from riskgate.values.money import ZERO, fmt
 
 _NORMAL = BreakerState.NORMAL
 _UNRESTRICTED = Restriction.NONE
 _BUY = Side.BUY
 _MARKET = OrderType.MARKET
 _ACCEPT = Decision.ACCEPT
+_REJECT = Decision.REJECT
 # The quantum in the units available margin is summed in (money x DIVISION_SCALE).
 _QUANTUM_E = QUANTUM_UNITS * 10**9
 # Quanta back to money: n x 1E-8 is exact with exponent -8, the exponent round_up and
@@ -153,7 +156,8 @@ def _margin_factor(fixed: FixedSymbol, leverage: int, notional: int, account_cap
 
 def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account, quantity: int, limit: int,
                 now_ms: int, now_mono: float) -> CheckResult | None:
-    """An ACCEPT with every figure the decimal implementation would report, or None.
+    """An ACCEPT (or a margin refusal) with every figure the decimal implementation would
+    report, or None.
 
     Called after `prepare` passed and the order-rate token was taken. Raises Unfit for a
     figure it cannot take exactly (the caller hands the order to the decimal path, whose
@@ -346,7 +350,13 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
                 raise Unfit
             cost_quanta -= close_quanta
         if cost_quanta * _QUANTUM_E > available:
-            return None
+            if reducing:
+                return None  # REDUCE_ONLY with the reducing part allowed: the decimal path
+            # The most frequent refusal (6% of the harness's orders): answered here rather than
+            # by a second, decimal, pass over the same figures.
+            return _margin_reject(symbol, fixed, order, bound, max_leverage, price_decimal, available, cost_quanta,
+                                  held, entry if position is not None else None, buying, price, balance, other_mm,
+                                  other_upnl)
 
     # All fields set here (not through __init__'s defaults): the result is built once.
     result = _new_result(CheckResult)
@@ -378,6 +388,29 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
 
 
 _new_result = object.__new__
+
+
+def _margin_reject(symbol: SymbolState, fixed: FixedSymbol, order: Order, bound: int, max_leverage: int,
+                   price_decimal: Decimal, available: int, cost_quanta: int, held: int, entry: int | None,
+                   buying: bool, price: int, balance: int, other_mm: int, other_upnl: int) -> CheckResult:
+    """The decimal path's INSUFFICIENT_MARGIN refusal of an order with nothing to reduce:
+    nothing allowed, the same reason text, and the figures of the account as it stands."""
+    available_quanta = available // _QUANTUM_E
+    result = _new_result(CheckResult)
+    result.decision = _REJECT
+    result.reasons = [Reason(ReasonCode.INSUFFICIENT_MARGIN, "order cost above available margin",
+                             fmt(Decimal(available_quanta) * _QUANTUM), fmt(Decimal(cost_quanta) * _QUANTUM))]
+    result.allowed_quantity = ZERO
+    result.max_leverage = max_leverage
+    result.price = price_decimal
+    result.reducing = ZERO  # min(ZERO, ZERO)
+    result.increasing = ZERO - ZERO  # the decimal path's own expression (a new Decimal 0)
+    result.leverage = bound or symbol.default_leverage
+    result.initial_margin = result.order_cost = ZERO
+    result.available_margin = Decimal(available_quanta) * _QUANTUM
+    result.liquidation_price = _liquidation_price(fixed, symbol, held, entry, buying, 0, price, balance, other_mm,
+                                                  other_upnl)
+    return result
 
 
 def _reducing_decimal(order: Order, position: Position | None, open_orders: OpenOrders | None,
