@@ -1,8 +1,9 @@
 """The check's fixed-point fast path: an order that is accepted whole, decided in scaled integers.
 
 `check.check_order` tries this first. It mirrors `check.check_order_decimal` rule for rule,
-but only ever returns an ACCEPT, or the INSUFFICIENT_MARGIN refusal of an order with nothing
-to reduce (the common refusal that is reached only after all the arithmetic): whenever the
+but only ever returns an ACCEPT, the INSUFFICIENT_MARGIN refusal of an order with nothing to
+reduce (the common refusal reached only after all the arithmetic) or a price-band refusal:
+whenever the
 order would be refused otherwise or capped, whenever a
 figure does not fit its fixed-point scale, or whenever exact integer arithmetic could differ
 from the decimal implementation's (a non-terminating division landing exactly on a rounding
@@ -22,7 +23,7 @@ from decimal import Decimal
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
 from riskgate.engine.limits import gross_and_open_interest
 from riskgate.engine.order import Order
-from riskgate.engine.result import CheckResult, Reason
+from riskgate.engine.result import CheckResult, Reason, reject
 from riskgate.values.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
 from riskgate.values.fixed import (
     LEVERAGE_FACTORS,
@@ -205,10 +206,16 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     else:
         price = limit
         price_decimal = order.price  # type: ignore[assignment]
+        # Outside the band: the decimal path's refusal, word for word (it refuses here whatever
+        # else it found, so the fast path may too).
         if buying and price * RATE_SCALE > mark * fixed.band_ceiling:
-            return None
+            mark_decimal = symbol.mark.price  # type: ignore[union-attr]
+            return reject(Reason(ReasonCode.PRICE_ABOVE_BAND, "buy price above mark x (1 + band)",
+                                 fmt(mark_decimal * symbol.band_ceiling), fmt(price_decimal)))
         if not buying and price * RATE_SCALE < mark * fixed.band_floor:
-            return None
+            mark_decimal = symbol.mark.price  # type: ignore[union-attr]
+            return reject(Reason(ReasonCode.PRICE_BELOW_BAND, "sell price below mark x (1 - band)",
+                                 fmt(mark_decimal * symbol.band_floor), fmt(price_decimal)))
     if quantity < fixed.min_quantity or quantity > fixed.max_quantity:
         return None
     notional = quantity * price
