@@ -173,12 +173,15 @@ def test_fast_path_when_workload_orders_then_most_are_accepted_in_fixed_point() 
 
 
 def test_margin_refusal_when_the_fast_path_answers_then_it_is_the_oracles() -> None:
-    """An order too large for the margin, with nothing to reduce: the fast path refuses it
-    itself (reason text, available margin, the liquidation price of the position as it stands)."""
+    """An order too large for the margin: the fast path answers it itself, REJECT with nothing
+    to reduce, REDUCE_ONLY for the part that reduces (reason text, available margin, the
+    liquidation price of what is allowed), exactly as the oracle does."""
     from tests.engine_book import make_book
 
     # make_book's marks are stamped at 0 with a bound of 10^12 ms: checked at 1000 ms, they are fresh.
-    for position, side in (("0", Side.BUY), ("-0.5", Side.SELL), ("0.5", Side.BUY)):
+    decisions = set()
+    for position, side in (("0", Side.BUY), ("-0.5", Side.SELL), ("0.5", Side.BUY), ("-0.5", Side.BUY),
+                           ("0.5", Side.SELL)):
         book = make_book(balance="1000", position=position)
         order = Order(f"big-{side.name}", "acct-1", "BTCUSDT", side, OrderType.LIMIT, D("2"), D("50000"), 10,
                       False)
@@ -189,3 +192,5 @@ def test_margin_refusal_when_the_fast_path_answers_then_it_is_the_oracles() -> N
         assert answered is not None and expected.reasons[0].code.name == "INSUFFICIENT_MARGIN"
         assert _describe(answered) == _describe(expected)
         assert _describe(check_order(book, order, 1000, 0.0)) == _describe(expected)
+        decisions.add(expected.decision.name)
+    assert decisions == {"REJECT", "REDUCE_ONLY"}

@@ -1,8 +1,9 @@
 """The check's fixed-point fast path: an order that is accepted whole, decided in scaled integers.
 
 `check.check_order` tries this first. It mirrors `check.check_order_decimal` rule for rule,
-but only ever returns an ACCEPT, the INSUFFICIENT_MARGIN refusal of an order with nothing to
-reduce (the common refusal reached only after all the arithmetic) or a price-band refusal:
+but only ever returns an ACCEPT, the INSUFFICIENT_MARGIN answer (REJECT, or REDUCE_ONLY for
+the part that reduces: the common refusal reached only after all the arithmetic) or a
+price-band refusal:
 whenever the
 order would be refused otherwise or capped, whenever a
 figure does not fit its fixed-point scale, or whenever exact integer arithmetic could differ
@@ -43,6 +44,7 @@ _BUY = Side.BUY
 _MARKET = OrderType.MARKET
 _ACCEPT = Decision.ACCEPT
 _REJECT = Decision.REJECT
+_REDUCE_ONLY = Decision.REDUCE_ONLY
 # The quantum in the units available margin is summed in (money x DIVISION_SCALE).
 _QUANTUM_E = QUANTUM_UNITS * 10**9
 # Quanta back to money: n x 1E-8 is exact with exponent -8, the exponent round_up and
@@ -357,13 +359,13 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
                 raise Unfit
             cost_quanta -= close_quanta
         if cost_quanta * _QUANTUM_E > available:
-            if reducing:
-                return None  # REDUCE_ONLY with the reducing part allowed: the decimal path
             # The most frequent refusal (6% of the harness's orders): answered here rather than
-            # by a second, decimal, pass over the same figures.
+            # by a second, decimal, pass over the same figures. With a part that reduces, that
+            # part is still allowed (REDUCE_ONLY).
+            reducing_decimal = _reducing_decimal(order, position, open_orders, buying) if reducing else ZERO
             return _margin_reject(symbol, fixed, order, bound, max_leverage, price_decimal, available, cost_quanta,
-                                  held, entry if position is not None else None, buying, price, balance, other_mm,
-                                  other_upnl)
+                                  reducing, reducing_decimal, held, entry if position is not None else None, buying,
+                                  price, balance, other_mm, other_upnl)
 
     # All fields set here (not through __init__'s defaults): the result is built once.
     result = _new_result(CheckResult)
@@ -398,25 +400,28 @@ _new_result = object.__new__
 
 
 def _margin_reject(symbol: SymbolState, fixed: FixedSymbol, order: Order, bound: int, max_leverage: int,
-                   price_decimal: Decimal, available: int, cost_quanta: int, held: int, entry: int | None,
-                   buying: bool, price: int, balance: int, other_mm: int, other_upnl: int) -> CheckResult:
-    """The decimal path's INSUFFICIENT_MARGIN refusal of an order with nothing to reduce:
-    nothing allowed, the same reason text, and the figures of the account as it stands."""
+                   price_decimal: Decimal, available: int, cost_quanta: int, reducing: int, reducing_decimal: Decimal,
+                   held: int, entry: int | None, buying: bool, price: int, balance: int, other_mm: int,
+                   other_upnl: int) -> CheckResult:
+    """The decimal path's INSUFFICIENT_MARGIN result: REJECT, or REDUCE_ONLY with the reducing
+    part allowed; the same reason text, and the figures of what is allowed."""
     available_quanta = available // _QUANTUM_E
     result = _new_result(CheckResult)
-    result.decision = _REJECT
+    result.decision = _REDUCE_ONLY if reducing else _REJECT
     result.reasons = [Reason(ReasonCode.INSUFFICIENT_MARGIN, "order cost above available margin",
                              fmt(Decimal(available_quanta) * _QUANTUM), fmt(Decimal(cost_quanta) * _QUANTUM))]
-    result.allowed_quantity = ZERO
+    # As the decimal path writes it: allowed = reducing (ZERO when none), reducing = min(allowed,
+    # reducing) (the same object), increasing = allowed - reducing (a new Decimal 0).
+    result.allowed_quantity = reducing_decimal
+    result.reducing = reducing_decimal
+    result.increasing = reducing_decimal - reducing_decimal
     result.max_leverage = max_leverage
     result.price = price_decimal
-    result.reducing = ZERO  # min(ZERO, ZERO)
-    result.increasing = ZERO - ZERO  # the decimal path's own expression (a new Decimal 0)
     result.leverage = bound or symbol.default_leverage
     result.initial_margin = result.order_cost = ZERO
     result.available_margin = Decimal(available_quanta) * _QUANTUM
-    result.liquidation_price = _liquidation_price(fixed, symbol, held, entry, buying, 0, price, balance, other_mm,
-                                                  other_upnl)
+    result.liquidation_price = _liquidation_price(fixed, symbol, held, entry, buying, reducing, price, balance,
+                                                  other_mm, other_upnl)
     return result
 
 
