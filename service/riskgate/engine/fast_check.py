@@ -159,8 +159,8 @@ def _margin_factor(fixed: FixedSymbol, leverage: int, notional: int, account_cap
 
 def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account, quantity: int, limit: int,
                 now_ms: int, now_mono: float) -> CheckResult | None:
-    """An ACCEPT (or a margin refusal) with every figure the decimal implementation would
-    report, or None.
+    """An ACCEPT, a margin answer or a price-band refusal, with every figure the decimal
+    implementation would report; None when that implementation must decide.
 
     Called after `prepare` passed and the order-rate token was taken. Raises Unfit for a
     figure it cannot take exactly (the caller hands the order to the decimal path, whose
