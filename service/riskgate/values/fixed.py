@@ -143,8 +143,3 @@ def fixed_symbol(spec: SymbolSpec, tiers: TierTable, band_ceiling: Decimal, band
     lot, tick, min_q, max_q, min_n, max_n, ceiling, floor_, fee = figures
     return FixedSymbol(lot, tick, min_q, max_q, min_n, max_n, max_position, ceiling, floor_, fee,  # type: ignore[arg-type]
                        tuple(fixed_tiers))
-
-
-def from_quanta(units: int) -> Decimal:
-    """Money quanta (1e-8) back to the decimal round_up / round_down would give: exponent -8."""
-    return Decimal(units).scaleb(-8)
