@@ -23,6 +23,7 @@ from riskgate.book.specs import (
     SymbolSpec,
 )
 from riskgate.values.codes import BreakerState, Side
+from riskgate.values.fixed import fixed_symbol, money_units, price_units, quantity_units
 from riskgate.values.money import ONE, ZERO
 from riskgate.values.tiers import TierTable
 
@@ -48,6 +49,8 @@ class SymbolState:
         "band_floor",
         "breaker",
         "default_leverage",
+        "fixed",
+        "fixed_mark",
         "long_open_interest",
         "mark",
         "pending_long_increase",
@@ -60,6 +63,9 @@ class SymbolState:
     def __init__(self, spec: SymbolSpec, tiers: TierTable) -> None:
         self.replace_spec(spec, tiers)
         self.mark: MarkSpec | None = None
+        # The mark in price units, with the MarkSpec it was taken from (the check's cache,
+        # valid while that very object is the mark).
+        self.fixed_mark: tuple[MarkSpec, int | None] | None = None
         self.breaker = NORMAL_BREAKER
         # Open interest as seen by the accounts this process owns, in base quantity.
         self.long_open_interest = ZERO
@@ -77,15 +83,39 @@ class SymbolState:
         self.default_leverage = spec.default_leverage or min(
             DEFAULT_LEVERAGE_CEILING, tiers.tiers[0].max_leverage
         )
+        # The spec in scaled integers for the check's fast path (None: decimal only).
+        self.fixed = fixed_symbol(spec, tiers, self.band_ceiling, self.band_floor)
 
 
 class Position:
-    __slots__ = ("entry_price", "leverage", "quantity")
+    """A position. Quantity and entry price are also held in fixed-point units (values.fixed),
+    converted once whenever they change, so the check's fast path never converts them; a
+    value that does not fit its scale has units None (the check then decides in decimals)."""
+
+    __slots__ = ("_entry_price", "_quantity", "entry_units", "leverage", "quantity_units")
 
     def __init__(self, quantity: Decimal, entry_price: Decimal, leverage: int) -> None:
         self.quantity = quantity
         self.entry_price = entry_price
         self.leverage = leverage
+
+    @property
+    def quantity(self) -> Decimal:
+        return self._quantity
+
+    @quantity.setter
+    def quantity(self, value: Decimal) -> None:
+        self._quantity = value
+        self.quantity_units = quantity_units(value)
+
+    @property
+    def entry_price(self) -> Decimal:
+        return self._entry_price
+
+    @entry_price.setter
+    def entry_price(self, value: Decimal) -> None:
+        self._entry_price = value
+        self.entry_units = price_units(value)
 
 
 class Reservation:
@@ -195,7 +225,7 @@ class OpenOrders:
     side also the notional of their risk-increasing parts and the initial margin reserved
     for it, so valuation can hold them to the tier their side's worst case falls in now."""
 
-    __slots__ = ("binding_orders", "buy", "buy_margin", "buy_notional", "leverage", "sell", "sell_margin",
+    __slots__ = ("binding_orders", "buy", "buy_margin", "buy_notional", "fixed", "leverage", "sell", "sell_margin",
                  "sell_notional")
 
     def __init__(self) -> None:
@@ -207,6 +237,8 @@ class OpenOrders:
         self.sell_margin = ZERO
         self.binding_orders = 0
         self.leverage = 0
+        # The six figures above as last converted by the check, with their units (see Position).
+        self.fixed: tuple[tuple[Decimal, ...], tuple[int | None, ...]] | None = None
 
 
 class Fill:
@@ -227,8 +259,9 @@ class Fill:
 
 class Account:
     __slots__ = (
+        "_balance",
         "account_id",
-        "balance",
+        "balance_units",
         "bucket",
         "controls",
         "cutoff_ms",
@@ -242,6 +275,7 @@ class Account:
         "recent_order_ids",
         "record_version",
         "reserved_cost",
+        "reserved_fixed",
         "snapshot_version",
     )
 
@@ -258,6 +292,9 @@ class Account:
         self.orders: dict[str, Reservation] = {}
         self.open_by_symbol: dict[str, OpenOrders] = {}
         self.reserved_cost = ZERO
+        # (reserved_cost, its money units) as the check last converted it: it changes with every
+        # order and fill, more often than the account is checked, so it is converted lazily.
+        self.reserved_fixed: tuple[Decimal, int | None] | None = None
         # Closed order id -> when it closed (monotonic s), for the duplicate window. The book's
         # closed_queue frees entries once they are older than the window.
         self.recent_order_ids: dict[str, float] = {}
@@ -269,6 +306,16 @@ class Account:
         self.journal_floor = 0
         # Executions applied to this account so far (each gets the next number).
         self.ordinal = 0
+
+    # The balance is also held in money units, converted once per change (see Position).
+    @property
+    def balance(self) -> Decimal:
+        return self._balance
+
+    @balance.setter
+    def balance(self, value: Decimal) -> None:
+        self._balance = value
+        self.balance_units = money_units(value)
 
     def snapshot(self) -> AccountSnapshot:
         return AccountSnapshot(

@@ -9,7 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from riskgate.book.state import Account, Book, OpenOrders, Position, SymbolState
+from riskgate.engine.fast_check import Unfit, fast_accept, prepare
 from riskgate.engine.ledger import symbol_leverage
+from riskgate.engine.limits import gross_and_open_interest
 from riskgate.engine.margin import liquidation_price, order_cost, value_account
 from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult, Reason, reject
@@ -20,6 +22,26 @@ _NO_OPEN_ORDERS = OpenOrders()
 
 
 def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> CheckResult:
+    """The decision on one order. An order accepted whole is decided in scaled integers
+    (`fast_check`); every other order, and any figure that does not fit fixed point exactly,
+    by the decimal implementation below, which states every reason."""
+    prepared = prepare(book, order, now_mono)
+    if prepared is None:
+        return check_order_decimal(book, order, now_ms, now_mono)
+    symbol, account, quantity, price = prepared
+    if not account.bucket.try_take(now_mono):
+        return check_order_decimal(book, order, now_ms, now_mono, bucket=False)
+    try:
+        result = fast_accept(book, order, symbol, account, quantity, price, now_ms, now_mono)
+    except Unfit:
+        result = None
+    return result if result is not None else check_order_decimal(book, order, now_ms, now_mono, bucket=True)
+
+
+def check_order_decimal(book: Book, order: Order, now_ms: int, now_mono: float, bucket: bool | None = None
+                        ) -> CheckResult:
+    """The whole check in exact decimals. `bucket`: the order-rate token's outcome when the
+    caller already tried to take it (never taken twice for one order), None to take it here."""
     symbol = book.symbols.get(order.symbol)
     if symbol is None:
         return reject(Reason(ReasonCode.UNKNOWN_SYMBOL, f"symbol {order.symbol!r} is not listed", "", order.symbol))
@@ -63,7 +85,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
     if controls.restriction == Restriction.REDUCE_ONLY and imposed is None:
         imposed = Reason(ReasonCode.ACCOUNT_REDUCE_ONLY, "account is restricted to reducing orders"
                          + (f" ({controls.reason})" if controls.reason else ""), "REDUCE_ONLY", account.account_id)
-    if not account.bucket.try_take(now_mono):
+    if not (account.bucket.try_take(now_mono) if bucket is None else bucket):
         return reject(Reason(ReasonCode.ORDER_RATE_EXCEEDED, "orders per second above the account's limit",
                              str(account.bucket.rate), "burst exhausted"))
 
@@ -172,7 +194,7 @@ def check_order(book: Book, order: Order, now_ms: int, now_mono: float) -> Check
             failure = Reason(ReasonCode.POSITION_LIMIT_EXCEEDED, "position with open orders above the symbol limit",
                              fmt(spec.max_position_notional), fmt(exposure_notional))
         else:
-            failure = _gross_and_open_interest(book, account, symbol, order, buying, increasing, mark)
+            failure = gross_and_open_interest(book, account, symbol, order, buying, increasing, mark)
         if failure is None:
             # 9. margin
             cost = order_cost(order.side, increasing, price, mark, leverage, spec.taker_fee_rate)
@@ -256,53 +278,6 @@ def _freshness(book: Book, symbol: SymbolState, now_ms: int, now_mono: float) ->
         return Reason(ReasonCode.MARK_PRICE_STALE, "mark price older than its bound: failing closed",
                       f"{symbol.spec.mark_price_max_age_ms}ms", f"{age}ms")
     return None
-
-
-def _gross_and_open_interest(book: Book, account: Account, symbol: SymbolState, order: Order, buying: bool,
-                             increasing: Decimal, mark: Decimal) -> Reason | None:
-    gross_cap = account.controls.max_gross_notional
-    if gross_cap is not None:
-        gross = _gross_notional(book, account, order, mark)
-        if gross > gross_cap:
-            return Reason(ReasonCode.GROSS_NOTIONAL_EXCEEDED,
-                          "gross notional across symbols, open orders included, above the account's cap",
-                          fmt(gross_cap), fmt(gross))
-    cap = symbol.spec.open_interest_cap
-    if cap is not None:
-        if buying:
-            side_interest = symbol.long_open_interest + symbol.pending_long_increase + increasing
-        else:
-            side_interest = symbol.short_open_interest + symbol.pending_short_increase + increasing
-        interest_notional = side_interest * mark
-        if interest_notional > cap:
-            return Reason(ReasonCode.OPEN_INTEREST_CAP_EXCEEDED, "open interest of the symbol would exceed its cap",
-                          fmt(cap), fmt(interest_notional))
-    return None
-
-
-def _gross_notional(book: Book, account: Account, order: Order, order_mark: Decimal) -> Decimal:
-    symbols = set(account.positions) | set(account.open_by_symbol)
-    symbols.add(order.symbol)
-    gross = ZERO
-    for name in symbols:
-        position = account.positions.get(name)
-        held = position.quantity if position is not None else ZERO
-        open_orders = account.open_by_symbol.get(name, _NO_OPEN_ORDERS)
-        long_side = held + open_orders.buy
-        short_side = -held + open_orders.sell
-        if name == order.symbol:
-            if order.side == Side.BUY:
-                long_side += order.quantity
-            else:
-                short_side += order.quantity
-            mark = order_mark
-        else:
-            state = book.symbols.get(name)
-            if state is None or state.mark is None:
-                continue
-            mark = state.mark.price
-        gross += max(long_side, short_side, ZERO) * mark
-    return gross
 
 
 def _resulting_liquidation_price(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from riskgate.engine.result import Reason
 from riskgate.engine.spec_rules import ID_MAX_LEN, MAX_LEVERAGE, SYMBOL_MAX_LEN
 from riskgate.values.codes import OrderType, ReasonCode, Side
+from riskgate.values.fixed import price_units, quantity_units
 from riskgate.values.money import ZERO, DecimalFormatError, parse_non_negative
 
 
@@ -17,7 +19,9 @@ class Order:
         "order_id",
         "order_type",
         "price",
+        "price_units",
         "quantity",
+        "quantity_units",
         "reduce_only",
         "side",
         "symbol",
@@ -34,6 +38,8 @@ class Order:
         price: Decimal | None,
         leverage: int,
         reduce_only: bool,
+        quantity_units: int | None = None,
+        price_units: int | None = None,
     ) -> None:
         self.order_id = order_id
         self.account_id = account_id
@@ -44,6 +50,32 @@ class Order:
         self.price = price
         self.leverage = leverage
         self.reduce_only = reduce_only
+        # The same quantity and price in fixed-point units (values.fixed), when the parser had
+        # them at hand; None: the check converts them itself (or they do not fit).
+        self.quantity_units = quantity_units
+        self.price_units = price_units
+
+
+# Wire amount -> (its Decimal, its fixed-point units), one table for quantities and one for
+# prices. Order flow repeats a small set of quantities (and, less, prices); a hit skips the
+# regex, the Decimal parse and the conversion. Decimals are immutable, so one object may serve
+# every order. Bounded: a table is emptied when full.
+_QUANTITIES: dict[str, tuple[Decimal, int | None]] = {}
+_PRICES: dict[str, tuple[Decimal, int | None]] = {}
+_AMOUNTS_MAX = 8192
+
+
+def _amount(text: str, table: dict[str, tuple[Decimal, int | None]], units: Callable[[Decimal], int | None]
+            ) -> tuple[Decimal, int | None]:
+    """parse_non_negative(text) with its units; raises DecimalFormatError as it does."""
+    known = table.get(text)
+    if known is None:
+        value = parse_non_negative(text)
+        known = (value, units(value))
+        if len(table) >= _AMOUNTS_MAX:
+            table.clear()
+        table[text] = known
+    return known
 
 
 def _bad_identifier(value: str, max_len: int) -> bool:
@@ -81,15 +113,16 @@ def parse_order(
         return Reason(ReasonCode.INVALID_ORDER_TYPE, "order_type must be ORDER_TYPE_LIMIT or ORDER_TYPE_MARKET",
                       "", str(order_type))
     try:
-        qty = parse_non_negative(quantity)
+        qty, qty_units = _amount(quantity, _QUANTITIES, quantity_units)
     except DecimalFormatError as exc:
         return Reason(ReasonCode.INVALID_QUANTITY, f"quantity: {exc}", "", _shown(quantity))
     if qty == ZERO:
         return Reason(ReasonCode.INVALID_QUANTITY, "quantity must be positive", "0", quantity)
     parsed_price: Decimal | None = None
+    limit_units: int | None = None
     if order_type == OrderType.LIMIT:
         try:
-            parsed_price = parse_non_negative(price)
+            parsed_price, limit_units = _amount(price, _PRICES, price_units)
         except DecimalFormatError as exc:
             return Reason(ReasonCode.INVALID_PRICE, f"price of a limit order: {exc}", "", _shown(price))
         if parsed_price == ZERO:
@@ -100,4 +133,4 @@ def parse_order(
         return Reason(ReasonCode.INVALID_LEVERAGE, f"leverage must be 0 (current) or 1-{MAX_LEVERAGE}",
                       str(MAX_LEVERAGE), str(leverage))
     return Order(order_id, account_id, symbol, Side(side), OrderType(order_type), qty, parsed_price,
-                 leverage, reduce_only)
+                 leverage, reduce_only, qty_units, limit_units)
