@@ -6,8 +6,12 @@
 # the README (Operate, Deploy), deploy/compose/ and deploy/k8s/. Versions: constraints.txt.
 
 FROM python:3.11-slim AS build
+# A C compiler for mypyc, which compiles the hot path (setup.py); the final stage needs none.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY constraints.txt pyproject.toml README.md ./
+COPY constraints.txt pyproject.toml setup.py README.md ./
 COPY proto ./proto
 COPY service ./service
 # Wheels of riskgate and of every runtime dependency, at the versions constraints.txt pins.

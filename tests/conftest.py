@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from riskgate.api.server import RiskgateService
+from riskgate.compiled import HOT_PATH, compiled_modules
 from riskgate.config import Config
 from riskgate.store.embedded import EmbeddedRedis
 from tests.support import Client, test_config
@@ -21,6 +22,10 @@ os.environ.setdefault("RISKGATE_ADMIN_LISTEN", "127.0.0.1:0")
 os.environ.setdefault("RISKGATE_MONITOR_LISTEN", "127.0.0.1:0")
 os.environ.setdefault("RISKGATE_METRICS_LISTEN", "127.0.0.1:0")
 os.environ.setdefault("RISKGATE_MONITOR_METRICS_LISTEN", "127.0.0.1:0")
+
+
+def pytest_report_header() -> str:
+    return f"riskgate hot path: {len(compiled_modules())} of {len(HOT_PATH)} modules compiled (mypyc)"
 
 
 @pytest.fixture(scope="session")

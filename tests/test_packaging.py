@@ -38,9 +38,10 @@ COMPOSE = DEPLOY / "compose" / "docker-compose.yml"
 K8S = DEPLOY / "k8s"
 IN_CI = os.environ.get("CI") == "true"
 
-# hadolint rules this project ignores, each with its reason. None today: the Dockerfile is
-# clean at every level (the HEALTHCHECK uses the JSON form DL3025 asks for).
-HADOLINT_IGNORED: dict[str, str] = {}
+# hadolint rules this project ignores, each with its reason.
+HADOLINT_IGNORED: dict[str, str] = {
+    "DL3008": "the build stage's gcc is the base image's Debian release's; it compiles, it is not shipped",
+}
 
 # Files and flags another branch of the same change adds (telemetry: the dashboard, Prometheus
 # configuration and alerts, and --metrics-listen). Until it is merged they are allowed to be
@@ -93,11 +94,11 @@ def _dockerignore() -> list[str]:
 def test_dockerignore_keeps_the_venv_git_and_caches_out_and_what_the_image_copies_in() -> None:
     patterns = _dockerignore()
     for needed in (".venv", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis", "loadtest/results",
-                   "docs/*.png", "**/__pycache__"):
+                   "docs/*.png", "**/__pycache__", "**/*.so", "service/riskgate/compiled_sources.json"):
         assert needed in patterns, needed
     copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
     sources = [source for line in copied for source in line.split()]
-    assert set(sources) == {"constraints.txt", "pyproject.toml", "README.md", "proto", "service"}
+    assert set(sources) == {"constraints.txt", "pyproject.toml", "setup.py", "README.md", "proto", "service"}
     for source in sources:
         # Only exact names and folder prefixes matter for these: none of them may be ignored.
         assert not any(p.rstrip("/") == source or source.startswith(p.rstrip("/") + "/") for p in patterns), source

@@ -24,6 +24,7 @@ from riskgate.api.lifecycle import Lifecycle
 from riskgate.api.pretrade import PreTradeRiskServicer
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
+from riskgate.compiled import HOT_PATH, compiled_modules
 from riskgate.config import AccountSeed, Config
 from riskgate.engine.spec_rules import validate_account, validate_controls, validate_symbol
 from riskgate.observability import MetricsListenError
@@ -227,13 +228,18 @@ class RiskgateService:
         listeners = {"orders": f"{_host(server_config.listen)}:{self.port}"}
         if self.admin_server is not None:
             listeners["admin"] = f"{_host(server_config.admin_listen)}:{self.admin_port}"
-        logs.event(log, logging.INFO, "riskgate serving on %s (port %d), %d symbols, %d accounts, loaded in %.3f s",
+        compiled = len(compiled_modules())
+        logs.event(log, logging.INFO,
+                   "riskgate serving on %s (port %d), %d symbols, %d accounts, loaded in %.3f s, "
+                   "hot path compiled: %d of %d modules",
                    server_config.listen, self.port, len(self.book.symbols), len(self.book.accounts), load_s,
+                   compiled, len(HOT_PATH),
                    event="started", load_s=round(load_s, 3), symbols=len(self.book.symbols),
                    accounts=len(self.book.accounts),
                    open_orders=self.store.loaded_orders, listeners=listeners,
                    tls=bool(server_config.tls_cert), mtls=bool(server_config.client_ca),
-                   shard=self.book.shard_label)
+                   shard=self.book.shard_label, compiled_modules=compiled,
+                   hot_path_modules=len(HOT_PATH))
         if self.admin_server is None:
             log.warning("no operators' listener (admin_listen is empty): RiskAdmin is not served")
         return self.port

@@ -69,7 +69,7 @@ def check_order_decimal(book: Book, order: Order, now_ms: int, now_mono: float, 
     # 3. breakers, 4. account controls
     imposed: Reason | None = None
     if book.platform_breaker.state != BreakerState.NORMAL or symbol.breaker.state != BreakerState.NORMAL:
-        for breaker, halted, reducing in (
+        for breaker, halted, reducing_code in (
             (book.platform_breaker, ReasonCode.PLATFORM_HALTED, ReasonCode.PLATFORM_REDUCE_ONLY),
             (symbol.breaker, ReasonCode.SYMBOL_HALTED, ReasonCode.SYMBOL_REDUCE_ONLY),
         ):
@@ -77,7 +77,7 @@ def check_order_decimal(book: Book, order: Order, now_ms: int, now_mono: float, 
                 return reject(Reason(halted, _breaker_message("halted", breaker.symbol, breaker.reason),
                                      "HALTED", breaker.symbol))
             if breaker.state == BreakerState.REDUCE_ONLY and imposed is None:
-                imposed = Reason(reducing, _breaker_message("reduce-only", breaker.symbol, breaker.reason),
+                imposed = Reason(reducing_code, _breaker_message("reduce-only", breaker.symbol, breaker.reason),
                                  "REDUCE_ONLY", breaker.symbol)
     controls = account.controls
     if controls.restriction == Restriction.FROZEN:

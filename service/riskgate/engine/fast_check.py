@@ -134,9 +134,9 @@ def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
     units: tuple[int | None, ...] = (
         quantity_units(figures[0]), quantity_units(figures[1]), money_units(figures[2]), money_units(figures[3]),
         money_units(figures[4]), money_units(figures[5]))
-    open_orders.fixed = (figures, units)
     if None in units:
-        raise Unfit
+        raise Unfit  # not cached: a cached figure is always one the fast path can take
+    open_orders.fixed = (figures, units)
     return units  # type: ignore[return-value]
 
 
@@ -171,9 +171,10 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     position = positions.get(name)
     held = entry = 0
     if position is not None:
-        held, entry = position.quantity_units, position.entry_units  # type: ignore[assignment]
-        if held is None or entry is None:
+        held_units, entry_units = position.quantity_units, position.entry_units
+        if held_units is None or entry_units is None:
             raise Unfit
+        held, entry = held_units, entry_units
     open_orders = account.open_by_symbol.get(name)
     open_buy = open_sell = 0
     if open_orders is not None:
@@ -368,7 +369,7 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
                                   price, balance, other_mm, other_upnl)
 
     # All fields set here (not through __init__'s defaults): the result is built once.
-    result = _new_result(CheckResult)
+    result = CheckResult(_ACCEPT, [])
     result.decision = _ACCEPT
     result.reasons = []
     allowed = order.quantity
@@ -406,7 +407,7 @@ def _margin_reject(symbol: SymbolState, fixed: FixedSymbol, order: Order, bound:
     """The decimal path's INSUFFICIENT_MARGIN result: REJECT, or REDUCE_ONLY with the reducing
     part allowed; the same reason text, and the figures of what is allowed."""
     available_quanta = available // _QUANTUM_E
-    result = _new_result(CheckResult)
+    result = CheckResult(_ACCEPT, [])
     result.decision = _REDUCE_ONLY if reducing else _REJECT
     result.reasons = [Reason(ReasonCode.INSUFFICIENT_MARGIN, "order cost above available margin",
                              fmt(Decimal(available_quanta) * _QUANTUM), fmt(Decimal(cost_quanta) * _QUANTUM))]
@@ -483,7 +484,7 @@ def _liquidation_price(fixed: FixedSymbol, symbol: SymbolState, held: int, entry
         raise Unfit
     no_price_from = len(tiers) + 1
     for tier in fixed.tier_orders[start_index]:
-        if tier.index >= no_price_from:
+        if tier.number >= no_price_from:
             continue
         numerator = base + tier.cum
         denominator = size * (tier.mmr - side * RATE_SCALE)
@@ -493,7 +494,7 @@ def _liquidation_price(fixed: FixedSymbol, symbol: SymbolState, held: int, entry
             if averaged and not numerator:
                 raise Unfit
             if side > 0:
-                no_price_from = tier.index
+                no_price_from = tier.number
             continue
         # The price's notional against the tier's range: floor < numerator x size / denominator <= cap.
         scaled = numerator * size

@@ -55,7 +55,7 @@ class ExecutionError(ValueError):
         self.code = code
 
 
-class InvariantBroken(AssertionError):
+class InvariantBroken(Exception):
     """The book holds margin the rules do not allow: a defect, never an input error."""
 
 

@@ -113,11 +113,11 @@ def value_account(book: Book, account: Account, focus_symbol: str = "", now_ms: 
         if state is None or state.mark is None:
             continue  # every order on it is refused while it has no mark
         mark = state.mark.price
-        position = account.positions.get(symbol)
-        held = position.quantity if position is not None else ZERO
+        held_position = account.positions.get(symbol)
+        held = held_position.quantity if held_position is not None else ZERO
         # One leverage per account and symbol; should a position and its orders ever disagree,
         # the lower one counts.
-        order_leverage = min(open_orders.leverage, position.leverage) if position is not None \
+        order_leverage = min(open_orders.leverage, held_position.leverage) if held_position is not None \
             else open_orders.leverage
         for notional, reserved, exposure in (
             (open_orders.buy_notional, open_orders.buy_margin, held + open_orders.buy),

@@ -67,7 +67,7 @@ LEVERAGE_FACTORS: tuple[int | None, ...] = (None, *(leverage_factor(n) for n in 
 
 
 class FixedTier(NamedTuple):
-    index: int
+    number: int
     floor: int  # money units
     cap: int  # money units
     max_leverage: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 import decimal
 import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 # USDT-margined venues settle in 8 decimal places; exact results with fewer digits (every
 # published example) are unaffected by this rounding.
@@ -27,7 +28,11 @@ _CONTEXT = decimal.Context(
 )
 # Every thread (and the asyncio loop's thread) computes with the same wide, trapping context.
 decimal.DefaultContext.prec = _CONTEXT.prec
-decimal.DefaultContext.traps.update({t: True for t in (decimal.InvalidOperation, decimal.DivisionByZero)})
+# Read untyped: typeshed calls `traps` a dict, and compiled code (mypyc) would check that it
+# is one; it is a decimal.SignalDict.
+_default_traps: Any = getattr(decimal.DefaultContext, "traps")  # noqa: B009
+for _trap in (decimal.InvalidOperation, decimal.DivisionByZero):
+    _default_traps[_trap] = True
 decimal.setcontext(_CONTEXT.copy())
 
 # ASCII digits only: `\d` and Decimal() would also take fullwidth or Arabic-Indic digits.
