@@ -5,8 +5,8 @@ runs the engine bench's loop (parse, check, reserve, settle) over N orders of it
 with --repeat check (or parse) that step runs twice per order, the second result discarded
 (the check's only side effect, the order-rate token, never runs dry at the bench's rates, and
 parsing has none). The difference between a run with and without the repeat, divided by N,
-is what one check (or parse) costs in instructions, independent of timing noise; see
-docs/engine.md for the commands and figures.
+is what one check (or parse) costs in instructions, independent of timing noise (the README's
+Performance section has the figures).
 """
 
 from __future__ import annotations
