@@ -16,14 +16,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
-from loadtest.engine_bench import BATCH, NOMINAL_RATE, _settle, build_book
+from loadtest.engine_bench import BATCH, VirtualClock, _settle, build_book, drain
 from loadtest.workload import Workload, WorkloadConfig
-from riskgate.book.specs import MarkSpec
 from riskgate.book.state import Book
 from riskgate.engine.check import check_order
 from riskgate.engine.ledger import reserve
 from riskgate.engine.order import Order, parse_order
-from riskgate.engine.records import apply_mark
 from riskgate.engine.result import CheckResult
 
 Check = Callable[[Book, Order, int, float], CheckResult]
@@ -49,7 +47,7 @@ def run(seconds: float, chunk: int) -> dict[str, object]:
     gc.freeze()
     perf = time.perf_counter_ns
     mono0 = time.monotonic()
-    mark_every = int(NOMINAL_RATE / 6)
+    clocks = {name: VirtualClock(book, markets, wall_ms, mono0).at for name, _, book in sides}
     index = 0
     deadline = perf() + int(seconds * 1e9)
     while perf() < deadline:
@@ -58,12 +56,7 @@ def run(seconds: float, chunk: int) -> dict[str, object]:
             cpu0 = time.thread_time_ns()
             for offset, order in enumerate(planned):
                 at = index + offset
-                virtual_s = at / NOMINAL_RATE
-                now_ms = wall_ms + int(virtual_s * 1000)
-                now_mono = mono0 + virtual_s
-                if at % mark_every == 0:
-                    market = markets[(at // mark_every) % len(markets)]
-                    apply_mark(book, MarkSpec(symbol=market.symbol, price=market.mark, timestamp_ms=now_ms))
+                now_ms, now_mono = clocks[name](at)
                 parsed = parse_order(order.order_id, order.account_id, order.symbol, order.side, order.order_type,
                                      order.quantity, order.price, order.leverage, order.reduce_only)
                 assert isinstance(parsed, Order)
@@ -74,9 +67,7 @@ def run(seconds: float, chunk: int) -> dict[str, object]:
                     reserve(book, parsed, result, now_ms)
                     _settle(book, order, result.decision, now_mono)
                 if at % 1000 == 999:
-                    book.dirty_accounts.clear()
-                    book.dirty_orders.clear()
-                    book.flow.take()
+                    drain(book)
             cpu[name] += time.thread_time_ns() - cpu0
         index += chunk
     gc.unfreeze()

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from loadtest.latency import Percentiles, encode, histogram_of
-from loadtest.workload import PlannedOrder, Workload, WorkloadConfig
+from loadtest.workload import Market, PlannedOrder, Workload, WorkloadConfig
 from riskgate.book.specs import AccountSnapshot, ControlsSpec, MarkSpec, PositionSpec
 from riskgate.book.state import Book
 from riskgate.engine.check import check_order
@@ -71,6 +71,33 @@ def build_book(workload: Workload, now_ms: int) -> Book:
     return book
 
 
+class VirtualClock:
+    """The bench's time at order number `index` of a run at NOMINAL_RATE, with a mark move six
+    times a virtual second, so rate limits and mark freshness decide as in a served run."""
+
+    def __init__(self, book: Book, markets: list[Market], wall_ms: int, mono0: float) -> None:
+        self.book = book
+        self.markets = markets
+        self.wall_ms = wall_ms
+        self.mono0 = mono0
+        self.mark_every = int(NOMINAL_RATE / 6)
+
+    def at(self, index: int) -> tuple[int, float]:
+        virtual_s = index / NOMINAL_RATE
+        now_ms = self.wall_ms + int(virtual_s * 1000)
+        if index % self.mark_every == 0:
+            market = self.markets[(index // self.mark_every) % len(self.markets)]
+            apply_mark(self.book, MarkSpec(symbol=market.symbol, price=market.mark, timestamp_ms=now_ms))
+        return now_ms, self.mono0 + virtual_s
+
+
+def drain(book: Book) -> None:
+    """What the server's write-behind task empties; nothing else does in process."""
+    book.dirty_accounts.clear()
+    book.dirty_orders.clear()
+    book.flow.take()
+
+
 def _settle(book: Book, order: PlannedOrder, decision: Decision, now_mono: float) -> None:
     """What the matching engine reports for an allowed order; outside the timed region."""
     if decision == Decision.ACCEPT and order.fill:
@@ -94,17 +121,11 @@ def run(workload: Workload, seconds: float, clock: str = "wall") -> EngineResult
     decisions: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     index = 0
-    mono0 = time.monotonic()
+    clock_at = VirtualClock(book, markets, wall_ms, time.monotonic()).at
     deadline = perf() + int(seconds * 1e9)
-    mark_every = int(NOMINAL_RATE / 6)
     while perf() < deadline:
         for order in workload.orders(f"e{index // BATCH}", BATCH):
-            virtual_s = index / NOMINAL_RATE
-            now_ms = wall_ms + int(virtual_s * 1000)
-            now_mono = mono0 + virtual_s
-            if index % mark_every == 0:
-                market = markets[(index // mark_every) % len(markets)]
-                apply_mark(book, MarkSpec(symbol=market.symbol, price=market.mark, timestamp_ms=now_ms))
+            now_ms, now_mono = clock_at(index)
             t0 = perf()
             parsed = parse_order(order.order_id, order.account_id, order.symbol, order.side, order.order_type,
                                  order.quantity, order.price, order.leverage, order.reduce_only)
@@ -126,10 +147,7 @@ def run(workload: Workload, seconds: float, clock: str = "wall") -> EngineResult
                 _settle(book, order, result.decision, now_mono)
             index += 1
             if index % 1000 == 0:
-                # The server's write-behind task empties these; nothing does here.
-                book.dirty_accounts.clear()
-                book.dirty_orders.clear()
-                book.flow.take()
+                drain(book)
             if index % 1000 == 0 and perf() >= deadline:
                 break
     gc.unfreeze()

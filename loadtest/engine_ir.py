@@ -16,13 +16,11 @@ import gc
 import time
 from collections.abc import Sequence
 
-from loadtest.engine_bench import NOMINAL_RATE, _settle, build_book
+from loadtest.engine_bench import VirtualClock, _settle, build_book, drain
 from loadtest.workload import Workload, WorkloadConfig
-from riskgate.book.specs import MarkSpec
 from riskgate.engine.check import check_order
 from riskgate.engine.ledger import reserve
 from riskgate.engine.order import Order, parse_order
-from riskgate.engine.records import apply_mark
 
 
 def run(orders: int, repeat: str) -> None:
@@ -30,20 +28,14 @@ def run(orders: int, repeat: str) -> None:
     wall_ms = 1_700_000_000_000
     book = build_book(workload, wall_ms)
     markets = list(workload.markets.values())
-    mono0 = time.monotonic()
-    mark_every = int(NOMINAL_RATE / 6)
+    clock_at = VirtualClock(book, markets, wall_ms, time.monotonic()).at
     planned = list(workload.orders("ir", orders))
     # Collections would land at different points in runs with and without the repeat: none
     # during the loop (run it with PYTHONHASHSEED fixed too, so dict and set orders repeat).
     gc.collect()
     gc.disable()
     for index, order in enumerate(planned):
-        virtual_s = index / NOMINAL_RATE
-        now_ms = wall_ms + int(virtual_s * 1000)
-        now_mono = mono0 + virtual_s
-        if index % mark_every == 0:
-            market = markets[(index // mark_every) % len(markets)]
-            apply_mark(book, MarkSpec(symbol=market.symbol, price=market.mark, timestamp_ms=now_ms))
+        now_ms, now_mono = clock_at(index)
         fields = (order.order_id, order.account_id, order.symbol, order.side, order.order_type, order.quantity,
                   order.price, order.leverage, order.reduce_only)
         parsed = parse_order(*fields)
@@ -57,9 +49,7 @@ def run(orders: int, repeat: str) -> None:
             reserve(book, parsed, result, now_ms)
             _settle(book, order, result.decision, now_mono)
         if index % 1000 == 999:
-            book.dirty_accounts.clear()
-            book.dirty_orders.clear()
-            book.flow.take()
+            drain(book)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
