@@ -200,19 +200,21 @@ async def test_report_when_an_offset_does_not_increase_then_earlier_ones_are_ack
     assert await position(btc) == "1"
 
 
-async def test_report_when_bytes_mid_stream_are_no_message_then_invalid_argument_and_resends_are_duplicates(
+async def test_report_when_bytes_mid_stream_are_no_message_then_earlier_ones_acked_invalid_argument_resends_duplicates(
         btc: Client) -> None:
     await accept(btc, "o1", quantity="1")
-    raw = btc.channel.stream_stream("/riskgate.v1.PreTradeRisk/ReportExecutions")
+    raw = btc.channel.stream_stream("/riskgate.v1.PreTradeRisk/ReportExecutions",
+                                    response_deserializer=pb.ExecutionFeedAck.FromString)
     good = pb.ExecutionFeedMessage(offset=1, report=fill("o1", "1", execution_id="e1", sequence=1))
     call = raw(iter([good.SerializeToString(), b"\xff\xff\xff"]), timeout=CALL_TIMEOUT_S)
+    acks: list[pb.ExecutionFeedAck] = []
     with pytest.raises(AioRpcError) as ended:
-        async for _ in call:
-            pass
+        async for ack in call:
+            acks.append(ack)
     assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ExecutionFeedMessage" in (ended.value.details() or "")
-    # Applied before the stream ended, whether or not an acknowledgement made it out: the
-    # resend is recognised.
+    # What was applied before the bad bytes is acknowledged before the stream ends.
+    assert [a.acked_through for a in acks] == [1] and not acks[0].outcomes
     assert await position(btc) == "1"
     feed = Feed(btc)
     await feed.send(1, fill("o1", "1", execution_id="e1", sequence=1))
@@ -220,6 +222,26 @@ async def test_report_when_bytes_mid_stream_are_no_message_then_invalid_argument
     await feed.close()
     assert outcomes[1].ack.duplicate
     assert await position(btc) == "1"
+
+
+async def test_report_when_id_less_fills_precede_bad_bytes_then_acked_so_resending_the_unacked_rest_applies_once(
+        compat_btc: Client) -> None:
+    # Compatibility mode: a fill without an id cannot be recognised when resent, so the feed
+    # must learn it was applied before the stream ends.
+    await accept(compat_btc, "o1", quantity="1")
+    raw = compat_btc.channel.stream_stream("/riskgate.v1.PreTradeRisk/ReportExecutions",
+                                           response_deserializer=pb.ExecutionFeedAck.FromString)
+    no_id = pb.ExecutionReport(order_id="o1", account_id="acct-1", kind=pb.EXECUTION_KIND_FILL, quantity="0.4",
+                               price="50000")
+    messages = [pb.ExecutionFeedMessage(offset=offset, report=no_id).SerializeToString() for offset in (1, 2)]
+    call = raw(iter([*messages, b"\xff\xff\xff"]), timeout=CALL_TIMEOUT_S)
+    acked_through = 0
+    with pytest.raises(AioRpcError) as ended:
+        async for ack in call:
+            acked_through = ack.acked_through
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert acked_through == 2
+    assert await position(compat_btc) == "0.8"
 
 
 async def test_report_when_messages_outrun_acks_then_no_batch_exceeds_the_unacked_bound(

@@ -30,8 +30,8 @@ book in the same state whichever way it came. What changes is the acknowledgemen
   INVALID_ARGUMENT only on a protocol error (an offset not above the previous one: nothing
   of that message is applied, everything before it is acknowledged first), and with
   UNAVAILABLE when a stop begins (messages read after that are not applied). Bytes that are
-  not an ExecutionFeedMessage end it with INVALID_ARGUMENT at once (riskgate.api.handlers),
-  without acknowledging what was applied before them: their resends are duplicates.
+  not an ExecutionFeedMessage end it with INVALID_ARGUMENT (riskgate.api.handlers), after
+  everything applied before them is acknowledged, as for a protocol error.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from riskgate.api.handlers import UndecodableRequest
 from riskgate.store.redis_store import RedisStore
 from riskgate.v1 import pretrade_pb2 as pb
 
@@ -201,33 +202,41 @@ async def serve(servicer: PreTradeRiskServicer, requests: AsyncIterator[pb.Execu
     acks = _Acknowledger(store, context)
     sender = asyncio.get_running_loop().create_task(acks.run(), name="riskgate-execution-acks")
     end: tuple[grpc.StatusCode, str] | None = None
+    undecodable = False
     try:
         last = 0
-        async for message in requests:
-            offset = message.offset
-            if not lifecycle.serving:
-                end = (grpc.StatusCode.UNAVAILABLE,
-                       f"{lifecycle.why_not}: offset {offset} and what follows it not applied; send them to "
-                       "another instance")
-                break
-            if offset <= last:
-                end = (grpc.StatusCode.INVALID_ARGUMENT,
-                       f"offset {offset} is not above the previous message's ({last}): not applied, and the "
-                       "stream ends; everything before it is acknowledged")
-                break
-            last = offset
-            executed = servicer.execute(message.report, message.with_account_state)
-            # Every report the unary call would answer OK waits for Redis there; here it only
-            # marks the point in the write-behind order its acknowledgement waits for.
-            barrier = store.barrier() if executed.refused is None and store is not None else None
-            acks.add(_Entry(offset, executed, barrier))
-            if not acks.room.is_set():
-                await acks.room.wait()
-                if sender.done():
+        try:
+            async for message in requests:
+                offset = message.offset
+                if not lifecycle.serving:
+                    end = (grpc.StatusCode.UNAVAILABLE,
+                           f"{lifecycle.why_not}: offset {offset} and what follows it not applied; send them to "
+                           "another instance")
                     break
+                if offset <= last:
+                    end = (grpc.StatusCode.INVALID_ARGUMENT,
+                           f"offset {offset} is not above the previous message's ({last}): not applied, and the "
+                           "stream ends; everything before it is acknowledged")
+                    break
+                last = offset
+                executed = servicer.execute(message.report, message.with_account_state)
+                # Every report the unary call would answer OK waits for Redis there; here it only
+                # marks the point in the write-behind order its acknowledgement waits for.
+                barrier = store.barrier() if executed.refused is None and store is not None else None
+                acks.add(_Entry(offset, executed, barrier))
+                if not acks.room.is_set():
+                    await acks.room.wait()
+                    if sender.done():
+                        break
+        except UndecodableRequest:
+            # Refused below like any undecodable request, but only once what was applied
+            # before it is acknowledged: a report without an id, resent, would apply twice.
+            undecodable = True
         acks.finish()
         # Everything applied is acknowledged (or its sender is gone) before the stream ends.
         await sender
+        if undecodable:
+            raise UndecodableRequest
         if end is not None:
             await context.abort(*end)
     finally:

@@ -174,17 +174,26 @@ def _unary_request(respond: Handler, refuse: Callable[[grpc.aio.ServicerContext]
     return handle
 
 
+class UndecodableRequest(Exception):
+    """Raised by a client stream's iterator at bytes that are not the method's message. The
+    handler refuses the call with INVALID_ARGUMENT once the method lets it out; a method may
+    catch it first to finish what the messages before it started (the execution stream
+    acknowledges what it applied)."""
+
+
 def _stream_request(respond: Handler, refuse: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> Handler:
-    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:
             if request is UNDECODABLE:
-                await refuse(context)
+                raise UndecodableRequest
             yield request
 
     async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        stream = checked(requests, context)
+        stream = checked(requests)
         try:
             return await respond(stream, context)
+        except UndecodableRequest:
+            await refuse(context)
         finally:
             await stream.aclose()
 

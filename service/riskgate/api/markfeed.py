@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 
 from riskgate.api.echo import clip
+from riskgate.api.handlers import UndecodableRequest
 from riskgate.api.marks import MarkMoveRefused, UnknownSymbol, check_mark
 from riskgate.engine.spec_rules import SpecError
 from riskgate.store.mark_batch import MarkBatcher, PendingTick
@@ -275,6 +276,9 @@ async def serve(servicer: Any, requests: AsyncIterator[admin.MarkTicks], context
             await context.abort(grpc.StatusCode.UNAVAILABLE, "riskgate is stopping: reconnect the feed to another "
                                                              "gate process")
     except asyncio.CancelledError:
+        raise
+    except UndecodableRequest:
+        how = "aborted: the feed sent bytes that are not a MarkTicks message"
         raise
     except grpc.aio.AbortError:
         if how.startswith("cancelled"):
