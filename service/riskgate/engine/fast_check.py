@@ -3,12 +3,13 @@
 `check.check_order` tries this first. It mirrors `check.check_order_decimal` rule for rule,
 but only ever returns an ACCEPT, the INSUFFICIENT_MARGIN answer (REJECT, or REDUCE_ONLY for
 the part that reduces: the common refusal reached only after all the arithmetic) or a
-price-band refusal:
-whenever the
-order would be refused otherwise or capped, whenever a
+price-band refusal. Whenever the order would be refused otherwise or capped, whenever a
 figure does not fit its fixed-point scale, or whenever exact integer arithmetic could differ
-from the decimal implementation's (a non-terminating division landing exactly on a rounding
-boundary), it returns None and the decimal implementation decides the order from the start.
+from the decimal implementation's, it returns None (or raises Unfit) and the decimal
+implementation decides the order from the start. Exact arithmetic can differ in two ways: a
+non-terminating division landing exactly on a rounding boundary, and an account whose figures
+reach 1e30, where the decimal implementation's 60 significant digits no longer hold its sums
+exactly.
 So the fast path changes how fast an order is accepted, never what any order is told.
 
 Rounding is the decimal path's, done on integers: what the trader must post rounds up
@@ -50,6 +51,11 @@ _QUANTUM_E = QUANTUM_UNITS * 10**9
 # Quanta back to money: n x 1E-8 is exact with exponent -8, the exponent round_up and
 # round_down give (scaleb would too, at the cost of parsing its keyword arguments).
 _QUANTUM = Decimal("1E-8")
+# The decimal implementation computes at 60 significant digits (values.money). Its figures carry
+# at most 29 fraction digits (a notional's 20 over a leverage of 2^9; 28 in a maintenance margin),
+# so its sums are exact, and its 60-digit quotients round on the same side as the exact ones,
+# while every term stays below 1e30: beyond, the decimal path decides (and rounds as it does).
+_EXACT_MONEY = 10**50  # 1e30 in money units
 
 
 class Unfit(Exception):
@@ -242,6 +248,7 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
     account_cap = controls.max_leverage
     symbols = book.symbols
     upnl_total = initial_margin = other_mm = other_upnl = 0
+    magnitude = 0  # the sum of every term's size, in money units
     for other_name, other in positions.items():
         other_quantity, other_entry = other.quantity_units, other.entry_units
         if other_quantity is None or other_entry is None:
@@ -267,6 +274,7 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
         upnl = other_quantity * (other_mark - other_entry)
         position_notional = (other_quantity if other_quantity > 0 else -other_quantity) * other_mark
         upnl_total += upnl
+        magnitude += position_notional + (upnl if upnl > 0 else -upnl)
         # margin.margin_leverage: the position's leverage held to its tier's max and the account's cap.
         other_tier = other_fixed.lookup[bisect_left(other_fixed.caps, position_notional)]
         bounded = other.leverage if other.leverage < other_tier.max_leverage else other_tier.max_leverage
@@ -318,6 +326,8 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
             cached_reserved = account.reserved_fixed = (reserved_decimal, money_units(reserved_decimal))
         reserved_cost = cached_reserved[1]
     if balance is None or reserved_cost is None:
+        raise Unfit
+    if magnitude + abs(balance) + abs(reserved_cost) >= _EXACT_MONEY:
         raise Unfit
     available = (balance + upnl_total - reserved_cost) * 10**9 - initial_margin - shortfall
 
@@ -472,6 +482,8 @@ def _liquidation_price(fixed: FixedSymbol, symbol: SymbolState, held: int, entry
     else:
         size_entry = size * entry
     side = 1 if resulting > 0 else -1
+    if ((abs(balance) + abs(other_upnl) + size_entry) * RATE_SCALE + abs(other_mm)) >= _EXACT_MONEY * RATE_SCALE:
+        raise Unfit
     base = (balance + other_upnl - side * size_entry) * RATE_SCALE - other_mm
     if averaged and not base:
         raise Unfit
