@@ -584,3 +584,30 @@ async def test_start_when_operators_address_is_taken_then_fails_and_frees_the_or
         await service.stop()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", order_port))  # free again: nothing of the failed start holds it
+
+
+async def test_write_behind_when_redis_loses_its_scripts_then_later_batches_still_land(
+        own_redis: EmbeddedRedis) -> None:
+    # A batch of one script call goes without a MULTI and reloads a lost script itself; a batch
+    # with an audit entry goes in a MULTI after the pipeline's SCRIPT EXISTS: both must land.
+    services = Services(own_redis.url)
+    redis = aioredis.Redis.from_url(own_redis.url)
+    try:
+        _, client = await services.start()
+        await client.upsert_symbol(mark="50000")
+        await client.trader()
+        await client.check(quantity="0.01", order_id="before")
+        assert await _until(lambda: redis.hexists(Keys("rg").orders, "acct-1\x1fbefore"))
+        await redis.script_flush()
+        await client.check(quantity="0.01", order_id="alone")
+        assert await _until(lambda: redis.hexists(Keys("rg").orders, "acct-1\x1falone"))
+        await redis.script_flush()
+        await client.admin.ReleaseReservation(
+            admin.ReleaseReservationRequest(account_id="acct-1", order_id="before", reason="drill"),
+            metadata=client.auth())
+        await client.check(quantity="0.01", order_id="with-audit")
+        assert await _until(lambda: redis.hexists(Keys("rg").orders, "acct-1\x1fwith-audit"))
+        assert not await redis.hexists(Keys("rg").orders, "acct-1\x1fbefore")
+    finally:
+        await redis.aclose()
+        await services.stop_all()

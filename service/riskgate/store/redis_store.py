@@ -931,56 +931,67 @@ class RedisStore:
                     upserts.append((order_field(account_id, order_id),
                                     _reservation_encoder.encode(reservation.to_spec(account_id))))
             await self._load_scripts()
-            # One MULTI: a batch lands whole or not at all, so a crash can never keep a
-            # reservation whose fill (in the same batch) was lost, nor the reverse.
-            async with self.client.pipeline(transaction=True) as pipe:
-                calls = 0
-                execution_rows = [(key, _execution_encoder.encode(spec)) for key, spec in executions.items()]
-                forgotten_keys = list(forgotten)
-                longest = max(len(snapshots), len(upserts), len(deletes), len(execution_rows), len(forgotten_keys),
-                              1 if flow is not None else 0)
-                for start in range(0, longest, FLUSH_CHUNK):
-                    chunk = slice(start, start + FLUSH_CHUNK)
-                    # The flow entry and the decision counts ride with the first call (the one
-                    # that checks the batch number).
-                    first = flow if flow is not None and not start else None
-                    await self._flush(keys=[self.keys.shard_seq, self.keys.accounts, self.keys.orders,
-                                            self.keys.executions, self.shard_lease_key, self.keys.account_events,
-                                            self.keys.order_flow, self._flow_written_key,
-                                            first.day_key if first is not None else self._today_key()],
-                                      args=[floor, self.lease_token, self.events_maxlen,
-                                            first.number if first is not None else 0,
-                                            first.entry if first is not None else b"",
-                                            self.flow_maxlen, FLOW_NUMBER_EXPIRY_MS, self.decision_counts_retention_ms,
-                                            *_decision_args(first.decisions if first is not None else ()),
-                                            *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
-                                                         execution_rows[chunk], forgotten_keys[chunk])],
-                                      client=pipe)
-                    calls += 1
-                for entry in audits:
-                    pipe.xadd(self.keys.shard_audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
-                if change is not None:
-                    script = self._release if change.kind == RELEASE else self._put
-                    record_hash = self.keys.orders if change.kind == RELEASE else self.keys.hash_for(change.kind)
-                    payload = encode(change.record) if change.record is not None else b""
-                    audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
-                    await script(keys=self._change_keys(change.kind, record_hash, change.change_id),
-                                 args=[floor, change.field, payload, self.keys.changes, change.kind, "",
-                                       self._redis_deadline(change.deadline_ms), self.audit_maxlen,
-                                       OUTCOME_EXPIRY_MS, self.lease_token,
-                                       "" if change.expected_version is None else str(change.expected_version),
-                                       self._stream_maxlen(change.kind), *_pairs(audit)], client=pipe)
-                round_trip = bool(calls or audits or change is not None)
-                sent = time.monotonic()
-                if round_trip:
-                    self._inflight_since = sent
-                    try:
-                        results = await pipe.execute()
-                    finally:
-                        self._inflight_since = None
-                else:
-                    results = []
-                answered = True
+            execution_rows = [(key, _execution_encoder.encode(spec)) for key, spec in executions.items()]
+            forgotten_keys = list(forgotten)
+            longest = max(len(snapshots), len(upserts), len(deletes), len(execution_rows), len(forgotten_keys),
+                          1 if flow is not None else 0)
+            flushes: list[tuple[list[str], list[Any]]] = []
+            for start in range(0, longest, FLUSH_CHUNK):
+                chunk = slice(start, start + FLUSH_CHUNK)
+                # The flow entry and the decision counts ride with the first call (the one
+                # that checks the batch number).
+                first = flow if flow is not None and not start else None
+                flushes.append(([self.keys.shard_seq, self.keys.accounts, self.keys.orders, self.keys.executions,
+                                 self.shard_lease_key, self.keys.account_events, self.keys.order_flow,
+                                 self._flow_written_key, first.day_key if first is not None else self._today_key()],
+                                [floor, self.lease_token, self.events_maxlen, first.number if first is not None else 0,
+                                 first.entry if first is not None else b"", self.flow_maxlen, FLOW_NUMBER_EXPIRY_MS,
+                                 self.decision_counts_retention_ms,
+                                 *_decision_args(first.decisions if first is not None else ()),
+                                 *_flush_args(snapshots[chunk], upserts[chunk], deletes[chunk],
+                                              execution_rows[chunk], forgotten_keys[chunk])]))
+            calls = len(flushes)
+            round_trip = bool(calls or audits or change is not None)
+            sent = time.monotonic()
+            if calls == 1 and not audits and change is None:
+                # The usual batch under load: one script call, atomic by itself. Sent without
+                # a MULTI around it, it costs the client half as much and skips the SCRIPT EXISTS
+                # round trip a pipeline makes before every transaction with a script in it; a
+                # script Redis lost is loaded again by the call itself.
+                keys, args = flushes[0]
+                self._inflight_since = sent
+                try:
+                    results = [await self._flush(keys=keys, args=args, client=self.client)]
+                finally:
+                    self._inflight_since = None
+            else:
+                # One MULTI: a batch lands whole or not at all, so a crash can never keep a
+                # reservation whose fill (in the same batch) was lost, nor the reverse.
+                async with self.client.pipeline(transaction=True) as pipe:
+                    for keys, args in flushes:
+                        await self._flush(keys=keys, args=args, client=pipe)
+                    for entry in audits:
+                        pipe.xadd(self.keys.shard_audit, entry, maxlen=self.audit_maxlen, approximate=True)  # type: ignore[arg-type]
+                    if change is not None:
+                        script = self._release if change.kind == RELEASE else self._put
+                        record_hash = self.keys.orders if change.kind == RELEASE else self.keys.hash_for(change.kind)
+                        payload = encode(change.record) if change.record is not None else b""
+                        audit = {"ts_ms": str(time.time_ns() // 1_000_000), **change.audit}
+                        await script(keys=self._change_keys(change.kind, record_hash, change.change_id),
+                                     args=[floor, change.field, payload, self.keys.changes, change.kind, "",
+                                           self._redis_deadline(change.deadline_ms), self.audit_maxlen,
+                                           OUTCOME_EXPIRY_MS, self.lease_token,
+                                           "" if change.expected_version is None else str(change.expected_version),
+                                           self._stream_maxlen(change.kind), *_pairs(audit)], client=pipe)
+                    if round_trip:
+                        self._inflight_since = sent
+                        try:
+                            results = await pipe.execute()
+                        finally:
+                            self._inflight_since = None
+                    else:
+                        results = []
+            answered = True
         except BaseException as exc:
             # Whatever stops this batch (a Redis error, a cancellation mid-flight, a record
             # that will not serialise) puts it back: each batch is serialised afresh from the
