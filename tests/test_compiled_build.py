@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from riskgate.compiled import HOT_PATH, StaleBuild, compiled_modules, source_path, verify_fresh, write_stamp
+from riskgate.compiled import (
+    HOT_PATH,
+    StaleBuild,
+    compiled_modules,
+    source_digests,
+    source_path,
+    verify_fresh,
+    write_stamp,
+)
+
+SUFFIX = EXTENSION_SUFFIXES[0]
 
 
 def _tree(root: Path) -> Path:
@@ -22,41 +32,70 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _compile_fake(root: Path, module: str) -> None:
-    source_path(module, root).with_suffix(EXTENSION_SUFFIXES[0]).write_bytes(b"\x7fELF")
+def _compile_fake(root: Path, modules: tuple[str, ...] = HOT_PATH) -> None:
+    """What a build leaves: one extension per module and mypyc's shared library beside the package."""
+    for module in modules:
+        source_path(module, root).with_suffix(SUFFIX).write_bytes(f"compiled {module}".encode())
+    (root / f"0123abcd__mypyc{SUFFIX}").write_bytes(b"shared")
+
+
+def _built(root: Path) -> Path:
+    _compile_fake(_tree(root))
+    write_stamp(root, source_digests(root))
+    return root
+
+
+def test_verify_fresh_when_the_files_are_the_recorded_build_of_these_sources_then_passes(tmp_path: Path) -> None:
+    root = _built(tmp_path)
+    verify_fresh(root)
+    assert compiled_modules(root) == list(HOT_PATH)
 
 
 def test_verify_fresh_when_a_compiled_modules_source_changed_after_the_build_then_stale_build_names_it(
     tmp_path: Path,
 ) -> None:
-    root = _tree(tmp_path)
-    _compile_fake(root, "riskgate.engine.check")
-    write_stamp(root)
+    root = _built(tmp_path)
     source_path("riskgate.engine.check", root).write_text("# the rule, edited after the build\n")
     with pytest.raises(StaleBuild, match=r"riskgate\.engine\.check"):
         verify_fresh(root)
 
 
-def test_verify_fresh_when_a_compiled_module_has_no_stamp_then_stale_build(tmp_path: Path) -> None:
-    root = _tree(tmp_path)
-    _compile_fake(root, "riskgate.values.money")
-    with pytest.raises(StaleBuild, match=r"riskgate\.values\.money"):
+def test_verify_fresh_when_a_compiled_file_is_not_the_one_built_then_stale_build_names_it(tmp_path: Path) -> None:
+    root = _built(tmp_path)
+    (root / f"0123abcd__mypyc{SUFFIX}").write_bytes(b"an older shared library")
+    with pytest.raises(StaleBuild, match="__mypyc"):
         verify_fresh(root)
 
 
-def test_verify_fresh_when_sources_are_as_compiled_then_passes(tmp_path: Path) -> None:
+def test_verify_fresh_when_one_compiled_module_was_deleted_then_stale_build(tmp_path: Path) -> None:
+    # The others would still call the shared library's copy of it: all or nothing.
+    root = _built(tmp_path)
+    source_path("riskgate.engine.fast_check", root).with_suffix(SUFFIX).unlink()
+    with pytest.raises(StaleBuild, match="fast_check"):
+        verify_fresh(root)
+
+
+def test_verify_fresh_when_a_module_left_the_hot_path_but_its_compiled_file_stayed_then_stale_build(
+    tmp_path: Path,
+) -> None:
+    root = _built(tmp_path)
+    leftover = root / "riskgate" / "engine" / f"retired{SUFFIX}"
+    leftover.write_bytes(b"compiled by an earlier version")
+    with pytest.raises(StaleBuild, match="retired"):
+        verify_fresh(root)
+
+
+def test_verify_fresh_when_compiled_files_have_no_stamp_then_stale_build(tmp_path: Path) -> None:
     root = _tree(tmp_path)
-    for module in HOT_PATH:
-        _compile_fake(root, module)
-    write_stamp(root)
-    source_path("riskgate.compiled", root).parent.mkdir(parents=True, exist_ok=True)
-    verify_fresh(root)
-    assert compiled_modules(root) == list(HOT_PATH)
+    _compile_fake(root)
+    with pytest.raises(StaleBuild):
+        verify_fresh(root)
 
 
 def test_verify_fresh_when_nothing_is_compiled_then_an_edited_source_runs_interpreted(tmp_path: Path) -> None:
-    root = _tree(tmp_path)
-    write_stamp(root)
+    root = _built(tmp_path)
+    for path in root.rglob(f"*{SUFFIX}"):
+        path.unlink()
     source_path("riskgate.engine.check", root).write_text("# edited\n")
     verify_fresh(root)
     assert compiled_modules(root) == []
