@@ -243,3 +243,18 @@ def test_details_when_text_is_longer_than_the_limit_then_cut_to_the_limit_in_utf
     wide = details("\U0001f600" * 1000)  # 4 bytes each
     assert len(wide.encode()) <= DETAILS_LIMIT and wide.endswith("... (1000 chars)")
     assert details("\u00e9" * 10) == "\u00e9" * 10
+
+
+async def test_publish_marks_when_bytes_undecodable_then_the_admin_log_line_says_invalid_argument(
+        btc: Client, caplog: pytest.LogCaptureFixture) -> None:
+    # The refusal happens inside the call's log, metrics and span wrappers: they see the
+    # INVALID_ARGUMENT, not an error of the server.
+    caplog.set_level(logging.INFO)
+    method = handlers.RISK_ADMIN.methods_by_name["PublishMarks"]
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call_raw(btc.admin_channel, handlers.RISK_ADMIN, method, [UNDECODABLE_BYTES], metadata=btc.auth())
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "admin_action"
+             and getattr(r, "action", None) == "PublishMarks"]
+    assert lines and all(str(getattr(r, "outcome", "")).startswith("INVALID_ARGUMENT") for r in lines), \
+        [getattr(r, "outcome", None) for r in lines]

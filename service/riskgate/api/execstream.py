@@ -202,7 +202,7 @@ async def serve(servicer: PreTradeRiskServicer, requests: AsyncIterator[pb.Execu
     acks = _Acknowledger(store, context)
     sender = asyncio.get_running_loop().create_task(acks.run(), name="riskgate-execution-acks")
     end: tuple[grpc.StatusCode, str] | None = None
-    undecodable = False
+    undecodable: UndecodableRequest | None = None
     try:
         last = 0
         try:
@@ -228,15 +228,15 @@ async def serve(servicer: PreTradeRiskServicer, requests: AsyncIterator[pb.Execu
                     await acks.room.wait()
                     if sender.done():
                         break
-        except UndecodableRequest:
+        except UndecodableRequest as bad:
             # Refused below like any undecodable request, but only once what was applied
             # before it is acknowledged: a report without an id, resent, would apply twice.
-            undecodable = True
+            undecodable = bad
         acks.finish()
         # Everything applied is acknowledged (or its sender is gone) before the stream ends.
         await sender
-        if undecodable:
-            raise UndecodableRequest
+        if undecodable is not None:
+            await undecodable.refuse(context)
         if end is not None:
             await context.abort(*end)
     finally:

@@ -5,8 +5,10 @@ are not a valid message raise inside grpc, before any servicer code (authenticat
 included) runs, and grpc answers UNKNOWN and logs a traceback, once per request. Here every
 method of a service gets a deserializer that returns `UNDECODABLE` instead of raising, and a
 thin `async` wrapper that answers INVALID_ARGUMENT ("request is not a valid
-riskgate.v1.CheckOrderRequest") when it sees the marker; for a request stream, the marker
-ends the stream with INVALID_ARGUMENT when the servicer reaches it. Refusals are logged as
+riskgate.v1.CheckOrderRequest") when it sees the marker. In a request stream, the marker
+raises UndecodableRequest from the iterator where the servicer reaches it, and the call
+ends with INVALID_ARGUMENT once the servicer lets that out (the execution stream first
+acknowledges what it applied). Refusals are logged as
 one WARNING per `REPORT_INTERVAL_S`, counting what was refused since the last one.
 
 The price on the hot path is one Python call around `FromString`, one `is` check and one
@@ -151,6 +153,9 @@ def _method_handler(service: ServiceDescriptor, method: MethodDescriptor, servic
         respond = _unimplemented
     else:
         raise TypeError(f"{type(servicer).__name__}.{method.name} must be async def (grpc.aio serves it)")
+    if method.client_streaming:
+        # Inside `wrap`: the call's metrics and span see the INVALID_ARGUMENT.
+        respond = _refusing_undecodable(respond)
     if wrap is not None:
         respond = wrap(method, respond)
 
@@ -176,28 +181,46 @@ def _unary_request(respond: Handler, refuse: Callable[[grpc.aio.ServicerContext]
 
 class UndecodableRequest(Exception):
     """Raised by a client stream's iterator at bytes that are not the method's message. The
-    handler refuses the call with INVALID_ARGUMENT once the method lets it out; a method may
-    catch it first to finish what the messages before it started (the execution stream
-    acknowledges what it applied)."""
+    handler refuses the call with INVALID_ARGUMENT once the method lets it out. A method may
+    catch it first, to finish what the messages before it started (the execution stream
+    acknowledges what it applied), and then `refuse` the call itself: inside any wrapper of
+    the servicer, whose log line then reads INVALID_ARGUMENT."""
+
+    def __init__(self, refuse: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> None:
+        super().__init__("request is not a valid message")
+        self._refuse = refuse
+
+    async def refuse(self, context: grpc.aio.ServicerContext) -> None:
+        """Ends the call with INVALID_ARGUMENT (raises, as context.abort does)."""
+        await self._refuse(context)
 
 
 def _stream_request(respond: Handler, refuse: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> Handler:
     async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:
             if request is UNDECODABLE:
-                raise UndecodableRequest
+                raise UndecodableRequest(refuse)
             yield request
 
     async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
         stream = checked(requests)
         try:
             return await respond(stream, context)
-        except UndecodableRequest:
-            await refuse(context)
         finally:
             await stream.aclose()
 
     return handle
+
+
+def _refusing_undecodable(respond: Handler) -> Handler:
+    async def guarded(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await respond(requests, context)
+        except UndecodableRequest as undecodable:
+            await undecodable.refuse(context)
+            raise  # not reached: refuse aborts the call
+
+    return guarded
 
 
 def _write_each(behaviour: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]) -> Handler:

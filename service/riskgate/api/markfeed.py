@@ -247,6 +247,9 @@ async def serve(servicer: Any, requests: AsyncIterator[admin.MarkTicks], context
         first = await anext(stream)
     except StopAsyncIteration:
         first = None
+    except UndecodableRequest as undecodable:
+        await undecodable.refuse(context)  # before any token is read: nothing of it was taken
+        raise
     principal = await servicer._guard(METHOD, first if first is not None else admin.MarkTicks(), context)
     store: RedisStore = servicer.store
     batcher: MarkBatcher = servicer.mark_batcher()
@@ -277,9 +280,9 @@ async def serve(servicer: Any, requests: AsyncIterator[admin.MarkTicks], context
                                                              "gate process")
     except asyncio.CancelledError:
         raise
-    except UndecodableRequest:
+    except UndecodableRequest as undecodable:
         how = "aborted: the feed sent bytes that are not a MarkTicks message"
-        raise
+        await undecodable.refuse(context)
     except grpc.aio.AbortError:
         if how.startswith("cancelled"):
             how = f"aborted: {context.code()}: {context.details()}" if _has_code(context) else "aborted"

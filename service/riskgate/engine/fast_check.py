@@ -28,6 +28,7 @@ from riskgate.engine.order import Order
 from riskgate.engine.result import CheckResult, Reason, reject
 from riskgate.values.codes import BreakerState, Decision, OrderType, ReasonCode, Restriction, Side
 from riskgate.values.fixed import (
+    EXACT_MONEY_UNITS,
     LEVERAGE_FACTORS,
     QUANTUM_UNITS,
     RATE_SCALE,
@@ -52,10 +53,13 @@ _QUANTUM_E = QUANTUM_UNITS * 10**9
 # round_down give (scaleb would too, at the cost of parsing its keyword arguments).
 _QUANTUM = Decimal("1E-8")
 # The decimal implementation computes at 60 significant digits (values.money). Its figures carry
-# at most 29 fraction digits (a notional's 20 over a leverage of 2^9; 28 in a maintenance margin),
+# up to 29 fraction digits (a notional's 20 over a leverage of 2^9; 28 in a maintenance margin),
 # so its sums are exact, and its 60-digit quotients round on the same side as the exact ones,
-# while every term stays below 1e30: beyond, the decimal path decides (and rounds as it does).
-_EXACT_MONEY = 10**50  # 1e30 in money units
+# while every term stays below 1e30: beyond, the decimal path decides, and rounds as it does.
+# A fee to close carries up to 37 (20 + 8 of the rate + 9 of 1/leverage): exact below 1e23.
+# Symbols whose limits reach 1e23 are never fixed (values.fixed), so an order's own notional,
+# fees and cost stay below both bounds.
+_EXACT_MONEY = EXACT_MONEY_UNITS
 
 
 class Unfit(Exception):
@@ -140,7 +144,7 @@ def open_units(open_orders: OpenOrders) -> tuple[int, ...]:
     units: tuple[int | None, ...] = (
         quantity_units(figures[0]), quantity_units(figures[1]), money_units(figures[2]), money_units(figures[3]),
         money_units(figures[4]), money_units(figures[5]))
-    if None in units:
+    if None in units or any(unit >= _EXACT_MONEY for unit in units[2:]):  # type: ignore[operator]
         raise Unfit  # not cached: a cached figure is always one the fast path can take
     open_orders.fixed = (figures, units)
     return units  # type: ignore[return-value]
@@ -406,8 +410,6 @@ def fast_accept(book: Book, order: Order, symbol: SymbolState, account: Account,
         other_mm, other_upnl)
     return result
 
-
-_new_result = object.__new__
 
 
 def _margin_reject(symbol: SymbolState, fixed: FixedSymbol, order: Order, bound: int, max_leverage: int,

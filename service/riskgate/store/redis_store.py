@@ -33,7 +33,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from riskgate import logs
 from riskgate.book.flow import FlowBatch
@@ -956,12 +956,19 @@ class RedisStore:
             if calls == 1 and not audits and change is None:
                 # The usual batch under load: one script call, atomic by itself. Sent without
                 # a MULTI around it, it costs the client half as much and skips the SCRIPT EXISTS
-                # round trip a pipeline makes before every transaction with a script in it; a
-                # script Redis lost is loaded again by the call itself.
+                # round trip a pipeline makes before every transaction with a script in it.
                 keys, args = flushes[0]
                 self._inflight_since = sent
                 try:
-                    results = [await self._flush(keys=keys, args=args, client=self.client)]
+                    try:
+                        results = [await self.client.evalsha(self._flush.sha, len(keys), *keys, *args)]
+                    except NoScriptError:
+                        # Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): all of them,
+                        # so all are loaded again, for the MULTI batches too (a cluster pipeline
+                        # does not load them). The script did not run: sending it again is safe.
+                        self._scripts_loaded = False
+                        await self._load_scripts()
+                        results = [await self.client.evalsha(self._flush.sha, len(keys), *keys, *args)]
                 finally:
                     self._inflight_since = None
             else:

@@ -27,6 +27,10 @@ QUANTUM_UNITS = MONEY_SCALE // 10**8
 # MAX_LEVERAGE (1000) divides 10^9, so notional / leverage is exact at MONEY_SCALE x 10^9;
 # for any other leverage the quotient does not terminate and the decimal path decides.
 DIVISION_SCALE = 10**9
+# Below these, the decimal implementation's 60 significant digits hold every sum and fee exactly
+# (engine.fast_check says why): an account's money terms, and a symbol's money limits.
+EXACT_MONEY_UNITS = 10**30 * MONEY_SCALE
+LIMIT_BOUND = Decimal("1e23")
 
 _Q = Decimal(QUANTITY_SCALE)
 _P = Decimal(PRICE_SCALE)
@@ -119,8 +123,14 @@ class FixedSymbol:
 
 def fixed_symbol(spec: SymbolSpec, tiers: TierTable, band_ceiling: Decimal, band_floor: Decimal
                  ) -> FixedSymbol | None:
-    """The fixed-point copy of a symbol, or None when any figure does not fit its scale (the
-    symbol is then checked by the decimal implementation alone)."""
+    """The fixed-point copy of a symbol, or None when any figure does not fit its scale or a
+    money limit reaches LIMIT_BOUND (the symbol is then checked by the decimal implementation
+    alone)."""
+    limits = [spec.max_order_notional, spec.min_notional, *(tier.cap for tier in tiers.tiers)]
+    if spec.max_position_notional is not None:
+        limits.append(spec.max_position_notional)
+    if any(limit >= LIMIT_BOUND for limit in limits):
+        return None
     figures = (
         exact(spec.lot_size, _Q), exact(spec.tick_size, _P), exact(spec.min_quantity, _Q),
         exact(spec.max_quantity, _Q), exact(spec.min_notional, _M), exact(spec.max_order_notional, _M),
