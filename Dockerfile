@@ -27,7 +27,8 @@ ENV PYTHONUNBUFFERED=1 \
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
     pip install --no-cache-dir --no-index --find-links=/wheels -c /tmp/constraints.txt /wheels/riskgate-*.whl \
-    && riskgate --help > /dev/null
+    && riskgate --help > /dev/null \
+    && python -c "import sys, riskgate.compiled as c; sys.exit(c.compiled_modules() != list(c.HOT_PATH))"
 RUN groupadd --system --gid 10001 riskgate \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/riskgate --shell /usr/sbin/nologin riskgate \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/riskgate /var/lib/riskgate/data \
